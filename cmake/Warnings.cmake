@@ -1,0 +1,10 @@
+# discarbiter_warnings(target): the project's warning set, as errors unless
+# DISCARBITER_WARNINGS_AS_ERRORS is OFF.
+add_library(discarbiter_warnings INTERFACE)
+target_compile_options(discarbiter_warnings INTERFACE
+  -Wall -Wextra -Wpedantic -Wshadow -Wconversion -Wsign-conversion
+  -Wnon-virtual-dtor -Wold-style-cast -Woverloaded-virtual -Wnull-dereference
+  -Wimplicit-fallthrough)
+if(DISCARBITER_WARNINGS_AS_ERRORS)
+  target_compile_options(discarbiter_warnings INTERFACE -Werror)
+endif()

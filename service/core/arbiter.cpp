@@ -1,0 +1,704 @@
+#include "arbiter.hpp"
+
+#include <algorithm>
+
+#include <fmt/format.h>
+
+#include "client_name.hpp"
+
+namespace discarbiter::core {
+
+using nlohmann::json;
+using proto::format_rfc3339;
+using WallClock = std::chrono::system_clock;
+
+struct Arbiter::Session {
+  SessionId id = 0;
+  PeerIdentity peer;
+  EventSink events;
+  std::string client_name;  // empty until hello
+  std::uint32_t reported_pid = 0;
+  WallClock::time_point connected_since;
+  bool subscribed = false;
+  std::uint32_t waits = 0;
+
+  bool greeted() const { return !client_name.empty(); }
+  // N.B. the OS's word wins; the pid from hello is only a fallback (Wine's
+  // GetNamedPipeClientProcessId reports 0).
+  std::uint32_t pid() const { return peer.pid != 0 ? peer.pid : reported_pid; }
+};
+
+struct Arbiter::Waiter {
+  std::uint64_t ticket = 0;
+  SessionId session = 0;
+  AcquireOptions options;
+  CountHandler handler;
+  Scheduler::TimerId timer = 0;
+  WallClock::time_point since;
+  WallClock::time_point deadline;
+};
+
+struct Arbiter::Drive {
+  enum class LockState { free, acquiring, owned, releasing };
+
+  std::shared_ptr<DriveChannel> channel;
+  LockState state = LockState::free;
+  SessionId owner = 0;  // 0: nobody (FREE)
+  proto::OwnerInfo owner_info;  // identity snapshot at first acquire; outlives the session
+  std::uint32_t lock_count = 0;
+  bool granted_from_queue = false;
+  bool tray_locked = false;
+  bool removed = false;
+  std::deque<Waiter> waiters;
+  std::vector<std::function<void()>> deferred;
+  struct {
+    std::uint64_t commands = 0, timeouts = 0, errors = 0;
+  } stats;
+
+  const std::string& id() const { return channel->description().id; }
+  bool in_transition() const {
+    return state == LockState::acquiring || state == LockState::releasing;
+  }
+};
+
+namespace {
+
+std::string_view to_string(bool acquiring, bool releasing, bool owned) {
+  if (acquiring) return "acquiring";
+  if (releasing) return "releasing";
+  return owned ? "owned" : "free";
+}
+
+}  // namespace
+
+std::string_view to_string(AuditKind kind) {
+  switch (kind) {
+    case AuditKind::acquired: return "acquired";
+    case AuditKind::nested: return "nested";
+    case AuditKind::released: return "released";
+    case AuditKind::freed: return "freed";
+    case AuditKind::acquire_failed: return "acquire_failed";
+    case AuditKind::waiting: return "waiting";
+    case AuditKind::wait_expired: return "wait_expired";
+    case AuditKind::session_ended: return "session_ended";
+    case AuditKind::command_timeout: return "command_timeout";
+    case AuditKind::drive_error: return "drive_error";
+  }
+  return "unknown";
+}
+
+Arbiter::Arbiter(Scheduler& scheduler, AuditLog& audit, ArbiterConfig config)
+    : scheduler_(scheduler), audit_(audit), config_(std::move(config)) {}
+
+Arbiter::~Arbiter() {
+  *alive_ = false;
+  for (auto& drive : drives_) {
+    for (auto& w : drive->waiters) {
+      scheduler_.cancel(w.timer);
+    }
+  }
+}
+
+void Arbiter::add_drive(std::shared_ptr<DriveChannel> channel) {
+  auto drive = std::make_unique<Drive>();
+  drive->channel = std::move(channel);
+  Drive* d = drive.get();
+  drives_.push_back(std::move(drive));
+  ScsiCommand allow{cdb_prevent_allow_medium_removal(false), Direction::none, {}, 0,
+                    config_.timeouts.timeout_for(opcode::prevent_allow_medium_removal)};
+  d->channel->async_execute(std::move(allow), [this, alive = std::weak_ptr(alive_), d](ScsiResult r) {
+    if (alive.expired()) return;
+    note_command_result(*d, r);
+    if (!r.good()) {
+      audit(AuditKind::drive_error, *d, 0,
+            fmt::format("start-up ALLOW MEDIUM REMOVAL failed: {}",
+                        r.answered() ? describe_sense(r.sense) : r.transport_message));
+    }
+  });
+}
+
+SessionId Arbiter::open_session(PeerIdentity peer, EventSink events) {
+  auto session = std::make_unique<Session>();
+  session->id = next_session_++;
+  session->peer = std::move(peer);
+  session->events = std::move(events);
+  session->connected_since = scheduler_.wall_now();
+  const SessionId id = session->id;
+  sessions_.emplace(id, std::move(session));
+  return id;
+}
+
+Result<Done> Arbiter::hello(SessionId id, std::string client_name, std::uint32_t pid) {
+  Session* session = find_session(id);
+  if (!session) {
+    return Error{errc::invalid_handle, "no such session"};
+  }
+  if (!is_valid_client_name(client_name)) {
+    return Error{errc::recorder_client_name_is_not_valid,
+                 fmt::format("client name '{}' is not valid: {}", client_name,
+                             error_explanation(errc::recorder_client_name_is_not_valid))};
+  }
+  if (session->greeted() && session->client_name != client_name) {
+    return Error{errc::invalid_arg, "the client name cannot change within a session"};
+  }
+  session->client_name = std::move(client_name);
+  session->reported_pid = pid;
+  return Done{};
+}
+
+void Arbiter::subscribe(SessionId id) {
+  if (Session* session = find_session(id)) {
+    session->subscribed = true;
+  }
+}
+
+void Arbiter::close_session(SessionId id) {
+  const auto it = sessions_.find(id);
+  if (it == sessions_.end()) {
+    return;
+  }
+  sessions_.erase(it);
+  for (auto& drive : drives_) {
+    std::erase_if(drive->waiters, [&](const Waiter& w) {
+      if (w.session != id) return false;
+      scheduler_.cancel(w.timer);
+      return true;
+    });
+    if (drive->owner == id && drive->state == Drive::LockState::owned) {
+      audit(AuditKind::session_ended, *drive, id,
+            fmt::format("session ended holding {} lock(s)", drive->lock_count));
+      start_release(*drive, nullptr);
+    }
+    // ACQUIRING: finish_acquire sees the session gone and releases at once.
+    // RELEASING: already on its way to FREE.
+  }
+}
+
+void Arbiter::acquire_exclusive_access(SessionId id, const std::string& drive_id,
+                                       AcquireOptions options, CountHandler handler) {
+  Session* session = find_session(id);
+  if (!session || !session->greeted()) {
+    handler(Error{errc::hello_required, "acquire before hello"});
+    return;
+  }
+  auto found = usable_drive(drive_id);
+  if (!found) {
+    handler(found.error());
+    return;
+  }
+  Drive& drive = **found;
+  if (drive.state == Drive::LockState::releasing ||
+      (drive.owner == id && drive.state == Drive::LockState::acquiring)) {
+    // The answer depends on how the transition ends: ask again then.
+    drive.deferred.push_back([this, id, drive_id, options, h = std::move(handler)]() mutable {
+      acquire_exclusive_access(id, drive_id, options, std::move(h));
+    });
+    return;
+  }
+  if (drive.owner == id) {
+    ++drive.lock_count;
+    audit(AuditKind::nested, drive, id);
+    handler(drive.lock_count);
+    return;
+  }
+  if (drive.state == Drive::LockState::free && drive.waiters.empty()) {
+    start_acquire(drive, id, options, std::move(handler));
+    return;
+  }
+  if (options.wait.count() <= 0) {
+    handler(locked_error(drive));
+    return;
+  }
+  enqueue_waiter(drive, *session, options, std::move(handler));
+}
+
+void Arbiter::release_exclusive_access(SessionId id, const std::string& drive_id,
+                                       CountHandler handler) {
+  Session* session = find_session(id);
+  if (!session || !session->greeted()) {
+    handler(Error{errc::hello_required, "release before hello"});
+    return;
+  }
+  Drive* drive = find_drive(drive_id);
+  if (!drive) {
+    handler(Error{errc::dev_not_exist, fmt::format("no drive named '{}'", drive_id)});
+    return;
+  }
+  if (drive->owner != id) {
+    handler(Error{errc::not_locked,
+                  fmt::format("this client holds no lock on drive '{}'", drive_id)});
+    return;
+  }
+  if (drive->in_transition()) {
+    drive->deferred.push_back([this, id, drive_id, h = std::move(handler)]() mutable {
+      release_exclusive_access(id, drive_id, std::move(h));
+    });
+    return;
+  }
+  if (--drive->lock_count > 0) {
+    audit(AuditKind::released, *drive, id);
+    handler(drive->lock_count);
+    return;
+  }
+  start_release(*drive, std::move(handler));
+}
+
+Result<std::optional<proto::OwnerInfo>> Arbiter::exclusive_access_owner(
+    const std::string& drive_id) const {
+  const Drive* drive = find_drive(drive_id);
+  if (!drive) {
+    return Error{errc::dev_not_exist, fmt::format("no drive named '{}'", drive_id)};
+  }
+  return owner_info(*drive);
+}
+
+void Arbiter::execute(SessionId id, const std::string& drive_id, ScsiCommand command,
+                      std::optional<std::uint32_t> requested_timeout_s, ExecuteHandler handler) {
+  Session* session = find_session(id);
+  if (!session || !session->greeted()) {
+    handler(Error{errc::hello_required, "execute before hello"});
+    return;
+  }
+  auto found = usable_drive(drive_id);
+  if (!found) {
+    handler(found.error());
+    return;
+  }
+  Drive& drive = **found;
+  if (drive.owner == id && drive.state == Drive::LockState::acquiring) {
+    drive.deferred.push_back([this, id, drive_id, c = std::move(command), requested_timeout_s,
+                              h = std::move(handler)]() mutable {
+      execute(id, drive_id, std::move(c), requested_timeout_s, std::move(h));
+    });
+    return;
+  }
+  if (drive.owner != id || drive.state != Drive::LockState::owned) {
+    handler(drive.owner == id || drive.owner == 0
+                ? Error{errc::recorder_locked,
+                        fmt::format("only the owner of drive '{}' may send commands; acquire it "
+                                    "first",
+                                    drive_id)}
+                : locked_error(drive));
+    return;
+  }
+  const std::uint32_t max_transfer =
+      std::min(config_.max_transfer_bytes, drive.channel->description().max_transfer_bytes);
+  if (command.cdb.size() < 6 || command.cdb.size() > 16) {
+    handler(Error{errc::invalid_arg,
+                  fmt::format("CDB of {} bytes; a CDB has 6 to 16", command.cdb.size())});
+    return;
+  }
+  const std::size_t transfer =
+      command.direction == Direction::out ? command.data_out.size() : command.data_in_len;
+  if (transfer > max_transfer) {
+    handler(Error{errc::invalid_arg,
+                  fmt::format("transfer of {} bytes exceeds drive '{}''s limit of {}", transfer,
+                              drive_id, max_transfer)});
+    return;
+  }
+  command.timeout = config_.timeouts.timeout_for(command.opcode(), requested_timeout_s);
+  const std::uint8_t op = command.opcode();
+  const auto timeout = command.timeout;
+  Drive* d = &drive;
+  drive.channel->async_execute(
+      std::move(command),
+      [this, alive = std::weak_ptr(alive_), d, op, timeout, h = std::move(handler)](ScsiResult r) {
+        if (alive.expired()) return;
+        note_command_result(*d, r);
+        if (!r.answered()) {
+          h(Error{r.transport, fmt::format("opcode 0x{:02X} on drive '{}' (timeout {} s): {}", op,
+                                           d->id(), timeout.count(), r.transport_message)});
+          return;
+        }
+        h(std::move(r));
+      });
+}
+
+// ---- transitions ------------------------------------------------------------
+
+void Arbiter::start_acquire(Drive& drive, SessionId id, AcquireOptions options,
+                            CountHandler handler) {
+  const Session* session = find_session(id);
+  drive.state = Drive::LockState::acquiring;
+  drive.owner = id;
+  drive.lock_count = 0;
+  drive.owner_info = proto::OwnerInfo{session->client_name,
+                                      id,
+                                      session->pid(),
+                                      session->peer.user,
+                                      session->peer.uid,
+                                      session->peer.sid,
+                                      session->peer.exe,
+                                      0,
+                                      format_rfc3339(scheduler_.wall_now()),
+                                      options.force};
+  Drive* d = &drive;
+  auto alive = std::weak_ptr(alive_);
+  auto fail = [this, d, id](CountHandler& h, Error e) {
+    finish_acquire(*d, id, std::move(e), std::move(h));
+  };
+
+  // Step 3: PREVENT MEDIUM REMOVAL when configured; roll back the OS lock if
+  // it fails.
+  auto prevent = [this, alive, d, id, fail](CountHandler h) mutable {
+    if (!config_.tray_lock) {
+      finish_acquire(*d, id, Done{}, std::move(h));
+      return;
+    }
+    ScsiCommand cmd{cdb_prevent_allow_medium_removal(true), Direction::none, {}, 0,
+                    config_.timeouts.timeout_for(opcode::prevent_allow_medium_removal)};
+    d->channel->async_execute(std::move(cmd), [this, alive, d, id, fail,
+                                               h = std::move(h)](ScsiResult r) mutable {
+      if (alive.expired()) return;
+      note_command_result(*d, r);
+      if (r.good()) {
+        d->tray_locked = true;
+        finish_acquire(*d, id, Done{}, std::move(h));
+        return;
+      }
+      Error e = r.answered() ? Error{errc::fail, "PREVENT MEDIUM REMOVAL failed with sense " +
+                                                     describe_sense(r.sense)}
+                             : Error{r.transport, "PREVENT MEDIUM REMOVAL: " + r.transport_message};
+      d->channel->async_os_unlock([alive, fail, e = std::move(e), h = std::move(h)](
+                                      Result<Done>) mutable {
+        if (alive.expired()) return;
+        fail(h, std::move(e));
+      });
+    });
+  };
+
+  // Step 2: the OS-level exclusive lock, under the client's name.
+  auto os_lock = [this, alive, d, fail, prevent, options,
+                  name = session->client_name](CountHandler h) mutable {
+    d->channel->async_os_lock(
+        name, options.force,
+        [alive, fail, prevent, h = std::move(h)](Result<Done> locked) mutable {
+          if (alive.expired()) return;
+          if (!locked) {
+            fail(h, Error{locked.error().code, "OS exclusive lock: " + locked.error().message});
+            return;
+          }
+          prevent(std::move(h));
+        });
+  };
+
+  // Step 1: TEST UNIT READY. Any SCSI answer will do (an empty drive says NOT
+  // READY and may still be locked); no answer in time fails the acquire.
+  ScsiCommand tur{cdb_test_unit_ready(), Direction::none, {}, 0,
+                  config_.timeouts.timeout_for(opcode::test_unit_ready)};
+  drive.channel->async_execute(
+      std::move(tur), [this, alive, d, fail, os_lock, h = std::move(handler)](ScsiResult r) mutable {
+        if (alive.expired()) return;
+        note_command_result(*d, r);
+        if (!r.answered()) {
+          fail(h, Error{r.transport, "TEST UNIT READY: " + r.transport_message});
+          return;
+        }
+        os_lock(std::move(h));
+      });
+}
+
+void Arbiter::finish_acquire(Drive& drive, SessionId id, Result<Done> outcome,
+                             CountHandler handler) {
+  if (outcome.ok()) {
+    drive.state = Drive::LockState::owned;
+    drive.lock_count = 1;
+    if (!find_session(id)) {
+      // The client went away while its acquire was in flight: the lock dies
+      // at once, as by a final release.
+      audit(AuditKind::session_ended, drive, id, "session ended while acquiring");
+      start_release(drive, nullptr);
+      return;
+    }
+    audit(AuditKind::acquired, drive, id, drive.owner_info.force ? "force" : "");
+    notify(proto::make_event(drive.granted_from_queue ? "granted" : "acquired",
+                             {{"drive", drive.id()}, {"owner", *owner_info(drive)}}));
+    drive.granted_from_queue = false;
+    handler(drive.lock_count);
+    run_deferred(drive);
+    return;
+  }
+  drive.state = Drive::LockState::free;
+  drive.owner = 0;
+  drive.lock_count = 0;
+  drive.granted_from_queue = false;
+  audit(AuditKind::acquire_failed, drive, id, outcome.error().message);
+  handler(outcome.error());
+  grant_next_waiter(drive);
+  run_deferred(drive);
+}
+
+void Arbiter::start_release(Drive& drive, CountHandler handler) {
+  drive.state = Drive::LockState::releasing;
+  drive.lock_count = 0;
+  Drive* d = &drive;
+  auto alive = std::weak_ptr(alive_);
+  auto unlock = [this, alive, d](CountHandler h) mutable {
+    d->channel->async_os_unlock([this, alive, d, h = std::move(h)](Result<Done> r) mutable {
+      if (alive.expired()) return;
+      if (!r) {
+        audit(AuditKind::drive_error, *d, d->owner, "OS unlock failed: " + r.error().message);
+      }
+      finish_release(*d, std::move(h));
+    });
+  };
+  if (!drive.tray_locked) {
+    unlock(std::move(handler));
+    return;
+  }
+  ScsiCommand allow{cdb_prevent_allow_medium_removal(false), Direction::none, {}, 0,
+                    config_.timeouts.timeout_for(opcode::prevent_allow_medium_removal)};
+  drive.channel->async_execute(
+      std::move(allow), [this, alive, d, unlock, h = std::move(handler)](ScsiResult r) mutable {
+        if (alive.expired()) return;
+        note_command_result(*d, r);
+        if (r.good()) {
+          d->tray_locked = false;
+        } else {
+          // N.B. the lock dies regardless: a drive that refuses ALLOW must
+          // not keep a departed client's lock alive.
+          audit(AuditKind::drive_error, *d, d->owner,
+                "ALLOW MEDIUM REMOVAL failed: " +
+                    (r.answered() ? describe_sense(r.sense) : r.transport_message));
+        }
+        unlock(std::move(h));
+      });
+}
+
+void Arbiter::finish_release(Drive& drive, CountHandler handler) {
+  const SessionId former = drive.owner;
+  drive.state = Drive::LockState::free;
+  audit(AuditKind::freed, drive, former);
+  drive.owner = 0;
+  notify(proto::make_event("released", {{"drive", drive.id()},
+                                        {"client_name", drive.owner_info.client_name},
+                                        {"session", former}}));
+  if (handler) {
+    handler(0U);
+  }
+  grant_next_waiter(drive);
+  run_deferred(drive);
+}
+
+void Arbiter::enqueue_waiter(Drive& drive, Session& session, AcquireOptions options,
+                             CountHandler handler) {
+  const bool already = std::ranges::any_of(
+      drive.waiters, [&](const Waiter& w) { return w.session == session.id; });
+  if (already) {
+    handler(Error{errc::invalid_arg,
+                  fmt::format("this client is already waiting for drive '{}'", drive.id())});
+    return;
+  }
+  if (session.waits >= config_.max_waits_per_session) {
+    handler(Error{errc::limit_reached, fmt::format("this client already has {} queued waits",
+                                                   session.waits)});
+    return;
+  }
+  if (drive.waiters.size() >= config_.max_waits_per_drive) {
+    handler(Error{errc::limit_reached, fmt::format("drive '{}' already has {} queued waits",
+                                                   drive.id(), drive.waiters.size())});
+    return;
+  }
+  Waiter w;
+  w.ticket = next_ticket_++;
+  w.session = session.id;
+  w.options = options;
+  w.handler = std::move(handler);
+  w.since = scheduler_.wall_now();
+  w.deadline = w.since + options.wait;
+  w.timer = scheduler_.schedule_at(
+      scheduler_.now() + options.wait,
+      [this, alive = std::weak_ptr(alive_), drive_id = drive.id(), ticket = w.ticket] {
+        if (alive.expired()) return;
+        expire_waiter(drive_id, ticket);
+      });
+  ++session.waits;
+  drive.waiters.push_back(std::move(w));
+  audit(AuditKind::waiting, drive, session.id,
+        fmt::format("wait {} ms, position {}", options.wait.count(), drive.waiters.size()));
+}
+
+void Arbiter::expire_waiter(const std::string& drive_id, std::uint64_t ticket) {
+  Drive* drive = find_drive(drive_id);
+  if (!drive) return;
+  const auto it = std::ranges::find(drive->waiters, ticket, &Waiter::ticket);
+  if (it == drive->waiters.end()) return;
+  Waiter w = std::move(*it);
+  drive->waiters.erase(it);
+  if (Session* s = find_session(w.session)) {
+    --s->waits;
+  }
+  audit(AuditKind::wait_expired, *drive, w.session,
+        fmt::format("after {} ms", w.options.wait.count()));
+  Error e = locked_error(*drive);
+  e.message = fmt::format("waited {} ms; {}", w.options.wait.count(), e.message);
+  w.handler(std::move(e));
+}
+
+void Arbiter::grant_next_waiter(Drive& drive) {
+  while (drive.state == Drive::LockState::free && !drive.waiters.empty()) {
+    Waiter w = std::move(drive.waiters.front());
+    drive.waiters.pop_front();
+    scheduler_.cancel(w.timer);
+    Session* session = find_session(w.session);
+    if (!session) continue;  // unreachable: close_session drops its waits
+    --session->waits;
+    drive.granted_from_queue = true;
+    start_acquire(drive, w.session, w.options, std::move(w.handler));
+  }
+}
+
+void Arbiter::run_deferred(Drive& drive) {
+  auto deferred = std::exchange(drive.deferred, {});
+  for (auto& fn : deferred) {
+    fn();
+  }
+}
+
+void Arbiter::note_command_result(Drive& drive, const ScsiResult& r) {
+  ++drive.stats.commands;
+  if (r.transport == errc::recorder_command_timeout) {
+    ++drive.stats.timeouts;
+    audit(AuditKind::command_timeout, drive, drive.owner, r.transport_message);
+  } else if (!r.answered()) {
+    ++drive.stats.errors;
+    if (r.transport == errc::dev_not_exist && !drive.removed) {
+      drive.removed = true;
+      audit(AuditKind::drive_error, drive, drive.owner, "drive removed: " + r.transport_message);
+      notify(proto::make_event("drive_removed", {{"drive", drive.id()}}));
+    }
+  }
+}
+
+// ---- queries ----------------------------------------------------------------
+
+std::vector<proto::DriveSummary> Arbiter::drives() const {
+  std::vector<proto::DriveSummary> out;
+  for (const auto& drive : drives_) {
+    const auto& desc = drive->channel->description();
+    out.push_back({desc.id, desc.path, desc.backend, desc.vendor, desc.product, desc.revision,
+                   drive->removed                           ? "removed"
+                   : drive->state == Drive::LockState::free ? "free"
+                                                            : "owned",
+                   owner_info(*drive)});
+  }
+  return out;
+}
+
+json Arbiter::status() const {
+  json drives = json::array();
+  const auto summaries = this->drives();
+  for (std::size_t i = 0; i < drives_.size(); ++i) {
+    const Drive& drive = *drives_[i];
+    json d = summaries[i];
+    d["lock_state"] = to_string(drive.state == Drive::LockState::acquiring,
+                                drive.state == Drive::LockState::releasing,
+                                drive.state == Drive::LockState::owned);
+    d["tray_locked"] = drive.tray_locked;
+    json waiters = json::array();
+    for (const auto& w : drive.waiters) {
+      const auto it = sessions_.find(w.session);
+      waiters.push_back({{"client_name", it->second->client_name},
+                         {"session", w.session},
+                         {"pid", it->second->pid()},
+                         {"waiting_since", format_rfc3339(w.since)},
+                         {"deadline", format_rfc3339(w.deadline)}});
+    }
+    d["waiters"] = std::move(waiters);
+    d["stats"] = {{"commands", drive.stats.commands},
+                  {"timeouts", drive.stats.timeouts},
+                  {"errors", drive.stats.errors}};
+    drives.push_back(std::move(d));
+  }
+  json clients = json::array();
+  for (const auto& [id, session] : sessions_) {
+    json locks = json::object();
+    for (const auto& drive : drives_) {
+      if (drive->owner == id && drive->lock_count > 0) {
+        locks[drive->id()] = drive->lock_count;
+      }
+    }
+    json c{{"session", id},
+           {"client_name", session->client_name},
+           {"pid", session->pid()},
+           {"user", session->peer.user},
+           {"connected_since", format_rfc3339(session->connected_since)},
+           {"locks", std::move(locks)}};
+    if (session->peer.uid) c["uid"] = *session->peer.uid;
+    if (session->peer.sid) c["sid"] = *session->peer.sid;
+    clients.push_back(std::move(c));
+  }
+  return {{"drives", std::move(drives)}, {"clients", std::move(clients)}};
+}
+
+// ---- helpers ----------------------------------------------------------------
+
+Arbiter::Session* Arbiter::find_session(SessionId id) {
+  const auto it = sessions_.find(id);
+  return it == sessions_.end() ? nullptr : it->second.get();
+}
+
+const Arbiter::Drive* Arbiter::find_drive(const std::string& id) const {
+  const auto it = std::ranges::find_if(drives_, [&](const auto& d) { return d->id() == id; });
+  return it == drives_.end() ? nullptr : it->get();
+}
+
+Arbiter::Drive* Arbiter::find_drive(const std::string& id) {
+  return const_cast<Drive*>(std::as_const(*this).find_drive(id));
+}
+
+Result<Arbiter::Drive*> Arbiter::usable_drive(const std::string& id) {
+  Drive* drive = find_drive(id);
+  if (!drive) {
+    return Error{errc::dev_not_exist, fmt::format("no drive named '{}'", id)};
+  }
+  if (drive->removed) {
+    return Error{errc::dev_not_exist, fmt::format("drive '{}' has been removed", id)};
+  }
+  return drive;
+}
+
+std::optional<proto::OwnerInfo> Arbiter::owner_info(const Drive& drive) const {
+  if (drive.state != Drive::LockState::owned || drive.lock_count == 0) {
+    return std::nullopt;
+  }
+  proto::OwnerInfo info = drive.owner_info;
+  info.lock_count = drive.lock_count;
+  return info;
+}
+
+Error Arbiter::locked_error(const Drive& drive) const {
+  const auto& o = drive.owner_info;
+  if (drive.owner == 0) {
+    return Error{errc::recorder_locked,
+                 fmt::format("drive '{}' has {} client(s) waiting ahead", drive.id(),
+                             drive.waiters.size())};
+  }
+  return Error{errc::recorder_locked,
+               fmt::format("drive '{}' is held by '{}' (pid {}, user {})", drive.id(),
+                           o.client_name, o.pid, o.user.empty() ? "?" : o.user)};
+}
+
+void Arbiter::audit(AuditKind kind, const Drive& drive, SessionId id, std::string detail) {
+  AuditRecord r{kind, drive.id(), id, {}, 0, {}, drive.lock_count, std::move(detail)};
+  if (const auto it = sessions_.find(id); it != sessions_.end()) {
+    r.client_name = it->second->client_name;
+    r.pid = it->second->pid();
+    r.user = it->second->peer.user;
+  } else if (id == drive.owner_info.session) {
+    r.client_name = drive.owner_info.client_name;
+    r.pid = drive.owner_info.pid;
+    r.user = drive.owner_info.user;
+  }
+  audit_.record(r);
+}
+
+void Arbiter::notify(const json& event) {
+  for (const auto& [id, session] : sessions_) {
+    if (session->subscribed && session->events) {
+      session->events(event);
+    }
+  }
+}
+
+}  // namespace discarbiter::core

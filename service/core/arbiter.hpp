@@ -1,0 +1,141 @@
+// The arbiter: who holds which drive, with IMAPI2's exclusive-access
+// semantics (DESIGN.md "Semantics"). No I/O and no OS headers; everything
+// runs on one strand, so nothing here locks.
+//
+// A drive's lock states:
+//
+//            acquire by S (count 0 -> 1)
+//   FREE ─────────────────────────────► ACQUIRING ── TUR, OS lock, PREVENT
+//    ▲ ▲                                   │ all ok            │ a step failed:
+//    │ │                                   ▼                   ▼ roll back, reply
+//    │ │        acquire/release by S    OWNED(n) ◄─┐          FREE, then next waiter
+//    │ │        with n > 1 stay here ──────┴───────┘
+//    │ │                                   │ release to 0, or S's session ends
+//    │ └──────────── ALLOW, OS unlock ── RELEASING
+//    └── a waiter at the queue's head is granted: ACQUIRING for it
+//
+// A wait's life: queued (FIFO per drive, with a deadline timer) → granted
+// (reaches the head when the drive frees; its acquire runs as above) or
+// expired (E_IMAPI_RECORDER_LOCKED) or dropped (its session ended).
+//
+// While a drive is ACQUIRING or RELEASING for S, S's own further requests on
+// it wait ("deferred") and run again when the transition ends.
+#pragma once
+
+#include <chrono>
+#include <cstdint>
+#include <deque>
+#include <functional>
+#include <map>
+#include <memory>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include <nlohmann/json.hpp>
+
+#include "audit.hpp"
+#include "discarbiter/proto/messages.hpp"
+#include "discarbiter/proto/result.hpp"
+#include "drive_channel.hpp"
+#include "identity.hpp"
+#include "scheduler.hpp"
+#include "timeout_policy.hpp"
+
+namespace discarbiter::core {
+
+using SessionId = std::uint64_t;
+
+struct ArbiterConfig {
+  bool tray_lock = true;  // PREVENT MEDIUM REMOVAL while a drive is held
+  TimeoutPolicy timeouts;
+  std::uint32_t max_waits_per_session = 16;
+  std::uint32_t max_waits_per_drive = 64;
+  std::uint32_t max_transfer_bytes = 1024 * 1024;
+};
+
+struct AcquireOptions {
+  bool force = false;  // IMAPI2: lock even with a mounted file system; never steals
+  std::chrono::milliseconds wait{0};
+};
+
+class Arbiter {
+ public:
+  using CountHandler = std::function<void(Result<std::uint32_t>)>;
+  using ExecuteHandler = std::function<void(Result<ScsiResult>)>;
+  using EventSink = std::function<void(const nlohmann::json& event)>;
+
+  Arbiter(Scheduler& scheduler, AuditLog& audit, ArbiterConfig config);
+  Arbiter(const Arbiter&) = delete;
+  Arbiter& operator=(const Arbiter&) = delete;
+  ~Arbiter();
+
+  /// Adds a drive and sends it ALLOW MEDIUM REMOVAL, so a tray lock left by
+  /// a crash is cleared before anyone can acquire it.
+  void add_drive(std::shared_ptr<DriveChannel> channel);
+
+  /// A new connection. events receives the frames for subscribe.
+  SessionId open_session(PeerIdentity peer, EventSink events);
+  /// The hello: records the client name (validated) and the pid the client
+  /// reports, used where the OS gave none.
+  Result<Done> hello(SessionId session, std::string client_name, std::uint32_t pid);
+  /// The connection ended for any reason: every lock of the session dies
+  /// exactly as by its final release; its waits are dropped.
+  void close_session(SessionId session);
+  void subscribe(SessionId session);
+
+  // Each handler runs exactly once, on the strand; perhaps before the call
+  // returns (an immediate answer), perhaps much later (a wait).
+  void acquire_exclusive_access(SessionId session, const std::string& drive, AcquireOptions options,
+                                CountHandler handler);
+  void release_exclusive_access(SessionId session, const std::string& drive, CountHandler handler);
+  Result<std::optional<proto::OwnerInfo>> exclusive_access_owner(const std::string& drive) const;
+  void execute(SessionId session, const std::string& drive, ScsiCommand command,
+               std::optional<std::uint32_t> requested_timeout_s, ExecuteHandler handler);
+
+  std::vector<proto::DriveSummary> drives() const;
+  /// The "drives" and "clients" parts of the status document.
+  nlohmann::json status() const;
+
+  /// How many sessions are open (for limits).
+  std::size_t session_count() const { return sessions_.size(); }
+
+ private:
+  struct Session;
+  struct Drive;
+  struct Waiter;
+
+  Session* find_session(SessionId id);
+  const Drive* find_drive(const std::string& id) const;
+  Drive* find_drive(const std::string& id);
+  Result<Drive*> usable_drive(const std::string& id);
+
+  void start_acquire(Drive& drive, SessionId session, AcquireOptions options, CountHandler handler);
+  void finish_acquire(Drive& drive, SessionId session, Result<Done> outcome, CountHandler handler);
+  void start_release(Drive& drive, CountHandler handler);
+  void finish_release(Drive& drive, CountHandler handler);
+  void enqueue_waiter(Drive& drive, Session& session, AcquireOptions options, CountHandler handler);
+  void expire_waiter(const std::string& drive, std::uint64_t ticket);
+  void grant_next_waiter(Drive& drive);
+  void run_deferred(Drive& drive);
+  void note_command_result(Drive& drive, const ScsiResult& result);
+
+  void audit(AuditKind kind, const Drive& drive, SessionId session, std::string detail = {});
+  void notify(const nlohmann::json& event);
+  Error locked_error(const Drive& drive) const;
+  std::optional<proto::OwnerInfo> owner_info(const Drive& drive) const;
+
+  Scheduler& scheduler_;
+  AuditLog& audit_;
+  ArbiterConfig config_;
+  SessionId next_session_ = 1;
+  std::uint64_t next_ticket_ = 1;
+  std::map<SessionId, std::unique_ptr<Session>> sessions_;
+  std::vector<std::unique_ptr<Drive>> drives_;
+  // N.B. handlers of drive completions may outlive the arbiter's drives only
+  // if a channel completes after the arbiter is gone; this flag lets them
+  // see that.
+  std::shared_ptr<bool> alive_ = std::make_shared<bool>(true);
+};
+
+}  // namespace discarbiter::core

@@ -1,0 +1,42 @@
+// How the arbiter reaches one drive. A backend (simulated, sgio, spti) sits
+// behind it; the arbiter never sees a handle or a thread.
+#pragma once
+
+#include <cstdint>
+#include <functional>
+#include <string>
+
+#include "discarbiter/proto/result.hpp"
+#include "scsi.hpp"
+
+namespace discarbiter::core {
+
+struct DriveDescription {
+  std::string id;       // "sim0", "cdrom0"
+  std::string path;     // "/dev/sg0", "\\.\CdRom0", "simulated:0"
+  std::string backend;  // "simulated" | "sgio" | "spti"
+  std::string vendor;
+  std::string product;
+  std::string revision;
+  std::uint32_t max_transfer_bytes = 64 * 1024;
+};
+
+class DriveChannel {
+ public:
+  using ExecuteHandler = std::function<void(ScsiResult)>;
+  using LockHandler = std::function<void(Result<Done>)>;
+
+  virtual ~DriveChannel() = default;
+
+  virtual const DriveDescription& description() const = 0;
+
+  // Each call completes exactly once, on the arbiter's strand, never inside
+  // the call itself; calls on one channel complete in the order made.
+  virtual void async_execute(ScsiCommand command, ExecuteHandler handler) = 0;
+  /// The OS-level exclusive lock (Windows IOCTL_CDROM_EXCLUSIVE_ACCESS with
+  /// the client name; a no-op where the service's open already excludes).
+  virtual void async_os_lock(std::string client_name, bool force, LockHandler handler) = 0;
+  virtual void async_os_unlock(LockHandler handler) = 0;
+};
+
+}  // namespace discarbiter::core

@@ -1,0 +1,68 @@
+// The SCSI/MMC vocabulary the core forwards: a command, its result, and the
+// few CDBs the arbiter itself sends on acquire and release.
+#pragma once
+
+#include <chrono>
+#include <cstdint>
+#include <string>
+
+#include "discarbiter/proto/errors.hpp"
+#include "discarbiter/proto/messages.hpp"
+
+namespace discarbiter::core {
+
+using proto::Bytes;
+using proto::Direction;
+
+/// Operation codes (SPC-4, MMC-6) that the service names.
+namespace opcode {
+inline constexpr std::uint8_t test_unit_ready = 0x00;
+inline constexpr std::uint8_t format_unit = 0x04;
+inline constexpr std::uint8_t inquiry = 0x12;
+inline constexpr std::uint8_t start_stop_unit = 0x1B;
+inline constexpr std::uint8_t prevent_allow_medium_removal = 0x1E;
+inline constexpr std::uint8_t read_capacity = 0x25;
+inline constexpr std::uint8_t read10 = 0x28;
+inline constexpr std::uint8_t write10 = 0x2A;
+inline constexpr std::uint8_t synchronize_cache = 0x35;
+inline constexpr std::uint8_t get_configuration = 0x46;
+inline constexpr std::uint8_t close_track_session = 0x5B;
+inline constexpr std::uint8_t blank = 0xA1;
+}  // namespace opcode
+
+inline constexpr std::uint8_t kStatusGood = 0x00;
+inline constexpr std::uint8_t kStatusCheckCondition = 0x02;
+inline constexpr std::size_t kSenseBytes = 18;  // fixed-format sense, the minimum we return
+
+struct ScsiCommand {
+  Bytes cdb;
+  Direction direction = Direction::none;
+  Bytes data_out;                // direction == out
+  std::uint32_t data_in_len = 0;  // direction == in
+  std::chrono::seconds timeout{10};
+
+  std::uint8_t opcode() const { return cdb.empty() ? 0 : cdb[0]; }
+};
+
+struct ScsiResult {
+  /// S_OK when the drive answered (with any SCSI status); otherwise the
+  /// transport failure: E_IMAPI_RECORDER_COMMAND_TIMEOUT, ERROR_DEV_NOT_EXIST…
+  errc transport = errc::ok;
+  std::string transport_message;
+  std::uint8_t status = kStatusGood;
+  Bytes sense;  // kSenseBytes or more when status is CHECK CONDITION
+  Bytes data_in;
+
+  bool answered() const { return transport == errc::ok; }
+  bool good() const { return answered() && status == kStatusGood; }
+};
+
+/// Fixed-format sense data (SPC-4 4.5.3) with the given key/ASC/ASCQ.
+Bytes make_sense(std::uint8_t key, std::uint8_t asc, std::uint8_t ascq);
+/// "5/24/00"-style text of a sense buffer's key, ASC and ASCQ.
+std::string describe_sense(const Bytes& sense);
+
+Bytes cdb_test_unit_ready();
+Bytes cdb_prevent_allow_medium_removal(bool prevent);
+
+}  // namespace discarbiter::core
