@@ -3,7 +3,7 @@
 add_library(discarbiter_warnings INTERFACE)
 target_compile_options(discarbiter_warnings INTERFACE
   -Wall -Wextra -Wpedantic -Wshadow -Wconversion -Wsign-conversion
-  -Wnon-virtual-dtor -Wold-style-cast -Woverloaded-virtual -Wnull-dereference
+  -Wnon-virtual-dtor -Wold-style-cast -Woverloaded-virtual
   -Wimplicit-fallthrough)
 if(DISCARBITER_WARNINGS_AS_ERRORS)
   target_compile_options(discarbiter_warnings INTERFACE -Werror)

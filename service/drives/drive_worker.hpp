@@ -1,0 +1,50 @@
+// One thread per drive: a slow or hung drive delays only its own queue, never
+// another drive or the service's strand.
+#pragma once
+
+#include <condition_variable>
+#include <deque>
+#include <functional>
+#include <memory>
+#include <mutex>
+#include <thread>
+
+#include "drive_channel.hpp"
+#include "scsi_device.hpp"
+
+namespace discarbiter::drives {
+
+class DriveWorker final : public core::DriveChannel {
+ public:
+  /// Hands a completion to the arbiter's strand (asio::post on the service).
+  using PostToArbiter = std::function<void(std::function<void()>)>;
+
+  DriveWorker(std::shared_ptr<ScsiDevice> device, PostToArbiter post);
+  ~DriveWorker() override;
+  DriveWorker(const DriveWorker&) = delete;
+  DriveWorker& operator=(const DriveWorker&) = delete;
+
+  const core::DriveDescription& description() const override { return description_; }
+  void async_execute(ScsiCommand command, ExecuteHandler handler) override;
+  void async_os_lock(std::string client_name, bool force, LockHandler handler) override;
+  void async_os_unlock(LockHandler handler) override;
+
+  /// Interrupts the current command, drops queued ones and joins the thread.
+  void stop();
+
+ private:
+  template <typename Job>
+  void submit(Job job);
+  void run();
+
+  std::shared_ptr<ScsiDevice> device_;
+  core::DriveDescription description_;
+  PostToArbiter post_;
+  std::mutex mutex_;
+  std::condition_variable wake_;
+  std::deque<std::function<void()>> jobs_;
+  bool stopping_ = false;
+  std::thread thread_;  // N.B. last: it starts in the constructor and uses the members above
+};
+
+}  // namespace discarbiter::drives

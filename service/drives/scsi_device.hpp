@@ -1,0 +1,31 @@
+// A drive as a backend sees it: blocking calls, made only from that drive's
+// worker thread (drive_worker.hpp). Implementations: simulated, sgio, spti.
+#pragma once
+
+#include <string>
+
+#include "discarbiter/proto/result.hpp"
+#include "drive_channel.hpp"
+#include "scsi.hpp"
+
+namespace discarbiter::drives {
+
+using core::DriveDescription;
+using core::ScsiCommand;
+using core::ScsiResult;
+
+class ScsiDevice {
+ public:
+  virtual ~ScsiDevice() = default;
+
+  virtual DriveDescription describe() = 0;
+  /// Runs one CDB. Returns when the drive answers or command.timeout passes
+  /// (then transport is E_IMAPI_RECORDER_COMMAND_TIMEOUT).
+  virtual ScsiResult execute(const ScsiCommand& command) = 0;
+  virtual Result<Done> lock_exclusive(const std::string& client_name, bool force) = 0;
+  virtual Result<Done> unlock_exclusive() = 0;
+  /// Makes a blocked execute return soon (service stop). Thread-safe.
+  virtual void cancel() = 0;
+};
+
+}  // namespace discarbiter::drives

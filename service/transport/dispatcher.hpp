@@ -1,0 +1,57 @@
+// One connection's requests, turned into arbiter calls and reply frames. No
+// I/O: the session feeds it frames and gives it a way to send.
+#pragma once
+
+#include <functional>
+#include <memory>
+#include <string>
+
+#include <nlohmann/json.hpp>
+
+#include "arbiter.hpp"
+#include "discarbiter/proto/frame.hpp"
+#include "discarbiter/proto/messages.hpp"
+
+namespace discarbiter::transport {
+
+/// What every connection shares: the arbiter and facts about the service.
+struct ServiceContext {
+  core::Arbiter& arbiter;
+  std::string version;
+  /// The "service" object of the status document.
+  std::function<nlohmann::json()> describe_service;
+};
+
+class Dispatcher {
+ public:
+  using Send = std::function<void(proto::Bytes frame)>;
+  enum class Verdict { keep_open, close };
+
+  Dispatcher(ServiceContext& context, core::PeerIdentity peer, Send send);
+  ~Dispatcher();  // ends the arbiter session: its locks die, its waits go
+  Dispatcher(const Dispatcher&) = delete;
+  Dispatcher& operator=(const Dispatcher&) = delete;
+
+  Verdict on_frame(proto::Frame frame);
+  /// A framing error: tell the peer why, then the connection closes.
+  void on_decode_error(const Error& error);
+
+  bool greeted() const { return greeted_; }
+  core::SessionId session() const { return session_; }
+  const std::string& client_name() const { return client_name_; }
+
+ private:
+  Verdict handle(std::uint64_t id, proto::RequestBody body);
+  void reply(std::uint64_t id, nlohmann::json fields, proto::Bytes payload = {});
+  void reply_error(std::optional<std::uint64_t> id, const Error& error);
+  /// A sender that stays safe to call after this dispatcher is gone.
+  std::function<void(nlohmann::json, proto::Bytes)> deferred_sender();
+
+  ServiceContext& context_;
+  core::SessionId session_;
+  std::shared_ptr<Send> send_;  // handlers of late answers hold a weak_ptr
+  bool greeted_ = false;
+  std::string client_name_;
+};
+
+}  // namespace discarbiter::transport

@@ -1,0 +1,43 @@
+// Accepts client connections on the platform's endpoint (Unix socket or named
+// pipe) and runs a Session for each. One definition per platform:
+// socket_listener_posix.cpp, pipe_listener_windows.cpp.
+#pragma once
+
+#include <cstdint>
+#include <memory>
+#include <string>
+
+#include <boost/asio/io_context.hpp>
+
+#include "discarbiter/proto/result.hpp"
+#include "dispatcher.hpp"
+#include "session.hpp"
+
+namespace discarbiter::transport {
+
+struct ListenerOptions {
+  std::string endpoint;
+  std::uint32_t socket_mode = 0660;  // POSIX: permissions of the socket file
+  std::uint32_t max_sessions = 256;
+  std::uint32_t max_sessions_per_user = 32;
+  SessionLimits session;
+};
+
+class Listener {
+ public:
+  virtual ~Listener() = default;
+  /// Binds the endpoint; the error names the step that failed.
+  virtual Result<Done> open() = 0;
+  virtual void start() = 0;
+  /// Stops accepting and closes every session (their locks are released).
+  virtual void stop() = 0;
+  virtual std::size_t session_count() const = 0;
+};
+
+std::unique_ptr<Listener> make_listener(boost::asio::io_context& io, ServiceContext& context,
+                                        ListenerOptions options);
+
+/// The endpoint used when neither the command line nor the config names one.
+std::string default_endpoint();
+
+}  // namespace discarbiter::transport

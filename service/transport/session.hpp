@@ -1,0 +1,179 @@
+// One connection: reads frames into a Dispatcher, writes its replies through
+// a bounded queue. The same code serves a Unix socket and a named pipe; the
+// Stream type is the only difference.
+//
+// All sessions run on the service's single io_context thread, which is also
+// the arbiter's strand, so no session needs a strand of its own.
+#pragma once
+
+#include <utility>  // N.B. before Asio: Boost 1.74's awaitable.hpp needs std::exchange
+
+#include <boost/asio/co_spawn.hpp>
+#include <boost/asio/detached.hpp>
+#include <boost/asio/redirect_error.hpp>
+#include <boost/asio/steady_timer.hpp>
+#include <boost/asio/use_awaitable.hpp>
+#include <boost/asio/write.hpp>
+#include <array>
+#include <chrono>
+#include <deque>
+#include <functional>
+#include <memory>
+#include <optional>
+#include <string>
+
+#include <spdlog/spdlog.h>
+
+#include "discarbiter/proto/frame.hpp"
+#include "dispatcher.hpp"
+
+namespace discarbiter::transport {
+
+struct SessionLimits {
+  std::chrono::milliseconds handshake{2000};
+  proto::FrameLimits frames;
+  std::size_t max_outbox_bytes = 8 * 1024 * 1024;
+};
+
+template <typename Stream>
+class Session : public std::enable_shared_from_this<Session<Stream>> {
+ public:
+  using OnClosed = std::function<void(Session*)>;
+
+  Session(Stream stream, ServiceContext& context, core::PeerIdentity peer, SessionLimits limits,
+          OnClosed on_closed)
+      : stream_(std::move(stream)),
+        limits_(limits),
+        decoder_(limits.frames),
+        write_signal_(stream_.get_executor()),
+        handshake_timer_(stream_.get_executor()),
+        on_closed_(std::move(on_closed)) {
+    user_ = peer.user;
+    dispatcher_.emplace(context, std::move(peer), [this](proto::Bytes frame) { send(std::move(frame)); });
+    write_signal_.expires_at(std::chrono::steady_clock::time_point::max());
+  }
+
+  void start() {
+    namespace asio = boost::asio;
+    auto self = this->shared_from_this();
+    handshake_timer_.expires_after(limits_.handshake);
+    handshake_timer_.async_wait([self](boost::system::error_code ec) {
+      if (!ec && self->dispatcher_ && !self->dispatcher_->greeted()) {
+        self->close(fmt::format("no hello within {} ms", self->limits_.handshake.count()));
+      }
+    });
+    asio::co_spawn(stream_.get_executor(), [self] { return self->read_loop(); }, asio::detached);
+    asio::co_spawn(stream_.get_executor(), [self] { return self->write_loop(); }, asio::detached);
+  }
+
+  /// Ends the session now (service stop).
+  void close(std::string_view reason) {
+    if (closed_) return;
+    closed_ = true;
+    spdlog::debug("session {} ({}): closed: {}", id(), name(), reason);
+    dispatcher_.reset();  // N.B. first: the arbiter frees this client's locks
+    boost::system::error_code ignored;
+    stream_.close(ignored);
+    handshake_timer_.cancel();
+    write_signal_.cancel();
+    if (on_closed_) std::exchange(on_closed_, nullptr)(this);
+  }
+
+  const std::string& user() const { return user_; }
+
+ private:
+  core::SessionId id() const { return dispatcher_ ? dispatcher_->session() : 0; }
+  std::string name() const { return dispatcher_ ? dispatcher_->client_name() : std::string(); }
+
+  void send(proto::Bytes frame) {
+    if (closed_ || closing_) return;
+    outbox_bytes_ += frame.size();
+    outbox_.push_back(std::move(frame));
+    if (outbox_bytes_ > limits_.max_outbox_bytes) {
+      // A client that does not read its replies degrades only itself.
+      close(fmt::format("client is not reading: {} bytes of replies queued", outbox_bytes_));
+      return;
+    }
+    write_signal_.cancel_one();
+  }
+
+  /// Stop reading; close once the queued replies are written.
+  void close_after_flush(std::string reason) {
+    closing_ = true;
+    close_reason_ = std::move(reason);
+    write_signal_.cancel_one();
+  }
+
+  boost::asio::awaitable<void> read_loop() {
+    namespace asio = boost::asio;
+    auto self = this->shared_from_this();
+    std::array<std::uint8_t, 16 * 1024> buffer{};
+    while (!closed_ && !closing_) {
+      boost::system::error_code ec;
+      const std::size_t n = co_await stream_.async_read_some(
+          asio::buffer(buffer), asio::redirect_error(asio::use_awaitable, ec));
+      if (ec) {
+        close(ec == asio::error::eof ? std::string("client disconnected")
+                                     : fmt::format("read: {}", ec.message()));
+        co_return;
+      }
+      decoder_.feed({buffer.data(), n});
+      for (;;) {
+        if (closed_) co_return;
+        auto out = decoder_.next();
+        if (out.status == proto::FrameDecoder::Status::need_more) break;
+        if (out.status == proto::FrameDecoder::Status::error) {
+          spdlog::warn("session {} ({}): closing: {}: {}", id(), name(),
+                       error_name(out.error.code), out.error.message);
+          dispatcher_->on_decode_error(out.error);
+          close_after_flush(out.error.message);
+          co_return;
+        }
+        if (dispatcher_->on_frame(std::move(out.frame)) == Dispatcher::Verdict::close) {
+          close_after_flush("request refused before a successful hello");
+          co_return;
+        }
+      }
+    }
+  }
+
+  boost::asio::awaitable<void> write_loop() {
+    namespace asio = boost::asio;
+    auto self = this->shared_from_this();
+    while (!closed_) {
+      boost::system::error_code ec;
+      if (outbox_.empty()) {
+        if (closing_) {
+          close(close_reason_);
+          co_return;
+        }
+        co_await write_signal_.async_wait(asio::redirect_error(asio::use_awaitable, ec));
+        continue;
+      }
+      co_await asio::async_write(stream_, asio::buffer(outbox_.front()),
+                                 asio::redirect_error(asio::use_awaitable, ec));
+      if (ec) {
+        close(fmt::format("write: {}", ec.message()));
+        co_return;
+      }
+      outbox_bytes_ -= outbox_.front().size();
+      outbox_.pop_front();
+    }
+  }
+
+  Stream stream_;
+  SessionLimits limits_;
+  proto::FrameDecoder decoder_;
+  std::optional<Dispatcher> dispatcher_;
+  std::deque<proto::Bytes> outbox_;
+  std::size_t outbox_bytes_ = 0;
+  boost::asio::steady_timer write_signal_;  // cancelled to wake the writer
+  boost::asio::steady_timer handshake_timer_;
+  OnClosed on_closed_;
+  std::string user_;
+  bool closed_ = false;
+  bool closing_ = false;
+  std::string close_reason_;
+};
+
+}  // namespace discarbiter::transport
