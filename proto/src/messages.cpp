@@ -33,7 +33,7 @@ class FieldReader {
     if (!v) {
       return std::nullopt;
     }
-    const auto raw = v->get<std::uint64_t>();
+    const auto raw = *as_unsigned(*v);
     if (raw > std::numeric_limits<Int>::max()) {
       fail(key, fmt::format("is {} and must be at most {}", raw, std::numeric_limits<Int>::max()));
       return std::nullopt;
@@ -58,9 +58,9 @@ class FieldReader {
       }
       return nullptr;
     }
-    // N.B. nlohmann reports non-negative integers parsed from text as
-    // unsigned; a negative one is number_integer and is rejected here.
-    if (it->type() != type) {
+    const bool matches = type == json::value_t::number_unsigned ? as_unsigned(*it).has_value()
+                                                                 : it->type() == type;
+    if (!matches) {
       fail(key, fmt::format("must be {}", expected));
       return nullptr;
     }
@@ -171,13 +171,13 @@ ParsedRequest parse_request(Frame frame) {
   const json& j = frame.json;
   ParsedRequest out{std::nullopt, Error{errc::invalid_arg, "field 'id' is required"}};
   const auto id = j.find("id");
-  if (id == j.end() || !id->is_number_unsigned()) {
+  if (id == j.end() || !as_unsigned(*id)) {
     if (id != j.end()) {
       out.body = Error{errc::invalid_arg, "field 'id' must be an unsigned integer"};
     }
     return out;
   }
-  out.id = id->get<std::uint64_t>();
+  out.id = as_unsigned(*id);
   const auto op = j.find("op");
   if (op == j.end() || !op->is_string()) {
     out.body = Error{errc::invalid_arg, "field 'op' is required and must be a string"};
@@ -310,8 +310,8 @@ Result<Incoming> parse_incoming(Frame frame) {
     return Incoming{Event{ev->get<std::string>(), j}};
   }
   Reply reply;
-  if (const auto id = j.find("id"); id != j.end() && id->is_number_unsigned()) {
-    reply.id = id->get<std::uint64_t>();
+  if (const auto id = j.find("id"); id != j.end()) {
+    reply.id = as_unsigned(*id);
   }
   const auto ok = j.find("ok");
   if (ok == j.end() || !ok->is_boolean()) {
@@ -320,7 +320,7 @@ Result<Incoming> parse_incoming(Frame frame) {
   if (!ok->get<bool>()) {
     const auto e = j.find("error");
     if (e == j.end() || !e->is_object() || !e->contains("code") ||
-        !e->at("code").is_number_unsigned()) {
+        !as_unsigned(e->at("code"))) {
       return Error{errc::bad_frame, "error reply has no numeric 'error.code'"};
     }
     const auto code = e->at("code").get<std::uint32_t>();
@@ -332,6 +332,14 @@ Result<Incoming> parse_incoming(Frame frame) {
   reply.body = std::move(frame.json);
   reply.payload = std::move(frame.payload);
   return Incoming{std::move(reply)};
+}
+
+std::optional<std::uint64_t> as_unsigned(const json& j) {
+  if (j.is_number_unsigned()) return j.get<std::uint64_t>();
+  if (j.is_number_integer() && j.get<std::int64_t>() >= 0) {
+    return static_cast<std::uint64_t>(j.get<std::int64_t>());
+  }
+  return std::nullopt;
 }
 
 std::string to_hex(std::span<const std::uint8_t> bytes) {

@@ -299,12 +299,17 @@ void Arbiter::execute(SessionId id, const std::string& drive_id, ScsiCommand com
   command.timeout = config_.timeouts.timeout_for(command.opcode(), requested_timeout_s);
   const std::uint8_t op = command.opcode();
   const auto timeout = command.timeout;
+  const bool prevent = command.cdb.size() > 4 && (command.cdb[4] & 0x01) != 0;
   Drive* d = &drive;
   drive.channel->async_execute(
       std::move(command),
-      [this, alive = std::weak_ptr(alive_), d, op, timeout, h = std::move(handler)](ScsiResult r) {
+      [this, alive = std::weak_ptr(alive_), d, op, timeout, prevent,
+       h = std::move(handler)](ScsiResult r) {
         if (alive.expired()) return;
         note_command_result(*d, r);
+        if (op == opcode::prevent_allow_medium_removal && r.good()) {
+          d->tray_locked = prevent;  // the owner may lock or unlock the tray itself
+        }
         if (!r.answered()) {
           h(Error{r.transport, fmt::format("opcode 0x{:02X} on drive '{}' (timeout {} s): {}", op,
                                            d->id(), timeout.count(), r.transport_message)});
@@ -426,6 +431,7 @@ void Arbiter::finish_acquire(Drive& drive, SessionId id, Result<Done> outcome,
   handler(outcome.error());
   grant_next_waiter(drive);
   run_deferred(drive);
+  check_all_free();
 }
 
 void Arbiter::start_release(Drive& drive, CountHandler handler) {
@@ -478,6 +484,7 @@ void Arbiter::finish_release(Drive& drive, CountHandler handler) {
   }
   grant_next_waiter(drive);
   run_deferred(drive);
+  check_all_free();
 }
 
 void Arbiter::enqueue_waiter(Drive& drive, Session& session, AcquireOptions options,
@@ -567,6 +574,20 @@ void Arbiter::note_command_result(Drive& drive, const ScsiResult& r) {
       audit(AuditKind::drive_error, drive, drive.owner, "drive removed: " + r.transport_message);
       notify(proto::make_event("drive_removed", {{"drive", drive.id()}}));
     }
+  }
+}
+
+void Arbiter::when_all_free(std::function<void()> fn) {
+  on_all_free_ = std::move(fn);
+  check_all_free();
+}
+
+void Arbiter::check_all_free() {
+  if (!on_all_free_) return;
+  const bool all_free = std::ranges::all_of(
+      drives_, [](const auto& d) { return d->state == Drive::LockState::free; });
+  if (all_free) {
+    std::exchange(on_all_free_, nullptr)();
   }
 }
 

@@ -97,8 +97,9 @@ class Arbiter {
   /// The "drives" and "clients" parts of the status document.
   nlohmann::json status() const;
 
-  /// How many sessions are open (for limits).
-  std::size_t session_count() const { return sessions_.size(); }
+  /// Calls fn once no drive is held or changing hands: at once if so now,
+  /// else when the last one frees (service stop waits on this).
+  void when_all_free(std::function<void()> fn);
 
  private:
   struct Session;
@@ -119,6 +120,7 @@ class Arbiter {
   void grant_next_waiter(Drive& drive);
   void run_deferred(Drive& drive);
   void note_command_result(Drive& drive, const ScsiResult& result);
+  void check_all_free();
 
   void audit(AuditKind kind, const Drive& drive, SessionId session, std::string detail = {});
   void notify(const nlohmann::json& event);
@@ -132,6 +134,7 @@ class Arbiter {
   std::uint64_t next_ticket_ = 1;
   std::map<SessionId, std::unique_ptr<Session>> sessions_;
   std::vector<std::unique_ptr<Drive>> drives_;
+  std::function<void()> on_all_free_;
   // N.B. handlers of drive completions may outlive the arbiter's drives only
   // if a channel completes after the arbiter is gone; this flag lets them
   // see that.

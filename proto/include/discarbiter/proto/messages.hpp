@@ -150,6 +150,10 @@ Result<Incoming> parse_incoming(Frame frame);
 
 // ---- helpers shared by both ends --------------------------------------------
 
+/// A JSON number that is a non-negative integer (nlohmann keeps integers
+/// built in C++ as signed, those parsed from text as unsigned).
+std::optional<std::uint64_t> as_unsigned(const nlohmann::json& j);
+
 std::string to_hex(std::span<const std::uint8_t> bytes);
 /// Accepts upper or lower case, with optional spaces between bytes.
 std::optional<Bytes> from_hex(std::string_view text);

@@ -1,0 +1,331 @@
+// discarb: the DiscArbiter command line (DESIGN.md "CLI").
+#include <CLI/CLI.hpp>
+#include <fstream>
+#include <iostream>
+#include <iterator>
+
+#include <fmt/format.h>
+
+#include "discarbiter/client.hpp"
+#include "wait.hpp"
+
+namespace {
+
+using namespace discarbiter;
+using nlohmann::json;
+
+// Exit codes (DESIGN.md "CLI").
+constexpr int kExitOk = 0;
+constexpr int kExitOther = 1;
+constexpr int kExitUsage = 2;
+constexpr int kExitLocked = 3;
+constexpr int kExitTimeout = 4;
+constexpr int kExitNoDrive = 5;
+constexpr int kExitUnreachable = 6;
+
+int exit_code_for(errc code) {
+  switch (code) {
+    case errc::recorder_locked: return kExitLocked;
+    case errc::recorder_command_timeout: return kExitTimeout;
+    case errc::dev_not_exist: return kExitNoDrive;
+    case errc::service_unavailable:
+    case errc::connection_lost: return kExitUnreachable;
+    case errc::invalid_arg:
+    case errc::recorder_client_name_is_not_valid: return kExitUsage;
+    default: return kExitOther;
+  }
+}
+
+struct Globals {
+  std::string endpoint;
+  bool json_output = false;
+};
+
+Client connect(const Globals& g, const std::string& name) {
+  return Client(ConnectOptions{g.endpoint, name, std::chrono::seconds(5)});
+}
+
+std::string text_or_dash(const std::string& s) { return s.empty() ? "-" : s; }
+
+std::string describe_owner(const proto::OwnerInfo& o) {
+  return fmt::format("'{}' (pid {}, user {}, lock count {}, since {}{})", o.client_name, o.pid,
+                     text_or_dash(o.user), o.lock_count, o.since, o.force ? ", force" : "");
+}
+
+// Names for the sense codes a burning-app developer meets most.
+std::string explain_sense(const proto::Bytes& sense) {
+  if (sense.size() < 14) return "no sense data";
+  const int key = sense[2] & 0x0F, asc = sense[12], ascq = sense[13];
+  std::string what;
+  if (asc == 0x53 && ascq == 0x02) what = "medium removal prevented (the tray is locked)";
+  else if (asc == 0x3A) what = "medium not present";
+  else if (asc == 0x20) what = "invalid command operation code";
+  else if (asc == 0x24) what = "invalid field in CDB";
+  else if (asc == 0x21) what = "logical block address out of range";
+  return fmt::format("sense {:X}/{:02X}/{:02X}{}{}", key, asc, ascq, what.empty() ? "" : ": ", what);
+}
+
+void print_hex_dump(const proto::Bytes& data) {
+  for (std::size_t i = 0; i < data.size(); i += 16) {
+    std::string hex, ascii;
+    for (std::size_t j = i; j < std::min(i + 16, data.size()); ++j) {
+      hex += fmt::format("{:02X} ", data[j]);
+      ascii += (data[j] >= 0x20 && data[j] < 0x7F) ? static_cast<char>(data[j]) : '.';
+    }
+    fmt::print("  {:04X}  {:<48} {}\n", i, hex, ascii);
+  }
+}
+
+int cmd_status(const Globals& g) {
+  Client client = connect(g, "discarb");
+  const json status = client.status();
+  if (g.json_output) {
+    fmt::print("{}\n", status.dump(2));
+    return kExitOk;
+  }
+  const auto& s = status.at("service");
+  fmt::print("DiscArbiter {} ({}), pid {}, up {:.1f} s, endpoint {}\n\n",
+             s.at("version").get<std::string>(), s.at("platform").get<std::string>(),
+             s.at("pid").get<std::uint32_t>(), s.at("uptime_s").get<double>(),
+             s.at("endpoint").get<std::string>());
+  fmt::print("{:<8} {:<8} {:<20} {:>7} {:<10} {:>5} {:>7} {:<8} {:>8}\n", "DRIVE", "STATE", "OWNER",
+             "PID", "USER", "COUNT", "WAITERS", "TRAY", "COMMANDS");
+  for (const auto& d : status.at("drives")) {
+    const auto& o = d.at("owner");
+    fmt::print("{:<8} {:<8} {:<20} {:>7} {:<10} {:>5} {:>7} {:<8} {:>8}\n",
+               d.at("id").get<std::string>(), d.at("state").get<std::string>(),
+               o.is_null() ? "-" : o.at("client_name").get<std::string>(),
+               o.is_null() ? "-" : std::to_string(o.at("pid").get<std::uint32_t>()),
+               o.is_null() ? "-" : text_or_dash(o.at("user").get<std::string>()),
+               o.is_null() ? "-" : std::to_string(o.at("lock_count").get<std::uint32_t>()),
+               d.at("waiters").size(), d.at("tray_locked").get<bool>() ? "locked" : "unlocked",
+               d.at("stats").at("commands").get<std::uint64_t>());
+  }
+  fmt::print("\n{:<8} {:<24} {:>7} {:<10} {}\n", "SESSION", "CLIENT", "PID", "USER", "LOCKS");
+  for (const auto& c : status.at("clients")) {
+    std::string locks;
+    for (const auto& [drive, count] : c.at("locks").items()) {
+      locks += fmt::format("{}{}x{}", locks.empty() ? "" : ", ", drive, count.get<std::uint32_t>());
+    }
+    fmt::print("{:<8} {:<24} {:>7} {:<10} {}\n", c.at("session").get<std::uint64_t>(),
+               text_or_dash(c.at("client_name").get<std::string>()), c.at("pid").get<std::uint32_t>(),
+               text_or_dash(c.at("user").get<std::string>()), locks.empty() ? "-" : locks);
+  }
+  return kExitOk;
+}
+
+int cmd_drives(const Globals& g) {
+  Client client = connect(g, "discarb");
+  const auto drives = client.drives();
+  if (g.json_output) {
+    fmt::print("{}\n", json(drives).dump(2));
+    return kExitOk;
+  }
+  for (const auto& d : drives) {
+    fmt::print("{:<8} {:<16} {} {} {}  {}{}\n", d.id, d.path, d.vendor, d.product, d.revision,
+               d.state, d.owner ? " by " + describe_owner(*d.owner) : "");
+  }
+  return kExitOk;
+}
+
+int cmd_owner(const Globals& g, const std::string& drive) {
+  Client client = connect(g, "discarb");
+  const auto owner = client.exclusive_access_owner(drive);
+  if (g.json_output) {
+    fmt::print("{}\n", owner ? json(*owner).dump(2) : "null");
+  } else {
+    fmt::print("{}: {}\n", drive, owner ? "held by " + describe_owner(*owner) : "free");
+  }
+  return kExitOk;
+}
+
+int cmd_hold(const Globals& g, const std::string& drive, const std::string& name, double wait_s,
+             unsigned count, bool force) {
+  Client client = connect(g, name);
+  const AcquireOptions options{std::chrono::milliseconds(static_cast<std::int64_t>(wait_s * 1000)),
+                               force};
+  std::uint32_t lock_count = 0;
+  for (unsigned i = 0; i < count; ++i) {
+    lock_count = client.acquire_exclusive_access(drive, i == 0 ? options : AcquireOptions{{}, force});
+  }
+  fmt::print("acquired {}\n", drive);
+  std::fflush(stdout);
+  if (g.json_output) {
+    fmt::print("{}\n", json{{"drive", drive}, {"lock_count", lock_count}}.dump());
+  } else {
+    fmt::print(stderr, "holding {} (lock count {}); close stdin or send SIGINT/SIGTERM to release\n",
+               drive, lock_count);
+  }
+  std::fflush(stdout);
+  const std::string why = cli::wait_for_stdin_close_or_signal();
+  for (unsigned i = 0; i < count; ++i) {
+    lock_count = client.release_exclusive_access(drive);
+  }
+  fmt::print(stderr, "released {} ({}); lock count {}\n", drive, why, lock_count);
+  return kExitOk;
+}
+
+int print_scsi_reply(const Globals& g, const ScsiReply& reply) {
+  if (g.json_output) {
+    fmt::print("{}\n", json{{"code", hresult(reply.code)},
+                            {"name", error_name(reply.code)},
+                            {"scsi_status", reply.scsi_status},
+                            {"sense", proto::to_hex(reply.sense)},
+                            {"data", proto::to_hex(reply.data)}}
+                           .dump(2));
+  } else {
+    fmt::print("status: 0x{:02X} {}\n", reply.scsi_status,
+               reply.scsi_status == 0 ? "GOOD" : reply.scsi_status == 2 ? "CHECK CONDITION" : "");
+    if (!reply.sense.empty()) {
+      fmt::print("{}: {}\n", error_name(reply.code), explain_sense(reply.sense));
+    }
+    if (!reply.data.empty()) {
+      fmt::print("data: {} bytes\n", reply.data.size());
+      print_hex_dump(reply.data);
+    }
+  }
+  return reply.scsi_status == 0 ? kExitOk : kExitOther;
+}
+
+ScsiReply run_one(const Globals& g, const std::string& drive, const std::string& name,
+                  const ScsiCommand& command) {
+  Client client = connect(g, name);
+  auto lock = client.acquire(drive);
+  return client.execute(drive, command);  // the lock is released on return
+}
+
+int cmd_exec(const Globals& g, const std::string& drive, const std::string& name,
+             const std::string& cdb_text, std::optional<std::uint32_t> in_len,
+             const std::string& out_file, std::optional<std::uint32_t> timeout_s) {
+  auto cdb = proto::from_hex(cdb_text);
+  if (!cdb || cdb->size() < 6 || cdb->size() > 16) {
+    fmt::print(stderr, "discarb: --cdb must be 6 to 16 hexadecimal bytes, e.g. \"12 00 00 00 24 00\"\n");
+    return kExitUsage;
+  }
+  ScsiCommand command{std::move(*cdb), proto::Direction::none, 0, {}, timeout_s};
+  if (in_len) {
+    command.direction = proto::Direction::in;
+    command.data_in_len = *in_len;
+  } else if (!out_file.empty()) {
+    std::ifstream in(out_file, std::ios::binary);
+    if (!in) {
+      fmt::print(stderr, "discarb: cannot read {}\n", out_file);
+      return kExitUsage;
+    }
+    command.direction = proto::Direction::out;
+    command.data_out.assign(std::istreambuf_iterator<char>(in), {});
+  }
+  return print_scsi_reply(g, run_one(g, drive, name, command));
+}
+
+int cmd_inquiry(const Globals& g, const std::string& drive, const std::string& name) {
+  const auto reply = run_one(g, drive, name, ScsiCommand::inquiry());
+  if (reply.scsi_status != 0 || reply.data.size() < 36) return print_scsi_reply(g, reply);
+  auto field = [&](std::size_t at, std::size_t len) {
+    std::string s(reply.data.begin() + static_cast<std::ptrdiff_t>(at),
+                  reply.data.begin() + static_cast<std::ptrdiff_t>(at + len));
+    return s.substr(0, s.find_last_not_of(' ') + 1);
+  };
+  const json j{{"drive", drive},
+               {"device_type", reply.data[0] & 0x1F},
+               {"vendor", field(8, 8)},
+               {"product", field(16, 16)},
+               {"revision", field(32, 4)}};
+  if (g.json_output) {
+    fmt::print("{}\n", j.dump(2));
+  } else {
+    fmt::print("{}: vendor '{}' product '{}' revision '{}' (device type {})\n", drive,
+               j["vendor"].get<std::string>(), j["product"].get<std::string>(),
+               j["revision"].get<std::string>(), j["device_type"].get<int>());
+  }
+  return kExitOk;
+}
+
+int cmd_eject(const Globals& g, const std::string& drive, const std::string& name) {
+  Client client = connect(g, name);
+  auto lock = client.acquire(drive);
+  // The service locks the tray while a drive is held (tray_lock); as the
+  // owner we may lift it for a deliberate eject.
+  const ScsiCommand allow{{0x1E, 0, 0, 0, 0, 0}, proto::Direction::none, 0, {}, std::nullopt};
+  if (const auto r = client.execute(drive, allow); r.scsi_status != 0) {
+    fmt::print(stderr, "discarb: ALLOW MEDIUM REMOVAL refused by {}: {}\n", drive,
+               explain_sense(r.sense));
+    return kExitOther;
+  }
+  const auto reply = client.execute(drive, ScsiCommand::eject());
+  if (reply.scsi_status == 0) {
+    fmt::print("{}: ejected\n", drive);
+    return kExitOk;
+  }
+  fmt::print(stderr, "discarb: eject refused by {}: {}\n", drive, explain_sense(reply.sense));
+  return kExitOther;
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  cli::prepare_wait();
+  CLI::App app{"discarb: talk to the DiscArbiter service (optical drive arbitration)", "discarb"};
+  app.require_subcommand(1);
+  Globals g;
+  app.add_option("--endpoint", g.endpoint,
+                 "service endpoint (default: $DISCARBITER_ENDPOINT, else " +
+                     Client::default_endpoint() + ")");
+  app.add_flag("--json", g.json_output, "machine-readable output");
+
+  std::string drive, name = "discarb", cdb, out_file;
+  double wait_s = 0;
+  unsigned count = 1;
+  bool force = false;
+  std::optional<std::uint32_t> in_len, timeout_s;
+
+  auto* status = app.add_subcommand("status", "service, drives and clients");
+  auto* drives = app.add_subcommand("drives", "the drives: id, path, vendor/product, state, owner");
+  auto* owner = app.add_subcommand("owner", "who holds a drive");
+  owner->add_option("drive", drive)->required();
+  auto* hold = app.add_subcommand("hold", "acquire and hold until stdin closes or a signal comes");
+  hold->add_option("drive", drive)->required();
+  hold->add_option("--name", name, "client name")->required();
+  hold->add_option("--wait", wait_s, "seconds to wait in the queue if the drive is held")
+      ->check(CLI::NonNegativeNumber);
+  hold->add_option("--count", count, "acquire N times")->check(CLI::Range(1U, 1000U));
+  hold->add_flag("--force", force, "lock even if a file system is mounted");
+  auto* exec = app.add_subcommand("exec", "acquire, run one CDB, print the result, release");
+  exec->add_option("drive", drive)->required();
+  exec->add_option("--name", name, "client name");
+  exec->add_option("--cdb", cdb, "CDB as hex bytes, e.g. \"12 00 00 00 24 00\"")->required();
+  auto* in_opt = exec->add_option("--in", in_len, "read LEN bytes from the drive");
+  exec->add_option("--out", out_file, "write FILE's bytes to the drive")->excludes(in_opt);
+  exec->add_option("--timeout", timeout_s, "command timeout in seconds");
+  auto* inquiry = app.add_subcommand("inquiry", "vendor, product and revision from INQUIRY");
+  inquiry->add_option("drive", drive)->required();
+  inquiry->add_option("--name", name, "client name");
+  auto* eject = app.add_subcommand("eject", "open the tray (refused while another client holds it)");
+  eject->add_option("drive", drive)->required();
+  eject->add_option("--name", name, "client name");
+
+  try {
+    app.parse(argc, argv);
+  } catch (const CLI::ParseError& e) {
+    const int code = app.exit(e);
+    return code == 0 ? kExitOk : kExitUsage;
+  }
+
+  try {
+    if (*status) return cmd_status(g);
+    if (*drives) return cmd_drives(g);
+    if (*owner) return cmd_owner(g, drive);
+    if (*hold) return cmd_hold(g, drive, name, wait_s, count, force);
+    if (*exec) return cmd_exec(g, drive, name, cdb, in_len, out_file, timeout_s);
+    if (*inquiry) return cmd_inquiry(g, drive, name);
+    if (*eject) return cmd_eject(g, drive, name);
+  } catch (const ServiceError& e) {
+    fmt::print(stderr, "discarb: {} (0x{:08X}): {}; {}\n", e.name(), e.hresult(),
+               error_explanation(e.code_value()), e.detail());
+    return exit_code_for(e.code_value());
+  } catch (const std::exception& e) {
+    fmt::print(stderr, "discarb: unexpected reply from the service: {}\n", e.what());
+    return kExitOther;
+  }
+  return kExitUsage;
+}

@@ -1,0 +1,110 @@
+#include <fcntl.h>
+#include <poll.h>
+#include <sys/socket.h>
+#include <sys/un.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <cerrno>
+#include <cstring>
+
+#include <fmt/format.h>
+
+#include "connection.hpp"
+#include "discarbiter/client.hpp"
+
+namespace discarbiter {
+namespace {
+
+class UniqueFd {
+ public:
+  explicit UniqueFd(int fd = -1) noexcept : fd_(fd) {}
+  UniqueFd(UniqueFd&& o) noexcept : fd_(std::exchange(o.fd_, -1)) {}
+  UniqueFd& operator=(UniqueFd&&) = delete;
+  ~UniqueFd() {
+    if (fd_ >= 0) ::close(fd_);
+  }
+  int get() const noexcept { return fd_; }
+
+ private:
+  int fd_;
+};
+
+std::string errno_text() { return std::error_code(errno, std::system_category()).message(); }
+
+int milliseconds_until(Connection::Deadline deadline) {
+  const auto left = std::chrono::ceil<std::chrono::milliseconds>(deadline - std::chrono::steady_clock::now());
+  return static_cast<int>(std::clamp<std::int64_t>(left.count(), 0, 1'000'000'000));
+}
+
+class SocketConnection final : public Connection {
+ public:
+  explicit SocketConnection(UniqueFd fd) : fd_(std::move(fd)) {}
+
+  void write_all(std::span<const std::uint8_t> bytes, Deadline deadline) override {
+    while (!bytes.empty()) {
+      if (!wait_for(POLLOUT, deadline)) lost("write: timed out");
+      const ssize_t n = ::send(fd_.get(), bytes.data(), bytes.size(), MSG_NOSIGNAL);
+      if (n < 0) {
+        if (errno == EINTR || errno == EAGAIN) continue;
+        lost("write: " + errno_text());
+      }
+      bytes = bytes.subspan(static_cast<std::size_t>(n));
+    }
+  }
+
+  std::size_t read_some(std::span<std::uint8_t> buffer, Deadline deadline) override {
+    for (;;) {
+      if (!wait_for(POLLIN, deadline)) return 0;
+      const ssize_t n = ::recv(fd_.get(), buffer.data(), buffer.size(), 0);
+      if (n > 0) return static_cast<std::size_t>(n);
+      if (n == 0) lost("the service closed the connection");
+      if (errno != EINTR && errno != EAGAIN) lost("read: " + errno_text());
+    }
+  }
+
+ private:
+  bool wait_for(short events, Deadline deadline) {
+    for (;;) {
+      pollfd p{fd_.get(), events, 0};
+      const int r = ::poll(&p, 1, milliseconds_until(deadline));
+      if (r > 0) return true;
+      if (r == 0) return false;
+      if (errno != EINTR) lost("poll: " + errno_text());
+    }
+  }
+  [[noreturn]] static void lost(const std::string& what) {
+    throw ServiceError(Error{errc::connection_lost, what});
+  }
+
+  UniqueFd fd_;
+};
+
+}  // namespace
+
+std::unique_ptr<Connection> connect_to_service(const std::string& endpoint, Connection::Deadline) {
+  sockaddr_un addr{};
+  addr.sun_family = AF_UNIX;
+  if (endpoint.size() >= sizeof addr.sun_path) {
+    throw ServiceError(Error{errc::invalid_arg, fmt::format("endpoint path too long: {}", endpoint)});
+  }
+  std::memcpy(addr.sun_path, endpoint.c_str(), endpoint.size() + 1);
+  UniqueFd fd(::socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0));
+  if (fd.get() < 0) {
+    throw ServiceError(Error{errc::fail, "socket: " + errno_text()});
+  }
+  // N.B. a local connect does not block for long: it succeeds, or fails at
+  // once when nothing listens (ECONNREFUSED/ENOENT).
+  if (::connect(fd.get(), reinterpret_cast<const sockaddr*>(&addr), sizeof addr) != 0) {
+    throw ServiceError(Error{errc::service_unavailable,
+                             fmt::format("cannot connect to {}: {} (is discarbiterd running?)",
+                                         endpoint, errno_text())});
+  }
+  return std::make_unique<SocketConnection>(std::move(fd));
+}
+
+std::string platform_default_endpoint() { return "/run/discarbiter/discarbiter.sock"; }
+
+std::uint32_t current_process_id() { return static_cast<std::uint32_t>(::getpid()); }
+
+}  // namespace discarbiter

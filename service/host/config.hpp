@@ -1,0 +1,34 @@
+// discarbiter.json: the service's configuration (docs/configuration.md).
+// Strict: an unknown or ill-typed key is a start-up error naming the key.
+#pragma once
+
+#include <cstdint>
+#include <filesystem>
+#include <map>
+#include <string>
+
+#include <nlohmann/json.hpp>
+
+#include "arbiter.hpp"
+#include "discarbiter/proto/result.hpp"
+#include "simulated_drive.hpp"
+#include "listener.hpp"
+
+namespace discarbiter::host {
+
+struct Config {
+  std::string endpoint;  // empty: the platform default
+  std::uint32_t simulate = 0;
+  std::string log_level = "info";
+  core::ArbiterConfig arbiter;
+  transport::ListenerOptions listener;  // limits; endpoint is filled at start
+  std::map<std::string, drives::SimulatedFaults> simulated_faults;  // by drive id
+};
+
+Result<Config> parse_config(const nlohmann::json& document);
+/// Every simulated_faults entry must name one of the `simulate` drives;
+/// checked after the command line has had its say.
+Result<Done> check_simulated_faults(const Config& config);
+Result<Config> load_config(const std::filesystem::path& file);
+
+}  // namespace discarbiter::host

@@ -1,0 +1,10 @@
+#include <unistd.h>
+
+#include "platform.hpp"
+
+namespace discarbiter::host {
+
+std::uint32_t current_pid() { return static_cast<std::uint32_t>(::getpid()); }
+std::string_view platform_name() { return "linux"; }
+
+}  // namespace discarbiter::host

@@ -1,0 +1,116 @@
+#include "service_app.hpp"
+
+#include <utility>  // N.B. before Asio (Boost 1.74 + g++ 12)
+
+#include <boost/asio/io_context.hpp>
+#include <boost/asio/post.hpp>
+#include <boost/asio/signal_set.hpp>
+#include <boost/asio/steady_timer.hpp>
+#include <csignal>
+
+#include <spdlog/spdlog.h>
+
+#include "asio_scheduler.hpp"
+#include "drive_worker.hpp"
+#include "listener.hpp"
+#include "platform.hpp"
+#include "version.hpp"
+
+namespace discarbiter::host {
+namespace {
+
+namespace asio = boost::asio;
+
+/// Every lock decision, in the log, with the owner's identity.
+class LoggingAudit final : public core::AuditLog {
+ public:
+  void record(const core::AuditRecord& r) override {
+    const auto level = r.kind == core::AuditKind::command_timeout ||
+                               r.kind == core::AuditKind::drive_error ||
+                               r.kind == core::AuditKind::acquire_failed
+                           ? spdlog::level::warn
+                           : spdlog::level::info;
+    spdlog::log(level, "{} drive={} client='{}' session={} pid={} user={} lock_count={}{}{}",
+                core::to_string(r.kind), r.drive, r.client_name, r.session, r.pid,
+                r.user.empty() ? "?" : r.user, r.lock_count, r.detail.empty() ? "" : ": ",
+                r.detail);
+  }
+};
+
+constexpr auto kStopGrace = std::chrono::seconds(10);
+
+}  // namespace
+
+int run_service(const Config& config, const std::function<void()>& on_ready) {
+  asio::io_context io(1);  // N.B. one thread: it is the arbiter's strand
+  transport::AsioScheduler scheduler(io);
+  LoggingAudit audit;
+  core::Arbiter arbiter(scheduler, audit, config.arbiter);
+
+  std::vector<std::shared_ptr<drives::DriveWorker>> workers;
+  auto post = [&io](std::function<void()> fn) { asio::post(io, std::move(fn)); };
+  for (std::uint32_t i = 0; i < config.simulate; ++i) {
+    const auto id = fmt::format("sim{}", i);
+    const auto faults = config.simulated_faults.find(id);
+    auto device = std::make_shared<drives::SimulatedDrive>(
+        i, faults == config.simulated_faults.end() ? drives::SimulatedFaults{} : faults->second);
+    workers.push_back(std::make_shared<drives::DriveWorker>(device, post));
+    arbiter.add_drive(workers.back());
+  }
+
+  transport::ListenerOptions options = config.listener;
+  options.endpoint = config.endpoint.empty() ? transport::default_endpoint() : config.endpoint;
+  const auto started = std::chrono::steady_clock::now();
+  transport::ServiceContext context{arbiter, std::string(kVersion), [&] {
+                                      return nlohmann::json{
+                                          {"version", kVersion},
+                                          {"protocol", proto::kProtocolVersion},
+                                          {"pid", current_pid()},
+                                          {"platform", platform_name()},
+                                          {"endpoint", options.endpoint},
+                                          {"uptime_s", std::chrono::duration<double>(
+                                                           std::chrono::steady_clock::now() - started)
+                                                           .count()}};
+                                    }};
+  auto listener = transport::make_listener(io, context, options);
+  if (auto opened = listener->open(); !opened) {
+    spdlog::critical("cannot listen on {}: {}", options.endpoint, opened.error().message);
+    return 1;
+  }
+  listener->start();
+  spdlog::info("discarbiterd {} listening on {} with {} drive(s)", kVersion, options.endpoint,
+               workers.size());
+  for (const auto& d : arbiter.drives()) {
+    spdlog::info("drive {}: {} {} {} ({}, {})", d.id, d.vendor, d.product, d.revision, d.backend,
+                 d.path);
+  }
+  if (on_ready) on_ready();
+
+  // Orderly stop: no new clients, every session ends (its locks are released
+  // through ALLOW and the OS unlock on the drive's worker), then the loop ends
+  // once every drive is free or the grace period has passed.
+  asio::signal_set signals(io, SIGINT, SIGTERM);
+  asio::steady_timer grace(io);
+  signals.async_wait([&](boost::system::error_code ec, int signo) {
+    if (ec) return;
+    spdlog::info("signal {}: stopping; releasing every lock", signo);
+    listener->stop();
+    grace.expires_after(kStopGrace);
+    grace.async_wait([&](boost::system::error_code gec) {
+      if (!gec) {
+        spdlog::warn("drives still busy after {} s; stopping anyway", kStopGrace.count());
+        io.stop();
+      }
+    });
+    arbiter.when_all_free([&] {
+      grace.cancel();
+      io.stop();
+    });
+  });
+  io.run();
+  for (auto& w : workers) w->stop();
+  spdlog::info("discarbiterd stopped");
+  return 0;
+}
+
+}  // namespace discarbiter::host

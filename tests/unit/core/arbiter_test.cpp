@@ -1,0 +1,452 @@
+#include "arbiter.hpp"
+
+#include <gtest/gtest.h>
+
+#include "fakes.hpp"
+
+namespace discarbiter::core {
+namespace {
+
+using namespace std::chrono_literals;
+using testing::FakeDrive;
+using testing::FakeScheduler;
+using testing::RecordingAudit;
+
+/// What a handler was given, captured for assertions.
+struct Answer {
+  std::optional<Result<std::uint32_t>> result;
+  bool done() const { return result.has_value(); }
+  bool ok() const { return done() && result->ok(); }
+  std::uint32_t count() const { return result->value(); }
+  errc code() const { return result->ok() ? errc::ok : result->error().code; }
+  Arbiter::CountHandler handler() {
+    return [this](Result<std::uint32_t> r) { result.emplace(std::move(r)); };
+  }
+};
+
+class ArbiterTest : public ::testing::Test {
+ protected:
+  ArbiterTest() {
+    for (const char* id : {"sim0", "sim1"}) {
+      auto d = std::make_shared<FakeDrive>(scheduler, id);
+      drives.push_back(d);
+      arbiter.add_drive(d);
+    }
+    scheduler.run();
+    for (auto& d : drives) {  // forget the start-up ALLOW
+      d->commands.clear();
+      d->timeouts.clear();
+    }
+  }
+
+  SessionId client(const std::string& name, std::uint32_t pid = 100) {
+    const SessionId s = arbiter.open_session(PeerIdentity{pid, "user" + std::to_string(pid), pid, {}, "/bin/" + name}, {});
+    EXPECT_TRUE(arbiter.hello(s, name, pid).ok());
+    return s;
+  }
+
+  // For requests answered before run() returns; a wait needs an Answer that
+  // outlives the call (see the queue tests).
+  Answer acquire(SessionId s, const std::string& drive, AcquireOptions options = {}) {
+    Answer a;
+    arbiter.acquire_exclusive_access(s, drive, options, a.handler());
+    scheduler.run();
+    return a;
+  }
+
+  Answer release(SessionId s, const std::string& drive) {
+    Answer a;
+    arbiter.release_exclusive_access(s, drive, a.handler());
+    scheduler.run();
+    return a;
+  }
+
+  std::optional<proto::OwnerInfo> owner(const std::string& drive) {
+    return arbiter.exclusive_access_owner(drive).value();
+  }
+
+  FakeScheduler scheduler;
+  RecordingAudit audit;
+  Arbiter arbiter{scheduler, audit, ArbiterConfig{}};
+  std::vector<std::shared_ptr<FakeDrive>> drives;
+};
+
+TEST_F(ArbiterTest, StartUpSendsAllowMediumRemovalToEveryDrive) {
+  FakeScheduler s;
+  RecordingAudit a;
+  Arbiter fresh(s, a, ArbiterConfig{});
+  auto d = std::make_shared<FakeDrive>(s, "x");
+  fresh.add_drive(d);
+  s.run();
+  ASSERT_EQ(d->commands.size(), 1U);
+  EXPECT_EQ(d->commands[0], cdb_prevent_allow_medium_removal(false));
+}
+
+TEST_F(ArbiterTest, FirstAcquireSendsTurThenOsLockThenPrevent) {
+  const auto a = client("Burner");
+  const auto r = acquire(a, "sim0");
+  ASSERT_TRUE(r.ok());
+  EXPECT_EQ(r.count(), 1U);
+  EXPECT_EQ(drives[0]->opcodes(), (std::vector<std::uint8_t>{0x00, 0x1E}));
+  EXPECT_EQ(drives[0]->commands[1][4], 1);  // prevent
+  EXPECT_EQ(drives[0]->os_owner, "Burner");
+  EXPECT_TRUE(drives[0]->tray_locked);
+  EXPECT_EQ(drives[0]->timeouts[0], 20s);  // TEST UNIT READY's configured default
+}
+
+TEST_F(ArbiterTest, NestedAcquiresCountAndOnlyTheBalancingReleaseFrees) {
+  const auto a = client("Burner");
+  EXPECT_EQ(acquire(a, "sim0").count(), 1U);
+  EXPECT_EQ(acquire(a, "sim0").count(), 2U);
+  EXPECT_EQ(acquire(a, "sim0").count(), 3U);
+  EXPECT_EQ(drives[0]->opcodes().size(), 2U) << "nested acquires are not forwarded";
+  EXPECT_EQ(owner("sim0")->lock_count, 3U);
+  EXPECT_EQ(release(a, "sim0").count(), 2U);
+  EXPECT_EQ(release(a, "sim0").count(), 1U);
+  EXPECT_TRUE(owner("sim0").has_value());
+  EXPECT_EQ(release(a, "sim0").count(), 0U);
+  EXPECT_FALSE(owner("sim0").has_value());
+  EXPECT_EQ(drives[0]->opcodes(), (std::vector<std::uint8_t>{0x00, 0x1E, 0x1E}));
+  EXPECT_EQ(drives[0]->commands[2][4], 0);  // allow
+  EXPECT_EQ(drives[0]->unlocks, 1);
+  EXPECT_FALSE(drives[0]->tray_locked);
+}
+
+TEST_F(ArbiterTest, AcquireByAnotherClientFailsAtOnceNamingTheOwner) {
+  const auto a = client("Burner", 1);
+  const auto b = client("Other", 2);
+  ASSERT_TRUE(acquire(a, "sim0").ok());
+  Answer r;
+  arbiter.acquire_exclusive_access(b, "sim0", {}, r.handler());
+  ASSERT_TRUE(r.done()) << "answered without waiting on the drive";
+  EXPECT_EQ(r.code(), errc::recorder_locked);
+  EXPECT_NE(r.result->error().message.find("Burner"), std::string::npos);
+  EXPECT_EQ(owner("sim0")->client_name, "Burner");
+}
+
+TEST_F(ArbiterTest, ForceNeverStealsALock) {
+  const auto a = client("Burner", 1);
+  const auto b = client("Other", 2);
+  ASSERT_TRUE(acquire(a, "sim0").ok());
+  EXPECT_EQ(acquire(b, "sim0", {.force = true}).code(), errc::recorder_locked);
+  EXPECT_EQ(owner("sim0")->client_name, "Burner");
+}
+
+TEST_F(ArbiterTest, ForceIsPassedToTheOsLockAndRecorded) {
+  const auto a = client("Burner");
+  ASSERT_TRUE(acquire(a, "sim0", {.force = true}).ok());
+  EXPECT_TRUE(drives[0]->os_force);
+  EXPECT_TRUE(owner("sim0")->force);
+}
+
+TEST_F(ArbiterTest, ReleaseByNonOwnerFailsAndLeavesTheOwnerAlone) {
+  const auto a = client("Burner", 1);
+  const auto b = client("Other", 2);
+  ASSERT_TRUE(acquire(a, "sim0").ok());
+  ASSERT_TRUE(acquire(a, "sim0").ok());
+  EXPECT_EQ(release(b, "sim0").code(), errc::not_locked);
+  EXPECT_EQ(release(b, "sim1").code(), errc::not_locked);
+  EXPECT_EQ(owner("sim0")->lock_count, 2U);
+}
+
+TEST_F(ArbiterTest, UnknownDriveIsDevNotExist) {
+  const auto a = client("Burner");
+  EXPECT_EQ(acquire(a, "nope").code(), errc::dev_not_exist);
+  EXPECT_EQ(release(a, "nope").code(), errc::dev_not_exist);
+  EXPECT_EQ(arbiter.exclusive_access_owner("nope").error().code, errc::dev_not_exist);
+}
+
+TEST_F(ArbiterTest, ClientNameIsValidatedAtHello) {
+  const SessionId s = arbiter.open_session({}, {});
+  for (const std::string& bad : std::vector<std::string>{"", "a/b", "tab\there", std::string(64, 'x'), "émile"}) {
+    const auto r = arbiter.hello(s, bad, 1);
+    ASSERT_FALSE(r.ok()) << bad;
+    EXPECT_EQ(r.error().code, errc::recorder_client_name_is_not_valid);
+  }
+  EXPECT_TRUE(arbiter.hello(s, std::string(63, 'x'), 1).ok());
+  EXPECT_EQ(acquire(arbiter.open_session({}, {}), "sim0").code(), errc::hello_required);
+}
+
+TEST_F(ArbiterTest, ReleaseHandsTheDriveToTheHeadOfTheQueueThenTheNext) {
+  const auto a = client("A", 1), b = client("B", 2), c = client("C", 3);
+  ASSERT_TRUE(acquire(a, "sim0").ok());
+  Answer wb, wc;
+  arbiter.acquire_exclusive_access(b, "sim0", {.wait = 5s}, wb.handler());
+  arbiter.acquire_exclusive_access(c, "sim0", {.wait = 5s}, wc.handler());
+  scheduler.run();
+  ASSERT_FALSE(wb.done());
+  ASSERT_TRUE(release(a, "sim0").ok());
+  ASSERT_TRUE(wb.ok());
+  EXPECT_EQ(wb.count(), 1U);
+  EXPECT_FALSE(wc.done());
+  EXPECT_EQ(owner("sim0")->client_name, "B");
+  EXPECT_EQ(drives[0]->os_owner, "B");
+  ASSERT_TRUE(release(b, "sim0").ok());
+  ASSERT_TRUE(wc.ok());
+  EXPECT_EQ(owner("sim0")->client_name, "C");
+  EXPECT_EQ(scheduler.pending_timers(), 0U) << "granted waits cancel their deadline";
+}
+
+TEST_F(ArbiterTest, AWaitExpiresWithLockedAtItsDeadline) {
+  const auto a = client("A", 1), b = client("B", 2);
+  ASSERT_TRUE(acquire(a, "sim0").ok());
+  Answer wb;
+  arbiter.acquire_exclusive_access(b, "sim0", {.wait = 1000ms}, wb.handler());
+  scheduler.advance(999ms);
+  EXPECT_FALSE(wb.done());
+  scheduler.advance(1ms);
+  ASSERT_TRUE(wb.done());
+  EXPECT_EQ(wb.code(), errc::recorder_locked);
+  EXPECT_NE(wb.result->error().message.find("waited 1000 ms"), std::string::npos);
+  EXPECT_EQ(arbiter.status()["drives"][0]["waiters"].size(), 0U);
+  EXPECT_EQ(audit.count(AuditKind::wait_expired), 1U);
+  // The expired waiter is gone: the next release frees the drive.
+  ASSERT_TRUE(release(a, "sim0").ok());
+  EXPECT_FALSE(owner("sim0").has_value());
+}
+
+TEST_F(ArbiterTest, OwnerDisconnectReleasesEverythingAndHandsToTheFirstWaiter) {
+  const auto a = client("A", 1), b = client("B", 2);
+  ASSERT_TRUE(acquire(a, "sim0").ok());
+  ASSERT_TRUE(acquire(a, "sim0").ok());
+  Answer wb;
+  arbiter.acquire_exclusive_access(b, "sim0", {.wait = 5s}, wb.handler());
+  arbiter.close_session(a);
+  scheduler.run();
+  ASSERT_TRUE(wb.ok());
+  EXPECT_EQ(owner("sim0")->client_name, "B");
+  EXPECT_EQ(owner("sim0")->lock_count, 1U);
+  // ALLOW + unlock for A, then TUR + lock + PREVENT for B.
+  EXPECT_EQ(drives[0]->opcodes(), (std::vector<std::uint8_t>{0x00, 0x1E, 0x1E, 0x00, 0x1E}));
+  EXPECT_EQ(audit.count(AuditKind::session_ended), 1U);
+}
+
+TEST_F(ArbiterTest, SessionEndCleansUpBothItsLocksAndItsWaits) {
+  const auto a = client("A", 1), b = client("B", 2);
+  ASSERT_TRUE(acquire(a, "sim0").ok());
+  ASSERT_TRUE(acquire(b, "sim1").ok());
+  Answer wa;
+  arbiter.acquire_exclusive_access(a, "sim1", {.wait = 5s}, wa.handler());
+  scheduler.run();
+  arbiter.close_session(a);
+  scheduler.run();
+  EXPECT_FALSE(owner("sim0").has_value());
+  EXPECT_EQ(arbiter.status()["drives"][1]["waiters"].size(), 0U);
+  EXPECT_EQ(scheduler.pending_timers(), 0U);
+  ASSERT_TRUE(release(b, "sim1").ok());
+  EXPECT_FALSE(owner("sim1").has_value()) << "a departed waiter is never granted";
+  EXPECT_FALSE(wa.done()) << "nobody is left to answer";
+  EXPECT_EQ(arbiter.status()["clients"].size(), 1U);
+}
+
+TEST_F(ArbiterTest, SessionEndingMidAcquireReleasesWhenTheAcquireCompletes) {
+  const auto a = client("A", 1);
+  Answer r;
+  arbiter.acquire_exclusive_access(a, "sim0", {}, r.handler());
+  arbiter.close_session(a);  // TUR still in flight
+  scheduler.run();
+  EXPECT_FALSE(owner("sim0").has_value());
+  EXPECT_EQ(drives[0]->unlocks, 1);
+  EXPECT_FALSE(drives[0]->tray_locked);
+  const auto b = client("B", 2);
+  EXPECT_TRUE(acquire(b, "sim0").ok());
+}
+
+TEST_F(ArbiterTest, TurTimeoutFailsTheAcquireAndTakesNoLock) {
+  drives[0]->script(opcode::test_unit_ready,
+                    ScsiResult{errc::recorder_command_timeout, "no answer within 20 s", 0, {}, {}});
+  const auto a = client("A");
+  const auto r = acquire(a, "sim0");
+  EXPECT_EQ(r.code(), errc::recorder_command_timeout);
+  EXPECT_FALSE(owner("sim0").has_value());
+  EXPECT_TRUE(drives[0]->os_owner.empty());
+  EXPECT_EQ(arbiter.status()["drives"][0]["stats"]["timeouts"], 1);
+  EXPECT_TRUE(acquire(a, "sim0").ok()) << "the drive is usable once it answers";
+}
+
+TEST_F(ArbiterTest, NotReadyIsAnAnswerAndTheLockIsTaken) {
+  drives[0]->script(opcode::test_unit_ready,
+                    ScsiResult{errc::ok, {}, kStatusCheckCondition, make_sense(2, 0x3A, 0), {}});
+  EXPECT_TRUE(acquire(client("A"), "sim0").ok());
+}
+
+TEST_F(ArbiterTest, PreventFailureRollsBackTheOsLock) {
+  drives[0]->script(opcode::prevent_allow_medium_removal,
+                    ScsiResult{errc::ok, {}, kStatusCheckCondition, make_sense(5, 0x24, 0), {}});
+  const auto r = acquire(client("A"), "sim0");
+  EXPECT_EQ(r.code(), errc::fail);
+  EXPECT_NE(r.result->error().message.find("5/24/00"), std::string::npos);
+  EXPECT_EQ(drives[0]->unlocks, 1);
+  EXPECT_TRUE(drives[0]->os_owner.empty());
+  EXPECT_FALSE(owner("sim0").has_value());
+}
+
+TEST_F(ArbiterTest, OsLockFailureFailsTheAcquire) {
+  drives[0]->os_lock_fails = true;
+  EXPECT_EQ(acquire(client("A"), "sim0").code(), errc::access_denied);
+  EXPECT_FALSE(owner("sim0").has_value());
+}
+
+TEST_F(ArbiterTest, AFailedAcquireOfTheQueueHeadMovesOnToTheNextWaiter) {
+  const auto a = client("A", 1), b = client("B", 2), c = client("C", 3);
+  ASSERT_TRUE(acquire(a, "sim0").ok());
+  Answer wb, wc;
+  arbiter.acquire_exclusive_access(b, "sim0", {.wait = 5s}, wb.handler());
+  arbiter.acquire_exclusive_access(c, "sim0", {.wait = 5s}, wc.handler());
+  drives[0]->script(opcode::test_unit_ready, ScsiResult{errc::recorder_command_timeout, "t", 0, {}, {}});
+  ASSERT_TRUE(release(a, "sim0").ok());
+  EXPECT_EQ(wb.code(), errc::recorder_command_timeout);
+  ASSERT_TRUE(wc.ok());
+  EXPECT_EQ(owner("sim0")->client_name, "C");
+}
+
+TEST_F(ArbiterTest, TrayLockOffSkipsPreventAndAllow) {
+  FakeScheduler s;
+  RecordingAudit au;
+  ArbiterConfig config;
+  config.tray_lock = false;
+  Arbiter arb(s, au, config);
+  auto d = std::make_shared<FakeDrive>(s, "x");
+  arb.add_drive(d);
+  s.run();
+  d->commands.clear();
+  const auto id = arb.open_session({}, {});
+  ASSERT_TRUE(arb.hello(id, "A", 1).ok());
+  Answer r, rel;
+  arb.acquire_exclusive_access(id, "x", {}, r.handler());
+  s.run();
+  arb.release_exclusive_access(id, "x", rel.handler());
+  s.run();
+  EXPECT_TRUE(r.ok());
+  EXPECT_TRUE(rel.ok());
+  EXPECT_EQ(d->opcodes(), (std::vector<std::uint8_t>{0x00}));
+}
+
+TEST_F(ArbiterTest, OnlyTheOwnerMayExecuteAndSenseIsNotAnError) {
+  const auto a = client("A", 1), b = client("B", 2);
+  std::optional<Result<ScsiResult>> got;
+  auto capture = [&](Result<ScsiResult> r) { got.emplace(std::move(r)); };
+  arbiter.execute(a, "sim0", ScsiCommand{{0x12, 0, 0, 0, 36, 0}, Direction::in, {}, 36, {}}, {}, capture);
+  ASSERT_TRUE(got);
+  EXPECT_EQ(got->error().code, errc::recorder_locked);
+  ASSERT_TRUE(acquire(a, "sim0").ok());
+  got.reset();
+  arbiter.execute(b, "sim0", ScsiCommand{{0x12, 0, 0, 0, 36, 0}, Direction::in, {}, 36, {}}, {}, capture);
+  EXPECT_EQ(got->error().code, errc::recorder_locked);
+  drives[0]->script(0x1B, ScsiResult{errc::ok, {}, kStatusCheckCondition, make_sense(5, 0x53, 2), {}});
+  got.reset();
+  arbiter.execute(a, "sim0", ScsiCommand{{0x1B, 0, 0, 0, 2, 0}, Direction::none, {}, 0, {}}, {}, capture);
+  scheduler.run();
+  ASSERT_TRUE(got && got->ok());
+  EXPECT_EQ((*got)->status, kStatusCheckCondition);
+  EXPECT_EQ(describe_sense((*got)->sense), "5/53/02");
+  EXPECT_EQ(drives[0]->timeouts.back(), 60s) << "START STOP UNIT's default timeout";
+}
+
+TEST_F(ArbiterTest, ExecuteTimeoutsAreClampedAndTransfersBounded) {
+  const auto a = client("A");
+  ASSERT_TRUE(acquire(a, "sim0").ok());
+  std::optional<Result<ScsiResult>> got;
+  auto capture = [&](Result<ScsiResult> r) { got.emplace(std::move(r)); };
+  arbiter.execute(a, "sim0", ScsiCommand{{0x12, 0, 0, 0, 36, 0}, Direction::in, {}, 36, {}}, 999999, capture);
+  scheduler.run();
+  EXPECT_EQ(drives[0]->timeouts.back(), 3600s);
+  got.reset();
+  arbiter.execute(a, "sim0", ScsiCommand{{0x28, 0, 0, 0, 0, 0, 0, 1, 0, 0}, Direction::in, {}, 65537, {}}, {}, capture);
+  ASSERT_TRUE(got);
+  EXPECT_EQ(got->error().code, errc::invalid_arg);
+}
+
+TEST_F(ArbiterTest, RequestsPipelinedDuringTheAcquireWaitForIt) {
+  const auto a = client("A");
+  Answer first, second, rel;
+  arbiter.acquire_exclusive_access(a, "sim0", {}, first.handler());
+  arbiter.acquire_exclusive_access(a, "sim0", {}, second.handler());
+  arbiter.release_exclusive_access(a, "sim0", rel.handler());
+  scheduler.run();
+  EXPECT_EQ(first.count(), 1U);
+  EXPECT_EQ(second.count(), 2U);
+  EXPECT_EQ(rel.count(), 1U);
+}
+
+TEST_F(ArbiterTest, WaitLimitsAreEnforced) {
+  FakeScheduler s;
+  RecordingAudit au;
+  ArbiterConfig config;
+  config.max_waits_per_drive = 1;
+  Arbiter arb(s, au, config);
+  auto d = std::make_shared<FakeDrive>(s, "x");
+  arb.add_drive(d);
+  std::vector<SessionId> ids;
+  for (std::uint32_t i = 0; i < 3; ++i) {
+    ids.push_back(arb.open_session({}, {}));
+    ASSERT_TRUE(arb.hello(ids.back(), "C" + std::to_string(i), i).ok());
+  }
+  Answer own, w1, w2;
+  arb.acquire_exclusive_access(ids[0], "x", {}, own.handler());
+  s.run();
+  arb.acquire_exclusive_access(ids[1], "x", {.wait = 5s}, w1.handler());
+  arb.acquire_exclusive_access(ids[2], "x", {.wait = 5s}, w2.handler());
+  EXPECT_FALSE(w1.done());
+  EXPECT_EQ(w2.code(), errc::limit_reached);
+}
+
+TEST_F(ArbiterTest, StatusCarriesOwnerIdentityWaitersAndClients) {
+  const auto a = client("Burner", 4242);
+  ASSERT_TRUE(acquire(a, "sim0").ok());
+  ASSERT_TRUE(acquire(a, "sim0").ok());
+  Answer w;
+  arbiter.acquire_exclusive_access(client("Waiter", 7), "sim0", {.wait = 5s}, w.handler());
+  const auto st = arbiter.status();
+  const auto& d = st["drives"][0];
+  EXPECT_EQ(d["id"], "sim0");
+  EXPECT_EQ(d["state"], "owned");
+  EXPECT_EQ(d["tray_locked"], true);
+  EXPECT_EQ(d["owner"]["client_name"], "Burner");
+  EXPECT_EQ(d["owner"]["pid"], 4242);
+  EXPECT_EQ(d["owner"]["user"], "user4242");
+  EXPECT_EQ(d["owner"]["uid"], 4242);
+  EXPECT_EQ(d["owner"]["exe"], "/bin/Burner");
+  EXPECT_EQ(d["owner"]["lock_count"], 2);
+  EXPECT_EQ(d["waiters"][0]["client_name"], "Waiter");
+  EXPECT_TRUE(d["waiters"][0]["deadline"].get<std::string>().ends_with("Z"));
+  EXPECT_EQ(st["drives"][1]["state"], "free");
+  EXPECT_TRUE(st["drives"][1]["owner"].is_null());
+  EXPECT_EQ(st["clients"][0]["locks"]["sim0"], 2);
+}
+
+TEST_F(ArbiterTest, EveryDecisionIsAudited) {
+  const auto a = client("A", 1);
+  ASSERT_TRUE(acquire(a, "sim0").ok());
+  ASSERT_TRUE(acquire(a, "sim0").ok());
+  ASSERT_TRUE(release(a, "sim0").ok());
+  ASSERT_TRUE(release(a, "sim0").ok());
+  EXPECT_EQ(audit.count(AuditKind::acquired), 1U);
+  EXPECT_EQ(audit.count(AuditKind::nested), 1U);
+  EXPECT_EQ(audit.count(AuditKind::released), 1U);
+  EXPECT_EQ(audit.count(AuditKind::freed), 1U);
+  EXPECT_EQ(audit.records.back().client_name, "A");
+}
+
+TEST_F(ArbiterTest, SubscribersHearOfAcquiresAndReleases) {
+  std::vector<std::string> events;
+  const auto watcher = arbiter.open_session({}, [&](const nlohmann::json& e) { events.push_back(e["event"]); });
+  ASSERT_TRUE(arbiter.hello(watcher, "Watcher", 9).ok());
+  arbiter.subscribe(watcher);
+  const auto a = client("A");
+  ASSERT_TRUE(acquire(a, "sim0").ok());
+  arbiter.close_session(a);
+  scheduler.run();
+  EXPECT_EQ(events, (std::vector<std::string>{"acquired", "released"}));
+}
+
+TEST_F(ArbiterTest, ARemovedDriveFailsLaterRequestsWithDevNotExist) {
+  drives[0]->script(opcode::test_unit_ready, ScsiResult{errc::dev_not_exist, "gone", 0, {}, {}});
+  const auto a = client("A");
+  EXPECT_EQ(acquire(a, "sim0").code(), errc::dev_not_exist);
+  EXPECT_EQ(acquire(a, "sim0").code(), errc::dev_not_exist);
+  EXPECT_EQ(arbiter.status()["drives"][0]["state"], "removed");
+}
+
+}  // namespace
+}  // namespace discarbiter::core

@@ -1,0 +1,81 @@
+#include "config.hpp"
+
+#include <gtest/gtest.h>
+
+namespace discarbiter::host {
+namespace {
+
+using namespace std::chrono_literals;
+using nlohmann::json;
+
+std::string error_of(const json& j) {
+  auto r = parse_config(j);
+  EXPECT_FALSE(r.ok()) << j.dump();
+  return r.ok() ? std::string() : r.error().message;
+}
+
+TEST(Config, AnEmptyDocumentGivesTheDefaults) {
+  const auto c = parse_config(json::object()).value();
+  EXPECT_TRUE(c.arbiter.tray_lock);
+  EXPECT_EQ(c.arbiter.timeouts.default_timeout, 10s);
+  EXPECT_EQ(c.listener.max_sessions, 256U);
+  EXPECT_EQ(c.listener.session.handshake, 2000ms);
+  EXPECT_EQ(c.listener.session.frames.max_payload_bytes, 1024U * 1024U);
+}
+
+TEST(Config, EveryKeyIsRead) {
+  const auto c = parse_config(json::parse(R"({
+    "endpoint": "/tmp/x.sock", "socket_mode": "0666", "simulate": 3, "log_level": "debug",
+    "tray_lock": false,
+    "timeouts": {"default_s": 5, "max_s": 600, "opcodes": {"0x12": 2, "42": 300}},
+    "limits": {"max_sessions": 10, "max_sessions_per_user": 2, "handshake_ms": 500,
+               "max_waits_per_session": 3, "max_waits_per_drive": 4, "max_json_bytes": 4096,
+               "max_transfer_bytes": 65536, "max_outbox_bytes": 100000},
+    "simulated_faults": {"sim1": {"delay_ms": {"0x12": 5000}, "hang": ["0x28"], "removed": true}}
+  })")).value();
+  EXPECT_EQ(c.endpoint, "/tmp/x.sock");
+  EXPECT_EQ(c.listener.socket_mode, 0666U);
+  EXPECT_EQ(c.simulate, 3U);
+  EXPECT_FALSE(c.arbiter.tray_lock);
+  EXPECT_EQ(c.arbiter.timeouts.timeout_for(0x12), 2s);
+  EXPECT_EQ(c.arbiter.timeouts.timeout_for(0x2A), 300s);
+  EXPECT_EQ(c.arbiter.timeouts.max_timeout, 600s);
+  EXPECT_EQ(c.listener.max_sessions_per_user, 2U);
+  EXPECT_EQ(c.listener.session.handshake, 500ms);
+  EXPECT_EQ(c.arbiter.max_waits_per_drive, 4U);
+  EXPECT_EQ(c.listener.session.frames.max_json_bytes, 4096U);
+  EXPECT_EQ(c.listener.session.frames.max_payload_bytes, 65536U);
+  const auto& f = c.simulated_faults.at("sim1");
+  EXPECT_EQ(f.delay.at(0x12), 5000ms);
+  EXPECT_TRUE(f.hang.contains(0x28));
+  EXPECT_TRUE(f.removed);
+  EXPECT_TRUE(check_simulated_faults(c).ok());
+}
+
+TEST(Config, UnknownKeysAreNamedWithTheirPath) {
+  EXPECT_NE(error_of({{"trayLock", true}}).find("trayLock is not a known key"), std::string::npos);
+  EXPECT_NE(error_of({{"limits", {{"max_session", 1}}}}).find("limits.max_session"), std::string::npos);
+  EXPECT_NE(error_of({{"simulated_faults", {{"sim0", {{"delay", 1}}}}}}).find("simulated_faults.sim0.delay"),
+            std::string::npos);
+}
+
+TEST(Config, IllTypedKeysAreNamed) {
+  EXPECT_NE(error_of({{"tray_lock", "yes"}}).find("tray_lock must be true or false"), std::string::npos);
+  EXPECT_NE(error_of({{"simulate", -1}}).find("simulate must be an unsigned integer"), std::string::npos);
+  EXPECT_NE(error_of({{"limits", {{"max_sessions", 5000000000ULL}}}}).find("limits.max_sessions"),
+            std::string::npos);
+  EXPECT_NE(error_of({{"timeouts", {{"opcodes", {{"0x100", 1}}}}}}).find("timeouts.opcodes.0x100"),
+            std::string::npos);
+  EXPECT_NE(error_of({{"socket_mode", "rw-rw----"}}).find("socket_mode"), std::string::npos);
+  EXPECT_NE(error_of(json::array()).find("must be an object"), std::string::npos);
+}
+
+TEST(Config, FaultsMustNameASimulatedDrive) {
+  auto c = parse_config({{"simulate", 1}, {"simulated_faults", {{"sim4", json::object()}}}}).value();
+  const auto r = check_simulated_faults(c);
+  ASSERT_FALSE(r.ok());
+  EXPECT_NE(r.error().message.find("sim4"), std::string::npos);
+}
+
+}  // namespace
+}  // namespace discarbiter::host
