@@ -2,6 +2,7 @@
 #include <CLI/CLI.hpp>
 #include <iostream>
 
+#include <spdlog/sinks/stdout_color_sinks.h>
 #include <spdlog/spdlog.h>
 
 #include "config.hpp"
@@ -48,6 +49,8 @@ int main(int argc, char** argv) {
     std::cerr << "discarbiterd: unknown log level '" << config.log_level << "'\n";
     return 2;
   }
+  // N.B. stderr: journald and the console both read it; stdout stays free.
+  spdlog::set_default_logger(spdlog::stderr_color_mt("discarbiterd"));
   spdlog::set_level(level);
   spdlog::set_pattern("%Y-%m-%dT%H:%M:%S.%e %^%l%$ %v");
   try {
