@@ -25,14 +25,20 @@ constexpr int kExitUnreachable = 6;
 
 int exit_code_for(errc code) {
   switch (code) {
-    case errc::recorder_locked: return kExitLocked;
-    case errc::recorder_command_timeout: return kExitTimeout;
-    case errc::dev_not_exist: return kExitNoDrive;
+    case errc::recorder_locked:
+      return kExitLocked;
+    case errc::recorder_command_timeout:
+      return kExitTimeout;
+    case errc::dev_not_exist:
+      return kExitNoDrive;
     case errc::service_unavailable:
-    case errc::connection_lost: return kExitUnreachable;
+    case errc::connection_lost:
+      return kExitUnreachable;
     case errc::invalid_arg:
-    case errc::recorder_client_name_is_not_valid: return kExitUsage;
-    default: return kExitOther;
+    case errc::recorder_client_name_is_not_valid:
+      return kExitUsage;
+    default:
+      return kExitOther;
   }
 }
 
@@ -45,7 +51,9 @@ Client connect(const Globals& g, const std::string& name) {
   return Client(ConnectOptions{g.endpoint, name, std::chrono::seconds(5)});
 }
 
-std::string text_or_dash(const std::string& s) { return s.empty() ? "-" : s; }
+std::string text_or_dash(const std::string& s) {
+  return s.empty() ? "-" : s;
+}
 
 std::string describe_owner(const proto::OwnerInfo& o) {
   return fmt::format("'{}' (pid {}, user {}, lock count {}, since {}{})", o.client_name, o.pid,
@@ -54,15 +62,22 @@ std::string describe_owner(const proto::OwnerInfo& o) {
 
 // Names for the sense codes a burning-app developer meets most.
 std::string explain_sense(const proto::Bytes& sense) {
-  if (sense.size() < 14) return "no sense data";
+  if (sense.size() < 14)
+    return "no sense data";
   const int key = sense[2] & 0x0F, asc = sense[12], ascq = sense[13];
   std::string what;
-  if (asc == 0x53 && ascq == 0x02) what = "medium removal prevented (the tray is locked)";
-  else if (asc == 0x3A) what = "medium not present";
-  else if (asc == 0x20) what = "invalid command operation code";
-  else if (asc == 0x24) what = "invalid field in CDB";
-  else if (asc == 0x21) what = "logical block address out of range";
-  return fmt::format("sense {:X}/{:02X}/{:02X}{}{}", key, asc, ascq, what.empty() ? "" : ": ", what);
+  if (asc == 0x53 && ascq == 0x02)
+    what = "medium removal prevented (the tray is locked)";
+  else if (asc == 0x3A)
+    what = "medium not present";
+  else if (asc == 0x20)
+    what = "invalid command operation code";
+  else if (asc == 0x24)
+    what = "invalid field in CDB";
+  else if (asc == 0x21)
+    what = "logical block address out of range";
+  return fmt::format("sense {:X}/{:02X}/{:02X}{}{}", key, asc, ascq, what.empty() ? "" : ": ",
+                     what);
 }
 
 void print_hex_dump(const proto::Bytes& data) {
@@ -108,8 +123,9 @@ int cmd_status(const Globals& g) {
       locks += fmt::format("{}{}x{}", locks.empty() ? "" : ", ", drive, count.get<std::uint32_t>());
     }
     fmt::print("{:<8} {:<24} {:>7} {:<10} {}\n", c.at("session").get<std::uint64_t>(),
-               text_or_dash(c.at("client_name").get<std::string>()), c.at("pid").get<std::uint32_t>(),
-               text_or_dash(c.at("user").get<std::string>()), locks.empty() ? "-" : locks);
+               text_or_dash(c.at("client_name").get<std::string>()),
+               c.at("pid").get<std::uint32_t>(), text_or_dash(c.at("user").get<std::string>()),
+               locks.empty() ? "-" : locks);
   }
   return kExitOk;
 }
@@ -146,15 +162,17 @@ int cmd_hold(const Globals& g, const std::string& drive, const std::string& name
                                force};
   std::uint32_t lock_count = 0;
   for (unsigned i = 0; i < count; ++i) {
-    lock_count = client.acquire_exclusive_access(drive, i == 0 ? options : AcquireOptions{{}, force});
+    lock_count =
+        client.acquire_exclusive_access(drive, i == 0 ? options : AcquireOptions{{}, force});
   }
   fmt::print("acquired {}\n", drive);
   std::fflush(stdout);
   if (g.json_output) {
     fmt::print("{}\n", json{{"drive", drive}, {"lock_count", lock_count}}.dump());
   } else {
-    fmt::print(stderr, "holding {} (lock count {}); close stdin or send SIGINT/SIGTERM to release\n",
-               drive, lock_count);
+    fmt::print(stderr,
+               "holding {} (lock count {}); close stdin or send SIGINT/SIGTERM to release\n", drive,
+               lock_count);
   }
   std::fflush(stdout);
   const std::string why = cli::wait_for_stdin_close_or_signal();
@@ -175,7 +193,9 @@ int print_scsi_reply(const Globals& g, const ScsiReply& reply) {
                            .dump(2));
   } else {
     fmt::print("status: 0x{:02X} {}\n", reply.scsi_status,
-               reply.scsi_status == 0 ? "GOOD" : reply.scsi_status == 2 ? "CHECK CONDITION" : "");
+               reply.scsi_status == 0   ? "GOOD"
+               : reply.scsi_status == 2 ? "CHECK CONDITION"
+                                        : "");
     if (!reply.sense.empty()) {
       fmt::print("{}: {}\n", error_name(reply.code), explain_sense(reply.sense));
     }
@@ -199,7 +219,8 @@ int cmd_exec(const Globals& g, const std::string& drive, const std::string& name
              const std::string& out_file, std::optional<std::uint32_t> timeout_s) {
   auto cdb = proto::from_hex(cdb_text);
   if (!cdb || cdb->size() < 6 || cdb->size() > 16) {
-    fmt::print(stderr, "discarb: --cdb must be 6 to 16 hexadecimal bytes, e.g. \"12 00 00 00 24 00\"\n");
+    fmt::print(stderr,
+               "discarb: --cdb must be 6 to 16 hexadecimal bytes, e.g. \"12 00 00 00 24 00\"\n");
     return kExitUsage;
   }
   ScsiCommand command{std::move(*cdb), proto::Direction::none, 0, {}, timeout_s};
@@ -220,7 +241,8 @@ int cmd_exec(const Globals& g, const std::string& drive, const std::string& name
 
 int cmd_inquiry(const Globals& g, const std::string& drive, const std::string& name) {
   const auto reply = run_one(g, drive, name, ScsiCommand::inquiry());
-  if (reply.scsi_status != 0 || reply.data.size() < 36) return print_scsi_reply(g, reply);
+  if (reply.scsi_status != 0 || reply.data.size() < 36)
+    return print_scsi_reply(g, reply);
   auto field = [&](std::size_t at, std::size_t len) {
     std::string s(reply.data.begin() + static_cast<std::ptrdiff_t>(at),
                   reply.data.begin() + static_cast<std::ptrdiff_t>(at + len));
@@ -268,9 +290,9 @@ int main(int argc, char** argv) {
   CLI::App app{"discarb: talk to the DiscArbiter service (optical drive arbitration)", "discarb"};
   app.require_subcommand(1);
   Globals g;
-  app.add_option("--endpoint", g.endpoint,
-                 "service endpoint (default: $DISCARBITER_ENDPOINT, else " +
-                     Client::default_endpoint() + ")");
+  app.add_option(
+      "--endpoint", g.endpoint,
+      "service endpoint (default: $DISCARBITER_ENDPOINT, else " + Client::default_endpoint() + ")");
   app.add_flag("--json", g.json_output, "machine-readable output");
 
   std::string drive, name = "discarb", cdb, out_file;
@@ -300,7 +322,8 @@ int main(int argc, char** argv) {
   auto* inquiry = app.add_subcommand("inquiry", "vendor, product and revision from INQUIRY");
   inquiry->add_option("drive", drive)->required();
   inquiry->add_option("--name", name, "client name");
-  auto* eject = app.add_subcommand("eject", "open the tray (refused while another client holds it)");
+  auto* eject =
+      app.add_subcommand("eject", "open the tray (refused while another client holds it)");
   eject->add_option("drive", drive)->required();
   eject->add_option("--name", name, "client name");
 
@@ -312,13 +335,20 @@ int main(int argc, char** argv) {
   }
 
   try {
-    if (*status) return cmd_status(g);
-    if (*drives) return cmd_drives(g);
-    if (*owner) return cmd_owner(g, drive);
-    if (*hold) return cmd_hold(g, drive, name, wait_s, count, force);
-    if (*exec) return cmd_exec(g, drive, name, cdb, in_len, out_file, timeout_s);
-    if (*inquiry) return cmd_inquiry(g, drive, name);
-    if (*eject) return cmd_eject(g, drive, name);
+    if (*status)
+      return cmd_status(g);
+    if (*drives)
+      return cmd_drives(g);
+    if (*owner)
+      return cmd_owner(g, drive);
+    if (*hold)
+      return cmd_hold(g, drive, name, wait_s, count, force);
+    if (*exec)
+      return cmd_exec(g, drive, name, cdb, in_len, out_file, timeout_s);
+    if (*inquiry)
+      return cmd_inquiry(g, drive, name);
+    if (*eject)
+      return cmd_eject(g, drive, name);
   } catch (const ServiceError& e) {
     fmt::print(stderr, "discarb: {} (0x{:08X}): {}; {}\n", e.name(), e.hresult(),
                error_explanation(e.code_value()), e.detail());

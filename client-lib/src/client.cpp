@@ -36,7 +36,8 @@ ExclusiveAccess::ExclusiveAccess(ExclusiveAccess&& other) noexcept
       lock_count_(other.lock_count_) {}
 
 ExclusiveAccess::~ExclusiveAccess() {
-  if (!client_) return;
+  if (!client_)
+    return;
   try {
     client_->release_exclusive_access(drive_);
   } catch (const ServiceError&) {
@@ -64,9 +65,9 @@ Client::Client(ConnectOptions options)
     : endpoint_(options.endpoint.empty() ? default_endpoint() : options.endpoint),
       timeout_(options.timeout) {
   connection_ = connect_to_service(endpoint_, std::chrono::steady_clock::now() + timeout_);
-  const auto reply = call(proto::HelloRequest{proto::kProtocolVersion, options.client_name,
-                                              current_process_id()},
-                          timeout_);
+  const auto reply =
+      call(proto::HelloRequest{proto::kProtocolVersion, options.client_name, current_process_id()},
+           timeout_);
   try {
     server_ = reply.body.get<proto::HelloReply>();
   } catch (const nlohmann::json::exception& e) {
@@ -82,10 +83,13 @@ std::optional<proto::Frame> Client::read_frame(std::chrono::steady_clock::time_p
   std::array<std::uint8_t, 16 * 1024> buffer{};
   for (;;) {
     auto out = decoder_.next();
-    if (out.status == proto::FrameDecoder::Status::frame) return std::move(out.frame);
-    if (out.status == proto::FrameDecoder::Status::error) throw ServiceError(out.error);
+    if (out.status == proto::FrameDecoder::Status::frame)
+      return std::move(out.frame);
+    if (out.status == proto::FrameDecoder::Status::error)
+      throw ServiceError(out.error);
     const std::size_t n = connection_->read_some(buffer, deadline);
-    if (n == 0) return std::nullopt;
+    if (n == 0)
+      return std::nullopt;
     decoder_.feed({buffer.data(), n});
   }
 }
@@ -103,19 +107,22 @@ proto::Reply Client::call(proto::RequestBody body, std::chrono::milliseconds tim
       // N.B. the request may still complete in the service; this session is
       // no longer in step with it, so it is closed (and its locks die).
       connection_.reset();
-      throw ServiceError(Error{errc::connection_lost,
-                               fmt::format("the service did not answer within {} ms",
-                                           timeout.count())});
+      throw ServiceError(
+          Error{errc::connection_lost,
+                fmt::format("the service did not answer within {} ms", timeout.count())});
     }
     auto incoming = proto::parse_incoming(std::move(*frame));
-    if (!incoming) throw ServiceError(incoming.error());
+    if (!incoming)
+      throw ServiceError(incoming.error());
     if (auto* event = std::get_if<proto::Event>(&*incoming)) {
       events_.push_back(std::move(*event));
       continue;
     }
     auto& reply = std::get<proto::Reply>(*incoming);
-    if (reply.id && *reply.id != id) continue;  // a reply to a request we gave up on
-    if (reply.error) throw ServiceError(*reply.error);
+    if (reply.id && *reply.id != id)
+      continue;  // a reply to a request we gave up on
+    if (reply.error)
+      throw ServiceError(*reply.error);
     if (!reply.id) {
       throw ServiceError(Error{errc::bad_frame, "reply without an id"});
     }
@@ -124,10 +131,14 @@ proto::Reply Client::call(proto::RequestBody body, std::chrono::milliseconds tim
 }
 
 std::vector<proto::DriveSummary> Client::drives() {
-  return call(proto::ListDrivesRequest{}, timeout_).body.at("drives").get<std::vector<proto::DriveSummary>>();
+  return call(proto::ListDrivesRequest{}, timeout_)
+      .body.at("drives")
+      .get<std::vector<proto::DriveSummary>>();
 }
 
-nlohmann::json Client::status() { return call(proto::StatusRequest{}, timeout_).body.at("status"); }
+nlohmann::json Client::status() {
+  return call(proto::StatusRequest{}, timeout_).body.at("status");
+}
 
 std::uint32_t Client::acquire_exclusive_access(const std::string& drive, AcquireOptions options) {
   const auto wait_ms = static_cast<std::uint32_t>(options.wait.count());
@@ -145,7 +156,8 @@ std::uint32_t Client::release_exclusive_access(const std::string& drive) {
 std::optional<proto::OwnerInfo> Client::exclusive_access_owner(const std::string& drive) {
   const auto reply = call(proto::OwnerRequest{drive}, timeout_);
   const auto& owner = reply.body.at("owner");
-  if (owner.is_null()) return std::nullopt;
+  if (owner.is_null())
+    return std::nullopt;
   return owner.get<proto::OwnerInfo>();
 }
 
@@ -165,15 +177,19 @@ ExclusiveAccess Client::acquire(const std::string& drive, AcquireOptions options
   return ExclusiveAccess(*this, drive, count);
 }
 
-void Client::subscribe() { (void)call(proto::SubscribeRequest{}, timeout_); }
+void Client::subscribe() {
+  (void)call(proto::SubscribeRequest{}, timeout_);
+}
 
 std::optional<proto::Event> Client::next_event(std::chrono::milliseconds timeout) {
   const auto deadline = std::chrono::steady_clock::now() + timeout;
   while (events_.empty()) {
     auto frame = read_frame(deadline);
-    if (!frame) return std::nullopt;
+    if (!frame)
+      return std::nullopt;
     auto incoming = proto::parse_incoming(std::move(*frame));
-    if (!incoming) throw ServiceError(incoming.error());
+    if (!incoming)
+      throw ServiceError(incoming.error());
     if (auto* event = std::get_if<proto::Event>(&*incoming)) {
       events_.push_back(std::move(*event));
     }

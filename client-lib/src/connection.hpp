@@ -22,7 +22,8 @@ class Connection {
 };
 
 /// Throws ServiceError (DA_E_SERVICE_UNAVAILABLE) naming the endpoint.
-std::unique_ptr<Connection> connect_to_service(const std::string& endpoint, Connection::Deadline deadline);
+std::unique_ptr<Connection> connect_to_service(const std::string& endpoint,
+                                               Connection::Deadline deadline);
 std::string platform_default_endpoint();
 std::uint32_t current_process_id();
 

@@ -22,7 +22,8 @@ class UniqueFd {
   UniqueFd(UniqueFd&& o) noexcept : fd_(std::exchange(o.fd_, -1)) {}
   UniqueFd& operator=(UniqueFd&&) = delete;
   ~UniqueFd() {
-    if (fd_ >= 0) ::close(fd_);
+    if (fd_ >= 0)
+      ::close(fd_);
   }
   int get() const noexcept { return fd_; }
 
@@ -30,10 +31,13 @@ class UniqueFd {
   int fd_;
 };
 
-std::string errno_text() { return std::error_code(errno, std::system_category()).message(); }
+std::string errno_text() {
+  return std::error_code(errno, std::system_category()).message();
+}
 
 int milliseconds_until(Connection::Deadline deadline) {
-  const auto left = std::chrono::ceil<std::chrono::milliseconds>(deadline - std::chrono::steady_clock::now());
+  const auto left =
+      std::chrono::ceil<std::chrono::milliseconds>(deadline - std::chrono::steady_clock::now());
   return static_cast<int>(std::clamp<std::int64_t>(left.count(), 0, 1'000'000'000));
 }
 
@@ -43,10 +47,12 @@ class SocketConnection final : public Connection {
 
   void write_all(std::span<const std::uint8_t> bytes, Deadline deadline) override {
     while (!bytes.empty()) {
-      if (!wait_for(POLLOUT, deadline)) lost("write: timed out");
+      if (!wait_for(POLLOUT, deadline))
+        lost("write: timed out");
       const ssize_t n = ::send(fd_.get(), bytes.data(), bytes.size(), MSG_NOSIGNAL);
       if (n < 0) {
-        if (errno == EINTR || errno == EAGAIN) continue;
+        if (errno == EINTR || errno == EAGAIN)
+          continue;
         lost("write: " + errno_text());
       }
       bytes = bytes.subspan(static_cast<std::size_t>(n));
@@ -55,11 +61,15 @@ class SocketConnection final : public Connection {
 
   std::size_t read_some(std::span<std::uint8_t> buffer, Deadline deadline) override {
     for (;;) {
-      if (!wait_for(POLLIN, deadline)) return 0;
+      if (!wait_for(POLLIN, deadline))
+        return 0;
       const ssize_t n = ::recv(fd_.get(), buffer.data(), buffer.size(), 0);
-      if (n > 0) return static_cast<std::size_t>(n);
-      if (n == 0) lost("the service closed the connection");
-      if (errno != EINTR && errno != EAGAIN) lost("read: " + errno_text());
+      if (n > 0)
+        return static_cast<std::size_t>(n);
+      if (n == 0)
+        lost("the service closed the connection");
+      if (errno != EINTR && errno != EAGAIN)
+        lost("read: " + errno_text());
     }
   }
 
@@ -68,9 +78,12 @@ class SocketConnection final : public Connection {
     for (;;) {
       pollfd p{fd_.get(), events, 0};
       const int r = ::poll(&p, 1, milliseconds_until(deadline));
-      if (r > 0) return true;
-      if (r == 0) return false;
-      if (errno != EINTR) lost("poll: " + errno_text());
+      if (r > 0)
+        return true;
+      if (r == 0)
+        return false;
+      if (errno != EINTR)
+        lost("poll: " + errno_text());
     }
   }
   [[noreturn]] static void lost(const std::string& what) {
@@ -86,7 +99,8 @@ std::unique_ptr<Connection> connect_to_service(const std::string& endpoint, Conn
   sockaddr_un addr{};
   addr.sun_family = AF_UNIX;
   if (endpoint.size() >= sizeof addr.sun_path) {
-    throw ServiceError(Error{errc::invalid_arg, fmt::format("endpoint path too long: {}", endpoint)});
+    throw ServiceError(
+        Error{errc::invalid_arg, fmt::format("endpoint path too long: {}", endpoint)});
   }
   std::memcpy(addr.sun_path, endpoint.c_str(), endpoint.size() + 1);
   UniqueFd fd(::socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0));
@@ -103,8 +117,12 @@ std::unique_ptr<Connection> connect_to_service(const std::string& endpoint, Conn
   return std::make_unique<SocketConnection>(std::move(fd));
 }
 
-std::string platform_default_endpoint() { return "/run/discarbiter/discarbiter.sock"; }
+std::string platform_default_endpoint() {
+  return "/run/discarbiter/discarbiter.sock";
+}
 
-std::uint32_t current_process_id() { return static_cast<std::uint32_t>(::getpid()); }
+std::uint32_t current_process_id() {
+  return static_cast<std::uint32_t>(::getpid());
+}
 
 }  // namespace discarbiter

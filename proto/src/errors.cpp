@@ -1,7 +1,7 @@
 #include "discarbiter/proto/errors.hpp"
 
-#include <array>
 #include <fmt/format.h>
+#include <array>
 
 namespace discarbiter {
 namespace {
@@ -40,8 +40,7 @@ constexpr std::array kTable{
     Entry{errc::frame_too_large, "DA_E_FRAME_TOO_LARGE", "a frame exceeds the configured limit"},
     Entry{errc::service_unavailable, "DA_E_SERVICE_UNAVAILABLE",
           "the DiscArbiter service is not running or not reachable"},
-    Entry{errc::connection_lost, "DA_E_CONNECTION_LOST",
-          "the connection to the service was lost"},
+    Entry{errc::connection_lost, "DA_E_CONNECTION_LOST", "the connection to the service was lost"},
     Entry{errc::limit_reached, "DA_E_LIMIT_REACHED", "a configured service limit was reached"},
     Entry{errc::service_stopping, "DA_E_SERVICE_STOPPING", "the service is stopping"},
 };

@@ -83,9 +83,8 @@ FrameDecoder::Output FrameDecoder::next() {
                                                    header.json_len, limits_.max_json_bytes));
   }
   if (header.payload_len > limits_.max_payload_bytes) {
-    return fail(errc::frame_too_large,
-                fmt::format("payload of {} bytes exceeds the limit of {}", header.payload_len,
-                            limits_.max_payload_bytes));
+    return fail(errc::frame_too_large, fmt::format("payload of {} bytes exceeds the limit of {}",
+                                                   header.payload_len, limits_.max_payload_bytes));
   }
   if (header.json_len == 0) {
     return fail(errc::bad_frame, "frame has an empty JSON part");

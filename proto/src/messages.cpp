@@ -58,8 +58,8 @@ class FieldReader {
       }
       return nullptr;
     }
-    const bool matches = type == json::value_t::number_unsigned ? as_unsigned(*it).has_value()
-                                                                 : it->type() == type;
+    const bool matches =
+        type == json::value_t::number_unsigned ? as_unsigned(*it).has_value() : it->type() == type;
     if (!matches) {
       fail(key, fmt::format("must be {}", expected));
       return nullptr;
@@ -229,9 +229,14 @@ void from_json(const json& j, HelloReply& v) {
 }
 
 void to_json(json& j, const OwnerInfo& v) {
-  j = json{{"client_name", v.client_name}, {"session", v.session},       {"pid", v.pid},
-           {"user", v.user},               {"exe", v.exe},               {"lock_count", v.lock_count},
-           {"since", v.since},             {"force", v.force}};
+  j = json{{"client_name", v.client_name},
+           {"session", v.session},
+           {"pid", v.pid},
+           {"user", v.user},
+           {"exe", v.exe},
+           {"lock_count", v.lock_count},
+           {"since", v.since},
+           {"force", v.force}};
   set_optional(j, "uid", v.uid);
   set_optional(j, "sid", v.sid);
 }
@@ -249,9 +254,9 @@ void from_json(const json& j, OwnerInfo& v) {
 }
 
 void to_json(json& j, const DriveSummary& v) {
-  j = json{{"id", v.id},           {"path", v.path},         {"backend", v.backend},
-           {"vendor", v.vendor},   {"product", v.product},   {"revision", v.revision},
-           {"state", v.state},     {"owner", nullptr}};
+  j = json{{"id", v.id},         {"path", v.path},       {"backend", v.backend},
+           {"vendor", v.vendor}, {"product", v.product}, {"revision", v.revision},
+           {"state", v.state},   {"owner", nullptr}};
   if (v.owner) {
     j["owner"] = *v.owner;
   }
@@ -290,7 +295,9 @@ json make_reply(std::uint64_t id, json fields) {
 json make_error_reply(std::optional<std::uint64_t> id, const Error& error) {
   json j{{"ok", false},
          {"error",
-          {{"code", hresult(error.code)}, {"name", error_name(error.code)}, {"message", error.message}}}};
+          {{"code", hresult(error.code)},
+           {"name", error_name(error.code)},
+           {"message", error.message}}}};
   j["id"] = id ? json(*id) : json(nullptr);
   return j;
 }
@@ -319,15 +326,14 @@ Result<Incoming> parse_incoming(Frame frame) {
   }
   if (!ok->get<bool>()) {
     const auto e = j.find("error");
-    if (e == j.end() || !e->is_object() || !e->contains("code") ||
-        !as_unsigned(e->at("code"))) {
+    if (e == j.end() || !e->is_object() || !e->contains("code") || !as_unsigned(e->at("code"))) {
       return Error{errc::bad_frame, "error reply has no numeric 'error.code'"};
     }
     const auto code = e->at("code").get<std::uint32_t>();
     const auto known = errc_from_hresult(code);
-    reply.error = Error{known.value_or(errc::fail),
-                        e->value("message", std::string()) +
-                            (known ? "" : fmt::format(" ({})", error_name(code)))};
+    reply.error = Error{
+        known.value_or(errc::fail),
+        e->value("message", std::string()) + (known ? "" : fmt::format(" ({})", error_name(code)))};
   }
   reply.body = std::move(frame.json);
   reply.payload = std::move(frame.payload);
@@ -335,7 +341,8 @@ Result<Incoming> parse_incoming(Frame frame) {
 }
 
 std::optional<std::uint64_t> as_unsigned(const json& j) {
-  if (j.is_number_unsigned()) return j.get<std::uint64_t>();
+  if (j.is_number_unsigned())
+    return j.get<std::uint64_t>();
   if (j.is_number_integer() && j.get<std::int64_t>() >= 0) {
     return static_cast<std::uint64_t>(j.get<std::int64_t>());
   }
@@ -355,9 +362,12 @@ std::string to_hex(std::span<const std::uint8_t> bytes) {
 
 std::optional<Bytes> from_hex(std::string_view text) {
   auto nibble = [](char c) -> int {
-    if (c >= '0' && c <= '9') return c - '0';
-    if (c >= 'a' && c <= 'f') return c - 'a' + 10;
-    if (c >= 'A' && c <= 'F') return c - 'A' + 10;
+    if (c >= '0' && c <= '9')
+      return c - '0';
+    if (c >= 'a' && c <= 'f')
+      return c - 'a' + 10;
+    if (c >= 'A' && c <= 'F')
+      return c - 'A' + 10;
     return -1;
   };
   Bytes out;
@@ -399,9 +409,12 @@ std::string_view to_string(Direction d) {
 }
 
 std::optional<Direction> direction_from_string(std::string_view s) {
-  if (s == "none") return Direction::none;
-  if (s == "in") return Direction::in;
-  if (s == "out") return Direction::out;
+  if (s == "none")
+    return Direction::none;
+  if (s == "in")
+    return Direction::in;
+  if (s == "out")
+    return Direction::out;
   return std::nullopt;
 }
 

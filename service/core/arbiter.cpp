@@ -43,7 +43,7 @@ struct Arbiter::Drive {
 
   std::shared_ptr<DriveChannel> channel;
   LockState state = LockState::free;
-  SessionId owner = 0;  // 0: nobody (FREE)
+  SessionId owner = 0;          // 0: nobody (FREE)
   proto::OwnerInfo owner_info;  // identity snapshot at first acquire; outlives the session
   std::uint32_t lock_count = 0;
   bool granted_from_queue = false;
@@ -64,8 +64,10 @@ struct Arbiter::Drive {
 namespace {
 
 std::string_view to_string(bool acquiring, bool releasing, bool owned) {
-  if (acquiring) return "acquiring";
-  if (releasing) return "releasing";
+  if (acquiring)
+    return "acquiring";
+  if (releasing)
+    return "releasing";
   return owned ? "owned" : "free";
 }
 
@@ -73,16 +75,26 @@ std::string_view to_string(bool acquiring, bool releasing, bool owned) {
 
 std::string_view to_string(AuditKind kind) {
   switch (kind) {
-    case AuditKind::acquired: return "acquired";
-    case AuditKind::nested: return "nested";
-    case AuditKind::released: return "released";
-    case AuditKind::freed: return "freed";
-    case AuditKind::acquire_failed: return "acquire_failed";
-    case AuditKind::waiting: return "waiting";
-    case AuditKind::wait_expired: return "wait_expired";
-    case AuditKind::session_ended: return "session_ended";
-    case AuditKind::command_timeout: return "command_timeout";
-    case AuditKind::drive_error: return "drive_error";
+    case AuditKind::acquired:
+      return "acquired";
+    case AuditKind::nested:
+      return "nested";
+    case AuditKind::released:
+      return "released";
+    case AuditKind::freed:
+      return "freed";
+    case AuditKind::acquire_failed:
+      return "acquire_failed";
+    case AuditKind::waiting:
+      return "waiting";
+    case AuditKind::wait_expired:
+      return "wait_expired";
+    case AuditKind::session_ended:
+      return "session_ended";
+    case AuditKind::command_timeout:
+      return "command_timeout";
+    case AuditKind::drive_error:
+      return "drive_error";
   }
   return "unknown";
 }
@@ -104,17 +116,22 @@ void Arbiter::add_drive(std::shared_ptr<DriveChannel> channel) {
   drive->channel = std::move(channel);
   Drive* d = drive.get();
   drives_.push_back(std::move(drive));
-  ScsiCommand allow{cdb_prevent_allow_medium_removal(false), Direction::none, {}, 0,
+  ScsiCommand allow{cdb_prevent_allow_medium_removal(false),
+                    Direction::none,
+                    {},
+                    0,
                     config_.timeouts.timeout_for(opcode::prevent_allow_medium_removal)};
-  d->channel->async_execute(std::move(allow), [this, alive = std::weak_ptr(alive_), d](ScsiResult r) {
-    if (alive.expired()) return;
-    note_command_result(*d, r);
-    if (!r.good()) {
-      audit(AuditKind::drive_error, *d, 0,
-            fmt::format("start-up ALLOW MEDIUM REMOVAL failed: {}",
-                        r.answered() ? describe_sense(r.sense) : r.transport_message));
-    }
-  });
+  d->channel->async_execute(
+      std::move(allow), [this, alive = std::weak_ptr(alive_), d](ScsiResult r) {
+        if (alive.expired())
+          return;
+        note_command_result(*d, r);
+        if (!r.good()) {
+          audit(AuditKind::drive_error, *d, 0,
+                fmt::format("start-up ALLOW MEDIUM REMOVAL failed: {}",
+                            r.answered() ? describe_sense(r.sense) : r.transport_message));
+        }
+      });
 }
 
 SessionId Arbiter::open_session(PeerIdentity peer, EventSink events) {
@@ -160,7 +177,8 @@ void Arbiter::close_session(SessionId id) {
   sessions_.erase(it);
   for (auto& drive : drives_) {
     std::erase_if(drive->waiters, [&](const Waiter& w) {
-      if (w.session != id) return false;
+      if (w.session != id)
+        return false;
       scheduler_.cancel(w.timer);
       return true;
     });
@@ -225,8 +243,8 @@ void Arbiter::release_exclusive_access(SessionId id, const std::string& drive_id
     return;
   }
   if (drive->owner != id) {
-    handler(Error{errc::not_locked,
-                  fmt::format("this client holds no lock on drive '{}'", drive_id)});
+    handler(
+        Error{errc::not_locked, fmt::format("this client holds no lock on drive '{}'", drive_id)});
     return;
   }
   if (drive->in_transition()) {
@@ -302,10 +320,10 @@ void Arbiter::execute(SessionId id, const std::string& drive_id, ScsiCommand com
   const bool prevent = command.cdb.size() > 4 && (command.cdb[4] & 0x01) != 0;
   Drive* d = &drive;
   drive.channel->async_execute(
-      std::move(command),
-      [this, alive = std::weak_ptr(alive_), d, op, timeout, prevent,
-       h = std::move(handler)](ScsiResult r) {
-        if (alive.expired()) return;
+      std::move(command), [this, alive = std::weak_ptr(alive_), d, op, timeout, prevent,
+                           h = std::move(handler)](ScsiResult r) {
+        if (alive.expired())
+          return;
         note_command_result(*d, r);
         if (op == opcode::prevent_allow_medium_removal && r.good()) {
           d->tray_locked = prevent;  // the owner may lock or unlock the tray itself
@@ -350,11 +368,15 @@ void Arbiter::start_acquire(Drive& drive, SessionId id, AcquireOptions options,
       finish_acquire(*d, id, Done{}, std::move(h));
       return;
     }
-    ScsiCommand cmd{cdb_prevent_allow_medium_removal(true), Direction::none, {}, 0,
+    ScsiCommand cmd{cdb_prevent_allow_medium_removal(true),
+                    Direction::none,
+                    {},
+                    0,
                     config_.timeouts.timeout_for(opcode::prevent_allow_medium_removal)};
     d->channel->async_execute(std::move(cmd), [this, alive, d, id, fail,
                                                h = std::move(h)](ScsiResult r) mutable {
-      if (alive.expired()) return;
+      if (alive.expired())
+        return;
       note_command_result(*d, r);
       if (r.good()) {
         d->tray_locked = true;
@@ -364,11 +386,12 @@ void Arbiter::start_acquire(Drive& drive, SessionId id, AcquireOptions options,
       Error e = r.answered() ? Error{errc::fail, "PREVENT MEDIUM REMOVAL failed with sense " +
                                                      describe_sense(r.sense)}
                              : Error{r.transport, "PREVENT MEDIUM REMOVAL: " + r.transport_message};
-      d->channel->async_os_unlock([alive, fail, e = std::move(e), h = std::move(h)](
-                                      Result<Done>) mutable {
-        if (alive.expired()) return;
-        fail(h, std::move(e));
-      });
+      d->channel->async_os_unlock(
+          [alive, fail, e = std::move(e), h = std::move(h)](Result<Done>) mutable {
+            if (alive.expired())
+              return;
+            fail(h, std::move(e));
+          });
     });
   };
 
@@ -376,9 +399,9 @@ void Arbiter::start_acquire(Drive& drive, SessionId id, AcquireOptions options,
   auto os_lock = [this, alive, d, fail, prevent, options,
                   name = session->client_name](CountHandler h) mutable {
     d->channel->async_os_lock(
-        name, options.force,
-        [alive, fail, prevent, h = std::move(h)](Result<Done> locked) mutable {
-          if (alive.expired()) return;
+        name, options.force, [alive, fail, prevent, h = std::move(h)](Result<Done> locked) mutable {
+          if (alive.expired())
+            return;
           if (!locked) {
             fail(h, Error{locked.error().code, "OS exclusive lock: " + locked.error().message});
             return;
@@ -389,18 +412,22 @@ void Arbiter::start_acquire(Drive& drive, SessionId id, AcquireOptions options,
 
   // Step 1: TEST UNIT READY. Any SCSI answer will do (an empty drive says NOT
   // READY and may still be locked); no answer in time fails the acquire.
-  ScsiCommand tur{cdb_test_unit_ready(), Direction::none, {}, 0,
+  ScsiCommand tur{cdb_test_unit_ready(),
+                  Direction::none,
+                  {},
+                  0,
                   config_.timeouts.timeout_for(opcode::test_unit_ready)};
-  drive.channel->async_execute(
-      std::move(tur), [this, alive, d, fail, os_lock, h = std::move(handler)](ScsiResult r) mutable {
-        if (alive.expired()) return;
-        note_command_result(*d, r);
-        if (!r.answered()) {
-          fail(h, Error{r.transport, "TEST UNIT READY: " + r.transport_message});
-          return;
-        }
-        os_lock(std::move(h));
-      });
+  drive.channel->async_execute(std::move(tur), [this, alive, d, fail, os_lock,
+                                                h = std::move(handler)](ScsiResult r) mutable {
+    if (alive.expired())
+      return;
+    note_command_result(*d, r);
+    if (!r.answered()) {
+      fail(h, Error{r.transport, "TEST UNIT READY: " + r.transport_message});
+      return;
+    }
+    os_lock(std::move(h));
+  });
 }
 
 void Arbiter::finish_acquire(Drive& drive, SessionId id, Result<Done> outcome,
@@ -441,7 +468,8 @@ void Arbiter::start_release(Drive& drive, CountHandler handler) {
   auto alive = std::weak_ptr(alive_);
   auto unlock = [this, alive, d](CountHandler h) mutable {
     d->channel->async_os_unlock([this, alive, d, h = std::move(h)](Result<Done> r) mutable {
-      if (alive.expired()) return;
+      if (alive.expired())
+        return;
       if (!r) {
         audit(AuditKind::drive_error, *d, d->owner, "OS unlock failed: " + r.error().message);
       }
@@ -452,11 +480,15 @@ void Arbiter::start_release(Drive& drive, CountHandler handler) {
     unlock(std::move(handler));
     return;
   }
-  ScsiCommand allow{cdb_prevent_allow_medium_removal(false), Direction::none, {}, 0,
+  ScsiCommand allow{cdb_prevent_allow_medium_removal(false),
+                    Direction::none,
+                    {},
+                    0,
                     config_.timeouts.timeout_for(opcode::prevent_allow_medium_removal)};
   drive.channel->async_execute(
       std::move(allow), [this, alive, d, unlock, h = std::move(handler)](ScsiResult r) mutable {
-        if (alive.expired()) return;
+        if (alive.expired())
+          return;
         note_command_result(*d, r);
         if (r.good()) {
           d->tray_locked = false;
@@ -476,9 +508,9 @@ void Arbiter::finish_release(Drive& drive, CountHandler handler) {
   drive.state = Drive::LockState::free;
   audit(AuditKind::freed, drive, former);
   drive.owner = 0;
-  notify(proto::make_event("released", {{"drive", drive.id()},
-                                        {"client_name", drive.owner_info.client_name},
-                                        {"session", former}}));
+  notify(proto::make_event(
+      "released",
+      {{"drive", drive.id()}, {"client_name", drive.owner_info.client_name}, {"session", former}}));
   if (handler) {
     handler(0U);
   }
@@ -489,16 +521,16 @@ void Arbiter::finish_release(Drive& drive, CountHandler handler) {
 
 void Arbiter::enqueue_waiter(Drive& drive, Session& session, AcquireOptions options,
                              CountHandler handler) {
-  const bool already = std::ranges::any_of(
-      drive.waiters, [&](const Waiter& w) { return w.session == session.id; });
+  const bool already =
+      std::ranges::any_of(drive.waiters, [&](const Waiter& w) { return w.session == session.id; });
   if (already) {
     handler(Error{errc::invalid_arg,
                   fmt::format("this client is already waiting for drive '{}'", drive.id())});
     return;
   }
   if (session.waits >= config_.max_waits_per_session) {
-    handler(Error{errc::limit_reached, fmt::format("this client already has {} queued waits",
-                                                   session.waits)});
+    handler(Error{errc::limit_reached,
+                  fmt::format("this client already has {} queued waits", session.waits)});
     return;
   }
   if (drive.waiters.size() >= config_.max_waits_per_drive) {
@@ -516,7 +548,8 @@ void Arbiter::enqueue_waiter(Drive& drive, Session& session, AcquireOptions opti
   w.timer = scheduler_.schedule_at(
       scheduler_.now() + options.wait,
       [this, alive = std::weak_ptr(alive_), drive_id = drive.id(), ticket = w.ticket] {
-        if (alive.expired()) return;
+        if (alive.expired())
+          return;
         expire_waiter(drive_id, ticket);
       });
   ++session.waits;
@@ -527,9 +560,11 @@ void Arbiter::enqueue_waiter(Drive& drive, Session& session, AcquireOptions opti
 
 void Arbiter::expire_waiter(const std::string& drive_id, std::uint64_t ticket) {
   Drive* drive = find_drive(drive_id);
-  if (!drive) return;
+  if (!drive)
+    return;
   const auto it = std::ranges::find(drive->waiters, ticket, &Waiter::ticket);
-  if (it == drive->waiters.end()) return;
+  if (it == drive->waiters.end())
+    return;
   Waiter w = std::move(*it);
   drive->waiters.erase(it);
   if (Session* s = find_session(w.session)) {
@@ -548,7 +583,8 @@ void Arbiter::grant_next_waiter(Drive& drive) {
     drive.waiters.pop_front();
     scheduler_.cancel(w.timer);
     Session* session = find_session(w.session);
-    if (!session) continue;  // unreachable: close_session drops its waits
+    if (!session)
+      continue;  // unreachable: close_session drops its waits
     --session->waits;
     drive.granted_from_queue = true;
     start_acquire(drive, w.session, w.options, std::move(w.handler));
@@ -583,7 +619,8 @@ void Arbiter::when_all_free(std::function<void()> fn) {
 }
 
 void Arbiter::check_all_free() {
-  if (!on_all_free_) return;
+  if (!on_all_free_)
+    return;
   const bool all_free = std::ranges::all_of(
       drives_, [](const auto& d) { return d->state == Drive::LockState::free; });
   if (all_free) {
@@ -645,8 +682,10 @@ json Arbiter::status() const {
            {"user", session->peer.user},
            {"connected_since", format_rfc3339(session->connected_since)},
            {"locks", std::move(locks)}};
-    if (session->peer.uid) c["uid"] = *session->peer.uid;
-    if (session->peer.sid) c["sid"] = *session->peer.sid;
+    if (session->peer.uid)
+      c["uid"] = *session->peer.uid;
+    if (session->peer.sid)
+      c["sid"] = *session->peer.sid;
     clients.push_back(std::move(c));
   }
   return {{"drives", std::move(drives)}, {"clients", std::move(clients)}};
@@ -691,9 +730,8 @@ std::optional<proto::OwnerInfo> Arbiter::owner_info(const Drive& drive) const {
 Error Arbiter::locked_error(const Drive& drive) const {
   const auto& o = drive.owner_info;
   if (drive.owner == 0) {
-    return Error{errc::recorder_locked,
-                 fmt::format("drive '{}' has {} client(s) waiting ahead", drive.id(),
-                             drive.waiters.size())};
+    return Error{errc::recorder_locked, fmt::format("drive '{}' has {} client(s) waiting ahead",
+                                                    drive.id(), drive.waiters.size())};
   }
   return Error{errc::recorder_locked,
                fmt::format("drive '{}' is held by '{}' (pid {}, user {})", drive.id(),

@@ -8,10 +8,10 @@
 namespace discarbiter::core {
 
 enum class AuditKind {
-  acquired,      // count 0 -> 1
-  nested,        // count n -> n+1
-  released,      // count n -> n-1 (n > 1)
-  freed,         // count reached 0 and the drive is free again
+  acquired,  // count 0 -> 1
+  nested,    // count n -> n+1
+  released,  // count n -> n-1 (n > 1)
+  freed,     // count reached 0 and the drive is free again
   acquire_failed,
   waiting,
   wait_expired,

@@ -21,7 +21,9 @@ std::string describe_sense(const Bytes& sense) {
   return fmt::format("{:X}/{:02X}/{:02X}", sense[2] & 0x0F, sense[12], sense[13]);
 }
 
-Bytes cdb_test_unit_ready() { return Bytes(6, 0); }
+Bytes cdb_test_unit_ready() {
+  return Bytes(6, 0);
+}
 
 Bytes cdb_prevent_allow_medium_removal(bool prevent) {
   Bytes cdb(6, 0);

@@ -37,7 +37,7 @@ inline constexpr std::size_t kSenseBytes = 18;  // fixed-format sense, the minim
 struct ScsiCommand {
   Bytes cdb;
   Direction direction = Direction::none;
-  Bytes data_out;                // direction == out
+  Bytes data_out;                 // direction == out
   std::uint32_t data_in_len = 0;  // direction == in
   std::chrono::seconds timeout{10};
 

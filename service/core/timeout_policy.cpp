@@ -20,9 +20,12 @@ std::chrono::seconds TimeoutPolicy::timeout_for(std::uint8_t op,
 std::map<std::uint8_t, std::chrono::seconds> TimeoutPolicy::defaults() {
   using std::chrono::seconds;
   return {
-      {opcode::test_unit_ready, seconds(20)},    {opcode::start_stop_unit, seconds(60)},
-      {opcode::write10, seconds(200)},           {opcode::synchronize_cache, seconds(600)},
-      {opcode::blank, seconds(3600)},            {opcode::format_unit, seconds(3600)},
+      {opcode::test_unit_ready, seconds(20)},
+      {opcode::start_stop_unit, seconds(60)},
+      {opcode::write10, seconds(200)},
+      {opcode::synchronize_cache, seconds(600)},
+      {opcode::blank, seconds(3600)},
+      {opcode::format_unit, seconds(3600)},
       {opcode::close_track_session, seconds(3600)},
   };
 }

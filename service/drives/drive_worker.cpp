@@ -8,12 +8,15 @@ DriveWorker::DriveWorker(std::shared_ptr<ScsiDevice> device, PostToArbiter post)
       post_(std::move(post)),
       thread_([this] { run(); }) {}
 
-DriveWorker::~DriveWorker() { stop(); }
+DriveWorker::~DriveWorker() {
+  stop();
+}
 
 void DriveWorker::stop() {
   {
     std::lock_guard lock(mutex_);
-    if (stopping_ && !thread_.joinable()) return;
+    if (stopping_ && !thread_.joinable())
+      return;
     stopping_ = true;
     jobs_.clear();
   }
@@ -28,7 +31,8 @@ template <typename Job>
 void DriveWorker::submit(Job job) {
   {
     std::lock_guard lock(mutex_);
-    if (stopping_) return;  // the service is going away; nobody awaits the answer
+    if (stopping_)
+      return;  // the service is going away; nobody awaits the answer
     jobs_.emplace_back(std::move(job));
   }
   wake_.notify_one();
@@ -44,13 +48,13 @@ void DriveWorker::async_execute(ScsiCommand command, ExecuteHandler handler) {
 }
 
 void DriveWorker::async_os_lock(std::string client_name, bool force, LockHandler handler) {
-  submit([this, client_name = std::move(client_name), force,
-          handler = std::move(handler)]() mutable {
-    auto result = device_->lock_exclusive(client_name, force);
-    post_([handler = std::move(handler), result = std::move(result)]() mutable {
-      handler(std::move(result));
-    });
-  });
+  submit(
+      [this, client_name = std::move(client_name), force, handler = std::move(handler)]() mutable {
+        auto result = device_->lock_exclusive(client_name, force);
+        post_([handler = std::move(handler), result = std::move(result)]() mutable {
+          handler(std::move(result));
+        });
+      });
 }
 
 void DriveWorker::async_os_unlock(LockHandler handler) {
@@ -68,7 +72,8 @@ void DriveWorker::run() {
     {
       std::unique_lock lock(mutex_);
       wake_.wait(lock, [this] { return stopping_ || !jobs_.empty(); });
-      if (stopping_) return;
+      if (stopping_)
+        return;
       job = std::move(jobs_.front());
       jobs_.pop_front();
     }

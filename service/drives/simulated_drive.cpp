@@ -43,8 +43,13 @@ SimulatedDrive::SimulatedDrive(unsigned index, SimulatedFaults faults)
     : index_(index), faults_(std::move(faults)), disc_(std::size_t{kBlockSize} * kBlocks, 0) {}
 
 DriveDescription SimulatedDrive::describe() {
-  return DriveDescription{fmt::format("sim{}", index_), fmt::format("simulated:{}", index_),
-                          "simulated", "DISCARB", "Simulated MMC", "0001", 1024 * 1024};
+  return DriveDescription{fmt::format("sim{}", index_),
+                          fmt::format("simulated:{}", index_),
+                          "simulated",
+                          "DISCARB",
+                          "Simulated MMC",
+                          "0001",
+                          1024 * 1024};
 }
 
 ScsiResult SimulatedDrive::execute(const ScsiCommand& command) {
@@ -66,7 +71,10 @@ ScsiResult SimulatedDrive::execute(const ScsiCommand& command) {
     }
     if (times_out) {
       return {errc::recorder_command_timeout,
-              fmt::format("no answer within {} s", command.timeout.count()), 0, {}, {}};
+              fmt::format("no answer within {} s", command.timeout.count()),
+              0,
+              {},
+              {}};
     }
     if (faults_.removed) {
       return {errc::dev_not_exist, "the simulated drive has been removed", 0, {}, {}};
@@ -130,7 +138,8 @@ ScsiResult SimulatedDrive::answer(const ScsiCommand& c) {
       return ok;
     }
     case opcode::read_capacity: {
-      if (!medium_present()) return check_condition(0x02, 0x3A, 0x00);
+      if (!medium_present())
+        return check_condition(0x02, 0x3A, 0x00);
       proto::Bytes data(8, 0);
       put_be32(data, 0, kBlocks - 1);
       put_be32(data, 4, kBlockSize);
@@ -139,8 +148,10 @@ ScsiResult SimulatedDrive::answer(const ScsiCommand& c) {
     }
     case opcode::read10:
     case opcode::write10: {
-      if (cdb.size() < 10) return check_condition(0x05, 0x24, 0x00);
-      if (!medium_present()) return check_condition(0x02, 0x3A, 0x00);
+      if (cdb.size() < 10)
+        return check_condition(0x05, 0x24, 0x00);
+      if (!medium_present())
+        return check_condition(0x02, 0x3A, 0x00);
       const std::uint64_t lba = be32(cdb, 2);
       const std::uint64_t blocks = be16(cdb, 7);
       if (lba + blocks > kBlocks) {
@@ -150,7 +161,8 @@ ScsiResult SimulatedDrive::answer(const ScsiCommand& c) {
       const std::size_t bytes = blocks * kBlockSize;
       if (c.opcode() == opcode::read10) {
         const std::size_t n = std::min<std::size_t>(bytes, in_len);
-        ok.data_in.assign(disc_.begin() + offset, disc_.begin() + offset + static_cast<std::ptrdiff_t>(n));
+        ok.data_in.assign(disc_.begin() + offset,
+                          disc_.begin() + offset + static_cast<std::ptrdiff_t>(n));
         return ok;
       }
       if (c.direction != Direction::out || c.data_out.size() != bytes) {
@@ -170,8 +182,7 @@ Result<Done> SimulatedDrive::lock_exclusive(const std::string& client_name, bool
     return Error{errc::dev_not_exist, "the simulated drive has been removed"};
   }
   if (exclusive_owner_) {
-    return Error{errc::recorder_locked,
-                 fmt::format("already locked for '{}'", *exclusive_owner_)};
+    return Error{errc::recorder_locked, fmt::format("already locked for '{}'", *exclusive_owner_)};
   }
   exclusive_owner_ = client_name;
   return Done{};

@@ -17,11 +17,13 @@ class ObjectReader {
  public:
   ObjectReader(const json& object, std::string path, std::optional<Error>& error)
       : object_(object), path_(std::move(path)), error_(error) {
-    if (!object_.is_object()) fail(path_.empty() ? "the document" : path_, "must be an object");
+    if (!object_.is_object())
+      fail(path_.empty() ? "the document" : path_, "must be an object");
   }
 
   ~ObjectReader() {
-    if (!object_.is_object()) return;
+    if (!object_.is_object())
+      return;
     for (const auto& [key, value] : object_.items()) {
       if (!taken_.contains(key)) {
         fail(name(key), "is not a known key");
@@ -34,12 +36,15 @@ class ObjectReader {
   template <typename T>
   void take(const char* key, T& out) {
     const json* v = find(key);
-    if (!v) return;
+    if (!v)
+      return;
     if constexpr (std::is_same_v<T, bool>) {
-      if (!v->is_boolean()) return fail(name(key), "must be true or false");
+      if (!v->is_boolean())
+        return fail(name(key), "must be true or false");
       out = v->get<bool>();
     } else if constexpr (std::is_same_v<T, std::string>) {
-      if (!v->is_string()) return fail(name(key), "must be a string");
+      if (!v->is_string())
+        return fail(name(key), "must be a string");
       out = v->get<std::string>();
     } else {
       const auto n = proto::as_unsigned(*v);
@@ -59,13 +64,15 @@ class ObjectReader {
   }
 
   void fail(const std::string& where, const std::string& what) {
-    if (!error_) error_ = Error{errc::invalid_arg, fmt::format("config: {} {}", where, what)};
+    if (!error_)
+      error_ = Error{errc::invalid_arg, fmt::format("config: {} {}", where, what)};
   }
 
  private:
   const json* find(const char* key) {
     taken_.insert(key);
-    if (!object_.is_object()) return nullptr;
+    if (!object_.is_object())
+      return nullptr;
     const auto it = object_.find(key);
     return it == object_.end() ? nullptr : &*it;
   }
@@ -81,7 +88,8 @@ std::optional<std::uint8_t> parse_opcode(const std::string& text) {
   try {
     std::size_t used = 0;
     const unsigned long v = std::stoul(text, &used, 0);
-    if (used != text.size() || v > 0xFF) return std::nullopt;
+    if (used != text.size() || v > 0xFF)
+      return std::nullopt;
     return static_cast<std::uint8_t>(v);
   } catch (const std::exception&) {
     return std::nullopt;
@@ -91,11 +99,14 @@ std::optional<std::uint8_t> parse_opcode(const std::string& text) {
 void read_opcode_map(ObjectReader& parent, const char* key, const std::string& path,
                      const std::function<void(std::uint8_t, std::uint32_t)>& put) {
   const json* j = parent.object(key);
-  if (!j) return;
-  if (!j->is_object()) return parent.fail(path, "must be an object of opcode: number");
+  if (!j)
+    return;
+  if (!j->is_object())
+    return parent.fail(path, "must be an object of opcode: number");
   for (const auto& [name, value] : j->items()) {
     const auto op = parse_opcode(name);
-    if (!op) return parent.fail(fmt::format("{}.{}", path, name), "is not an opcode (0x00-0xFF)");
+    if (!op)
+      return parent.fail(fmt::format("{}.{}", path, name), "is not an opcode (0x00-0xFF)");
     const auto n = proto::as_unsigned(value);
     if (!n || *n > 0xFFFFFFFFULL) {
       return parent.fail(fmt::format("{}.{}", path, name), "must be an unsigned integer");
@@ -134,14 +145,16 @@ Result<Config> parse_config(const json& document) {
 
     if (const json* t = top.object("timeouts")) {
       ObjectReader r(*t, "timeouts", error);
-      std::uint32_t default_s = static_cast<std::uint32_t>(c.arbiter.timeouts.default_timeout.count());
+      std::uint32_t default_s =
+          static_cast<std::uint32_t>(c.arbiter.timeouts.default_timeout.count());
       std::uint32_t max_s = static_cast<std::uint32_t>(c.arbiter.timeouts.max_timeout.count());
       r.take("default_s", default_s);
       r.take("max_s", max_s);
       read_opcode_map(r, "opcodes", "timeouts.opcodes", [&](std::uint8_t op, std::uint32_t s) {
         c.arbiter.timeouts.by_opcode[op] = std::chrono::seconds(s);
       });
-      if (default_s == 0 || max_s == 0) r.fail("timeouts", "default_s and max_s must be at least 1");
+      if (default_s == 0 || max_s == 0)
+        r.fail("timeouts", "default_s and max_s must be at least 1");
       c.arbiter.timeouts.default_timeout = std::chrono::seconds(default_s);
       c.arbiter.timeouts.max_timeout = std::chrono::seconds(max_s);
     }
@@ -197,7 +210,8 @@ Result<Config> parse_config(const json& document) {
       }
     }
   }  // N.B. readers report unknown keys as they go out of scope
-  if (error) return *error;
+  if (error)
+    return *error;
   return c;
 }
 

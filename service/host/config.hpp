@@ -11,8 +11,8 @@
 
 #include "arbiter.hpp"
 #include "discarbiter/proto/result.hpp"
-#include "simulated_drive.hpp"
 #include "listener.hpp"
+#include "simulated_drive.hpp"
 
 namespace discarbiter::host {
 

@@ -37,9 +37,12 @@ int main(int argc, char** argv) {
     }
     config = std::move(*loaded);
   }
-  if (!endpoint.empty()) config.endpoint = endpoint;
-  if (simulate) config.simulate = *simulate;
-  if (!log_level.empty()) config.log_level = log_level;
+  if (!endpoint.empty())
+    config.endpoint = endpoint;
+  if (simulate)
+    config.simulate = *simulate;
+  if (!log_level.empty())
+    config.log_level = log_level;
   if (auto checked = host::check_simulated_faults(config); !checked) {
     std::cerr << "discarbiterd: " << checked.error().message << "\n";
     return 2;

@@ -4,7 +4,11 @@
 
 namespace discarbiter::host {
 
-std::uint32_t current_pid() { return static_cast<std::uint32_t>(::getpid()); }
-std::string_view platform_name() { return "linux"; }
+std::uint32_t current_pid() {
+  return static_cast<std::uint32_t>(::getpid());
+}
+std::string_view platform_name() {
+  return "linux";
+}
 
 }  // namespace discarbiter::host

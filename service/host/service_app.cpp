@@ -61,17 +61,17 @@ int run_service(const Config& config, const std::function<void()>& on_ready) {
   transport::ListenerOptions options = config.listener;
   options.endpoint = config.endpoint.empty() ? transport::default_endpoint() : config.endpoint;
   const auto started = std::chrono::steady_clock::now();
-  transport::ServiceContext context{arbiter, std::string(kVersion), [&] {
-                                      return nlohmann::json{
-                                          {"version", kVersion},
-                                          {"protocol", proto::kProtocolVersion},
-                                          {"pid", current_pid()},
-                                          {"platform", platform_name()},
-                                          {"endpoint", options.endpoint},
-                                          {"uptime_s", std::chrono::duration<double>(
-                                                           std::chrono::steady_clock::now() - started)
-                                                           .count()}};
-                                    }};
+  transport::ServiceContext context{
+      arbiter, std::string(kVersion), [&] {
+        return nlohmann::json{
+            {"version", kVersion},
+            {"protocol", proto::kProtocolVersion},
+            {"pid", current_pid()},
+            {"platform", platform_name()},
+            {"endpoint", options.endpoint},
+            {"uptime_s",
+             std::chrono::duration<double>(std::chrono::steady_clock::now() - started).count()}};
+      }};
   auto listener = transport::make_listener(io, context, options);
   if (auto opened = listener->open(); !opened) {
     spdlog::critical("cannot listen on {}: {}", options.endpoint, opened.error().message);
@@ -84,7 +84,8 @@ int run_service(const Config& config, const std::function<void()>& on_ready) {
     spdlog::info("drive {}: {} {} {} ({}, {})", d.id, d.vendor, d.product, d.revision, d.backend,
                  d.path);
   }
-  if (on_ready) on_ready();
+  if (on_ready)
+    on_ready();
 
   // Orderly stop: no new clients, every session ends (its locks are released
   // through ALLOW and the OS unlock on the drive's worker), then the loop ends
@@ -92,7 +93,8 @@ int run_service(const Config& config, const std::function<void()>& on_ready) {
   asio::signal_set signals(io, SIGINT, SIGTERM);
   asio::steady_timer grace(io);
   signals.async_wait([&](boost::system::error_code ec, int signo) {
-    if (ec) return;
+    if (ec)
+      return;
     spdlog::info("signal {}: stopping; releasing every lock", signo);
     listener->stop();
     grace.expires_after(kStopGrace);
@@ -108,7 +110,8 @@ int run_service(const Config& config, const std::function<void()>& on_ready) {
     });
   });
   io.run();
-  for (auto& w : workers) w->stop();
+  for (auto& w : workers)
+    w->stop();
   spdlog::info("discarbiterd stopped");
   return 0;
 }

@@ -9,7 +9,8 @@ core::Scheduler::TimerId AsioScheduler::schedule_at(Clock::time_point deadline,
   timers_.emplace(id, timer);
   // N.B. the handler holds the timer so cancel() may drop the map's copy.
   timer->async_wait([this, id, timer, fn = std::move(fn)](boost::system::error_code ec) {
-    if (ec) return;  // cancelled
+    if (ec)
+      return;  // cancelled
     timers_.erase(id);
     fn();
   });
@@ -18,7 +19,8 @@ core::Scheduler::TimerId AsioScheduler::schedule_at(Clock::time_point deadline,
 
 void AsioScheduler::cancel(TimerId id) {
   const auto it = timers_.find(id);
-  if (it == timers_.end()) return;
+  if (it == timers_.end())
+    return;
   it->second->cancel();
   timers_.erase(it);
 }

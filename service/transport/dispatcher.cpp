@@ -10,7 +10,8 @@ Dispatcher::Dispatcher(ServiceContext& context, core::PeerIdentity peer, Send se
     : context_(context), send_(std::make_shared<Send>(std::move(send))) {
   std::weak_ptr<Send> weak = send_;
   session_ = context_.arbiter.open_session(std::move(peer), [weak](const json& event) {
-    if (auto sender = weak.lock()) (*sender)(proto::encode_frame(event));
+    if (auto sender = weak.lock())
+      (*sender)(proto::encode_frame(event));
   });
 }
 
@@ -28,11 +29,14 @@ Dispatcher::Verdict Dispatcher::on_frame(proto::Frame frame) {
   return handle(*parsed.id, std::move(*parsed.body));
 }
 
-void Dispatcher::on_decode_error(const Error& error) { reply_error(std::nullopt, error); }
+void Dispatcher::on_decode_error(const Error& error) {
+  reply_error(std::nullopt, error);
+}
 
 std::function<void(json, proto::Bytes)> Dispatcher::deferred_sender() {
   return [weak = std::weak_ptr<Send>(send_)](json j, proto::Bytes payload) {
-    if (auto send = weak.lock()) (*send)(proto::encode_frame(j, payload));
+    if (auto send = weak.lock())
+      (*send)(proto::encode_frame(j, payload));
   };
 }
 
@@ -81,7 +85,8 @@ Dispatcher::Verdict Dispatcher::handle(std::uint64_t id, proto::RequestBody body
           }
           greeted_ = true;
           client_name_ = req.client_name;
-          reply(id, proto::HelloReply{context_.version, proto::kProtocolVersion,
+          reply(id, proto::HelloReply{context_.version,
+                                      proto::kProtocolVersion,
                                       {"acquire-wait", "execute", "status", "subscribe"}});
         } else if constexpr (std::is_same_v<T, proto::ListDrivesRequest>) {
           reply(id, {{"drives", arbiter.drives()}});
@@ -104,8 +109,8 @@ Dispatcher::Verdict Dispatcher::handle(std::uint64_t id, proto::RequestBody body
             reply(id, {{"drive", req.drive}, {"owner", *owner ? json(**owner) : json(nullptr)}});
           }
         } else if constexpr (std::is_same_v<T, proto::ExecuteRequest>) {
-          core::ScsiCommand command{std::move(req.cdb), req.direction, std::move(req.data_out),
-                                    req.data_in_len, {}};
+          core::ScsiCommand command{
+              std::move(req.cdb), req.direction, std::move(req.data_out), req.data_in_len, {}};
           arbiter.execute(session_, req.drive, std::move(command), req.timeout_s,
                           [send, id](Result<core::ScsiResult> r) {
                             if (!r) {

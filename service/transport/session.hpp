@@ -8,13 +8,13 @@
 
 #include <utility>  // N.B. before Asio: Boost 1.74's awaitable.hpp needs std::exchange
 
+#include <array>
 #include <boost/asio/co_spawn.hpp>
 #include <boost/asio/detached.hpp>
 #include <boost/asio/redirect_error.hpp>
 #include <boost/asio/steady_timer.hpp>
 #include <boost/asio/use_awaitable.hpp>
 #include <boost/asio/write.hpp>
-#include <array>
 #include <chrono>
 #include <deque>
 #include <functional>
@@ -49,7 +49,8 @@ class Session : public std::enable_shared_from_this<Session<Stream>> {
         handshake_timer_(stream_.get_executor()),
         on_closed_(std::move(on_closed)) {
     user_ = peer.user;
-    dispatcher_.emplace(context, std::move(peer), [this](proto::Bytes frame) { send(std::move(frame)); });
+    dispatcher_.emplace(context, std::move(peer),
+                        [this](proto::Bytes frame) { send(std::move(frame)); });
     write_signal_.expires_at(std::chrono::steady_clock::time_point::max());
   }
 
@@ -62,13 +63,16 @@ class Session : public std::enable_shared_from_this<Session<Stream>> {
         self->close(fmt::format("no hello within {} ms", self->limits_.handshake.count()));
       }
     });
-    asio::co_spawn(stream_.get_executor(), [self] { return self->read_loop(); }, asio::detached);
-    asio::co_spawn(stream_.get_executor(), [self] { return self->write_loop(); }, asio::detached);
+    asio::co_spawn(
+        stream_.get_executor(), [self] { return self->read_loop(); }, asio::detached);
+    asio::co_spawn(
+        stream_.get_executor(), [self] { return self->write_loop(); }, asio::detached);
   }
 
   /// Ends the session now (service stop).
   void close(std::string_view reason) {
-    if (closed_) return;
+    if (closed_)
+      return;
     closed_ = true;
     spdlog::debug("session {} ({}): closed: {}", id(), name(), reason);
     dispatcher_.reset();  // N.B. first: the arbiter frees this client's locks
@@ -76,7 +80,8 @@ class Session : public std::enable_shared_from_this<Session<Stream>> {
     stream_.close(ignored);
     handshake_timer_.cancel();
     write_signal_.cancel();
-    if (on_closed_) std::exchange(on_closed_, nullptr)(this);
+    if (on_closed_)
+      std::exchange(on_closed_, nullptr)(this);
   }
 
   const std::string& user() const { return user_; }
@@ -86,7 +91,8 @@ class Session : public std::enable_shared_from_this<Session<Stream>> {
   std::string name() const { return dispatcher_ ? dispatcher_->client_name() : std::string(); }
 
   void send(proto::Bytes frame) {
-    if (closed_ || closing_) return;
+    if (closed_ || closing_)
+      return;
     outbox_bytes_ += frame.size();
     outbox_.push_back(std::move(frame));
     if (outbox_bytes_ > limits_.max_outbox_bytes) {
@@ -119,12 +125,14 @@ class Session : public std::enable_shared_from_this<Session<Stream>> {
       }
       decoder_.feed({buffer.data(), n});
       for (;;) {
-        if (closed_) co_return;
+        if (closed_)
+          co_return;
         auto out = decoder_.next();
-        if (out.status == proto::FrameDecoder::Status::need_more) break;
+        if (out.status == proto::FrameDecoder::Status::need_more)
+          break;
         if (out.status == proto::FrameDecoder::Status::error) {
-          spdlog::warn("session {} ({}): closing: {}: {}", id(), name(),
-                       error_name(out.error.code), out.error.message);
+          spdlog::warn("session {} ({}): closing: {}: {}", id(), name(), error_name(out.error.code),
+                       out.error.message);
           dispatcher_->on_decode_error(out.error);
           close_after_flush(out.error.message);
           co_return;

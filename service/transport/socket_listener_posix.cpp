@@ -22,7 +22,8 @@ core::PeerIdentity peer_identity(Socket& socket) {
   ucred cred{};
   socklen_t len = sizeof cred;
   if (::getsockopt(socket.native_handle(), SOL_SOCKET, SO_PEERCRED, &cred, &len) != 0) {
-    spdlog::warn("SO_PEERCRED failed: {}", std::error_code(errno, std::system_category()).message());
+    spdlog::warn("SO_PEERCRED failed: {}",
+                 std::error_code(errno, std::system_category()).message());
     return peer;
   }
   peer.pid = static_cast<std::uint32_t>(cred.pid);
@@ -37,7 +38,8 @@ core::PeerIdentity peer_identity(Socket& socket) {
   }
   std::error_code ec;
   const auto exe = std::filesystem::read_symlink(fmt::format("/proc/{}/exe", cred.pid), ec);
-  if (!ec) peer.exe = exe.string();
+  if (!ec)
+    peer.exe = exe.string();
   return peer;
 }
 
@@ -53,8 +55,8 @@ class SocketListener final : public Listener {
     if (path.has_parent_path()) {
       fs::create_directories(path.parent_path(), ec);
       if (ec) {
-        return Error{errc::fail, fmt::format("create directory {}: {}",
-                                             path.parent_path().string(), ec.message())};
+        return Error{errc::fail, fmt::format("create directory {}: {}", path.parent_path().string(),
+                                             ec.message())};
       }
     }
     if (fs::is_socket(path, ec)) {
@@ -64,21 +66,23 @@ class SocketListener final : public Listener {
       boost::system::error_code connect_ec;
       probe.connect(asio::local::stream_protocol::endpoint(path.string()), connect_ec);
       if (!connect_ec) {
-        return Error{errc::fail, fmt::format("another service is already listening on {}",
-                                             path.string())};
+        return Error{errc::fail,
+                     fmt::format("another service is already listening on {}", path.string())};
       }
       fs::remove(path, ec);
     }
     boost::system::error_code bec;
     const asio::local::stream_protocol::endpoint endpoint(path.string());
     acceptor_.open(endpoint.protocol(), bec);
-    if (!bec) acceptor_.bind(endpoint, bec);
+    if (!bec)
+      acceptor_.bind(endpoint, bec);
     if (bec) {
       return Error{errc::fail, fmt::format("bind {}: {}", path.string(), bec.message())};
     }
     if (::chmod(path.c_str(), static_cast<mode_t>(options_.socket_mode)) != 0) {
-      return Error{errc::fail, fmt::format("chmod {:o} {}: {}", options_.socket_mode, path.string(),
-                                           std::error_code(errno, std::system_category()).message())};
+      return Error{errc::fail,
+                   fmt::format("chmod {:o} {}: {}", options_.socket_mode, path.string(),
+                               std::error_code(errno, std::system_category()).message())};
     }
     acceptor_.listen(asio::socket_base::max_listen_connections, bec);
     if (bec) {
@@ -108,7 +112,8 @@ class SocketListener final : public Listener {
 
   void accept() {
     acceptor_.async_accept([this](boost::system::error_code ec, Socket socket) {
-      if (ec == asio::error::operation_aborted) return;
+      if (ec == asio::error::operation_aborted)
+        return;
       if (ec) {
         spdlog::error("accept on {}: {}", options_.endpoint, ec.message());
       } else {
@@ -123,12 +128,11 @@ class SocketListener final : public Listener {
     const std::size_t of_user = per_user_[peer.user];
     std::optional<Error> refusal;
     if (sessions_.size() >= options_.max_sessions) {
-      refusal = Error{errc::limit_reached,
-                      fmt::format("the service has its maximum of {} sessions", options_.max_sessions)};
+      refusal = Error{errc::limit_reached, fmt::format("the service has its maximum of {} sessions",
+                                                       options_.max_sessions)};
     } else if (of_user >= options_.max_sessions_per_user) {
-      refusal = Error{errc::limit_reached,
-                      fmt::format("user '{}' has the maximum of {} sessions", peer.user,
-                                  options_.max_sessions_per_user)};
+      refusal = Error{errc::limit_reached, fmt::format("user '{}' has the maximum of {} sessions",
+                                                       peer.user, options_.max_sessions_per_user)};
     }
     if (refusal) {
       spdlog::warn("refusing connection from pid {}: {}", peer.pid, refusal->message);
@@ -138,14 +142,15 @@ class SocketListener final : public Listener {
       return;
     }
     const std::string user = peer.user;
-    auto session = std::make_shared<SocketSession>(
-        std::move(socket), context_, std::move(peer), options_.session,
-        [this](SocketSession* closed) {
-          const auto it = sessions_.find(closed);
-          if (it == sessions_.end()) return;
-          if (--per_user_[it->second->user()] == 0) per_user_.erase(it->second->user());
-          sessions_.erase(it);
-        });
+    auto session = std::make_shared<SocketSession>(std::move(socket), context_, std::move(peer),
+                                                   options_.session, [this](SocketSession* closed) {
+                                                     const auto it = sessions_.find(closed);
+                                                     if (it == sessions_.end())
+                                                       return;
+                                                     if (--per_user_[it->second->user()] == 0)
+                                                       per_user_.erase(it->second->user());
+                                                     sessions_.erase(it);
+                                                   });
     ++per_user_[user];
     sessions_.emplace(session.get(), session);
     session->start();
@@ -166,6 +171,8 @@ std::unique_ptr<Listener> make_listener(asio::io_context& io, ServiceContext& co
   return std::make_unique<SocketListener>(io, context, std::move(options));
 }
 
-std::string default_endpoint() { return "/run/discarbiter/discarbiter.sock"; }
+std::string default_endpoint() {
+  return "/run/discarbiter/discarbiter.sock";
+}
 
 }  // namespace discarbiter::transport

@@ -40,7 +40,8 @@ class ArbiterTest : public ::testing::Test {
   }
 
   SessionId client(const std::string& name, std::uint32_t pid = 100) {
-    const SessionId s = arbiter.open_session(PeerIdentity{pid, "user" + std::to_string(pid), pid, {}, "/bin/" + name}, {});
+    const SessionId s = arbiter.open_session(
+        PeerIdentity{pid, "user" + std::to_string(pid), pid, {}, "/bin/" + name}, {});
     EXPECT_TRUE(arbiter.hello(s, name, pid).ok());
     return s;
   }
@@ -158,7 +159,8 @@ TEST_F(ArbiterTest, UnknownDriveIsDevNotExist) {
 
 TEST_F(ArbiterTest, ClientNameIsValidatedAtHello) {
   const SessionId s = arbiter.open_session({}, {});
-  for (const std::string& bad : std::vector<std::string>{"", "a/b", "tab\there", std::string(64, 'x'), "émile"}) {
+  for (const std::string& bad :
+       std::vector<std::string>{"", "a/b", "tab\there", std::string(64, 'x'), "émile"}) {
     const auto r = arbiter.hello(s, bad, 1);
     ASSERT_FALSE(r.ok()) << bad;
     EXPECT_EQ(r.error().code, errc::recorder_client_name_is_not_valid);
@@ -293,7 +295,8 @@ TEST_F(ArbiterTest, AFailedAcquireOfTheQueueHeadMovesOnToTheNextWaiter) {
   Answer wb, wc;
   arbiter.acquire_exclusive_access(b, "sim0", {.wait = 5s}, wb.handler());
   arbiter.acquire_exclusive_access(c, "sim0", {.wait = 5s}, wc.handler());
-  drives[0]->script(opcode::test_unit_ready, ScsiResult{errc::recorder_command_timeout, "t", 0, {}, {}});
+  drives[0]->script(opcode::test_unit_ready,
+                    ScsiResult{errc::recorder_command_timeout, "t", 0, {}, {}});
   ASSERT_TRUE(release(a, "sim0").ok());
   EXPECT_EQ(wb.code(), errc::recorder_command_timeout);
   ASSERT_TRUE(wc.ok());
@@ -326,16 +329,20 @@ TEST_F(ArbiterTest, OnlyTheOwnerMayExecuteAndSenseIsNotAnError) {
   const auto a = client("A", 1), b = client("B", 2);
   std::optional<Result<ScsiResult>> got;
   auto capture = [&](Result<ScsiResult> r) { got.emplace(std::move(r)); };
-  arbiter.execute(a, "sim0", ScsiCommand{{0x12, 0, 0, 0, 36, 0}, Direction::in, {}, 36, {}}, {}, capture);
+  arbiter.execute(a, "sim0", ScsiCommand{{0x12, 0, 0, 0, 36, 0}, Direction::in, {}, 36, {}}, {},
+                  capture);
   ASSERT_TRUE(got);
   EXPECT_EQ(got->error().code, errc::recorder_locked);
   ASSERT_TRUE(acquire(a, "sim0").ok());
   got.reset();
-  arbiter.execute(b, "sim0", ScsiCommand{{0x12, 0, 0, 0, 36, 0}, Direction::in, {}, 36, {}}, {}, capture);
+  arbiter.execute(b, "sim0", ScsiCommand{{0x12, 0, 0, 0, 36, 0}, Direction::in, {}, 36, {}}, {},
+                  capture);
   EXPECT_EQ(got->error().code, errc::recorder_locked);
-  drives[0]->script(0x1B, ScsiResult{errc::ok, {}, kStatusCheckCondition, make_sense(5, 0x53, 2), {}});
+  drives[0]->script(0x1B,
+                    ScsiResult{errc::ok, {}, kStatusCheckCondition, make_sense(5, 0x53, 2), {}});
   got.reset();
-  arbiter.execute(a, "sim0", ScsiCommand{{0x1B, 0, 0, 0, 2, 0}, Direction::none, {}, 0, {}}, {}, capture);
+  arbiter.execute(a, "sim0", ScsiCommand{{0x1B, 0, 0, 0, 2, 0}, Direction::none, {}, 0, {}}, {},
+                  capture);
   scheduler.run();
   ASSERT_TRUE(got && got->ok());
   EXPECT_EQ((*got)->status, kStatusCheckCondition);
@@ -348,11 +355,14 @@ TEST_F(ArbiterTest, ExecuteTimeoutsAreClampedAndTransfersBounded) {
   ASSERT_TRUE(acquire(a, "sim0").ok());
   std::optional<Result<ScsiResult>> got;
   auto capture = [&](Result<ScsiResult> r) { got.emplace(std::move(r)); };
-  arbiter.execute(a, "sim0", ScsiCommand{{0x12, 0, 0, 0, 36, 0}, Direction::in, {}, 36, {}}, 999999, capture);
+  arbiter.execute(a, "sim0", ScsiCommand{{0x12, 0, 0, 0, 36, 0}, Direction::in, {}, 36, {}}, 999999,
+                  capture);
   scheduler.run();
   EXPECT_EQ(drives[0]->timeouts.back(), 3600s);
   got.reset();
-  arbiter.execute(a, "sim0", ScsiCommand{{0x28, 0, 0, 0, 0, 0, 0, 1, 0, 0}, Direction::in, {}, 65537, {}}, {}, capture);
+  arbiter.execute(a, "sim0",
+                  ScsiCommand{{0x28, 0, 0, 0, 0, 0, 0, 1, 0, 0}, Direction::in, {}, 65537, {}}, {},
+                  capture);
   ASSERT_TRUE(got);
   EXPECT_EQ(got->error().code, errc::invalid_arg);
 }
@@ -430,7 +440,8 @@ TEST_F(ArbiterTest, EveryDecisionIsAudited) {
 
 TEST_F(ArbiterTest, SubscribersHearOfAcquiresAndReleases) {
   std::vector<std::string> events;
-  const auto watcher = arbiter.open_session({}, [&](const nlohmann::json& e) { events.push_back(e["event"]); });
+  const auto watcher =
+      arbiter.open_session({}, [&](const nlohmann::json& e) { events.push_back(e["event"]); });
   ASSERT_TRUE(arbiter.hello(watcher, "Watcher", 9).ok());
   arbiter.subscribe(watcher);
   const auto a = client("A");

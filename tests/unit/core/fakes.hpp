@@ -45,11 +45,13 @@ class FakeScheduler final : public core::Scheduler {
     for (;;) {
       auto due = timers_.end();
       for (auto it = timers_.begin(); it != timers_.end(); ++it) {
-        if (it->second.deadline <= until && (due == timers_.end() || it->second.deadline < due->second.deadline)) {
+        if (it->second.deadline <= until &&
+            (due == timers_.end() || it->second.deadline < due->second.deadline)) {
           due = it;
         }
       }
-      if (due == timers_.end()) break;
+      if (due == timers_.end())
+        break;
       now_ = std::max(now_, due->second.deadline);
       auto fn = std::move(due->second.fn);
       timers_.erase(due);
@@ -120,7 +122,8 @@ class FakeDrive final : public core::DriveChannel {
   /// Opcodes sent, in order.
   std::vector<std::uint8_t> opcodes() const {
     std::vector<std::uint8_t> out;
-    for (const auto& c : commands) out.push_back(c.empty() ? 0xFF : c[0]);
+    for (const auto& c : commands)
+      out.push_back(c.empty() ? 0xFF : c[0]);
     return out;
   }
 

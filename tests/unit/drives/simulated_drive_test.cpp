@@ -51,7 +51,8 @@ TEST(SimulatedDrive, ReportsItsProfileAndCapacity) {
 TEST(SimulatedDrive, WhatIsWrittenReadsBack) {
   SimulatedDrive drive(0);
   proto::Bytes block(2 * SimulatedDrive::kBlockSize);
-  for (std::size_t i = 0; i < block.size(); ++i) block[i] = static_cast<std::uint8_t>(i * 7);
+  for (std::size_t i = 0; i < block.size(); ++i)
+    block[i] = static_cast<std::uint8_t>(i * 7);
   const proto::Bytes write{0x2A, 0, 0, 0, 0, 10, 0, 0, 2, 0};
   ASSERT_TRUE(drive.execute(cmd(write, Direction::out, 0, block)).good());
   const auto r = drive.execute(cmd({0x28, 0, 0, 0, 0, 10, 0, 0, 2, 0}, Direction::in,
@@ -89,7 +90,8 @@ TEST(SimulatedDrive, CancelEndsAHangAtOnce) {
     drive.cancel();
   });
   const auto start = std::chrono::steady_clock::now();
-  const auto r = drive.execute(cmd({0x28, 0, 0, 0, 0, 0, 0, 0, 1, 0}, Direction::in, 2048, {}, 60s));
+  const auto r =
+      drive.execute(cmd({0x28, 0, 0, 0, 0, 0, 0, 0, 1, 0}, Direction::in, 2048, {}, 60s));
   canceller.join();
   EXPECT_EQ(r.transport, errc::service_stopping);
   EXPECT_LT(std::chrono::steady_clock::now() - start, 10s);

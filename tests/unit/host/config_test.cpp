@@ -32,7 +32,8 @@ TEST(Config, EveryKeyIsRead) {
                "max_waits_per_session": 3, "max_waits_per_drive": 4, "max_json_bytes": 4096,
                "max_transfer_bytes": 65536, "max_outbox_bytes": 100000},
     "simulated_faults": {"sim1": {"delay_ms": {"0x12": 5000}, "hang": ["0x28"], "removed": true}}
-  })")).value();
+  })"))
+                     .value();
   EXPECT_EQ(c.endpoint, "/tmp/x.sock");
   EXPECT_EQ(c.listener.socket_mode, 0666U);
   EXPECT_EQ(c.simulate, 3U);
@@ -54,14 +55,18 @@ TEST(Config, EveryKeyIsRead) {
 
 TEST(Config, UnknownKeysAreNamedWithTheirPath) {
   EXPECT_NE(error_of({{"trayLock", true}}).find("trayLock is not a known key"), std::string::npos);
-  EXPECT_NE(error_of({{"limits", {{"max_session", 1}}}}).find("limits.max_session"), std::string::npos);
-  EXPECT_NE(error_of({{"simulated_faults", {{"sim0", {{"delay", 1}}}}}}).find("simulated_faults.sim0.delay"),
+  EXPECT_NE(error_of({{"limits", {{"max_session", 1}}}}).find("limits.max_session"),
+            std::string::npos);
+  EXPECT_NE(error_of({{"simulated_faults", {{"sim0", {{"delay", 1}}}}}})
+                .find("simulated_faults.sim0.delay"),
             std::string::npos);
 }
 
 TEST(Config, IllTypedKeysAreNamed) {
-  EXPECT_NE(error_of({{"tray_lock", "yes"}}).find("tray_lock must be true or false"), std::string::npos);
-  EXPECT_NE(error_of({{"simulate", -1}}).find("simulate must be an unsigned integer"), std::string::npos);
+  EXPECT_NE(error_of({{"tray_lock", "yes"}}).find("tray_lock must be true or false"),
+            std::string::npos);
+  EXPECT_NE(error_of({{"simulate", -1}}).find("simulate must be an unsigned integer"),
+            std::string::npos);
   EXPECT_NE(error_of({{"limits", {{"max_sessions", 5000000000ULL}}}}).find("limits.max_sessions"),
             std::string::npos);
   EXPECT_NE(error_of({{"timeouts", {{"opcodes", {{"0x100", 1}}}}}}).find("timeouts.opcodes.0x100"),
@@ -71,7 +76,8 @@ TEST(Config, IllTypedKeysAreNamed) {
 }
 
 TEST(Config, FaultsMustNameASimulatedDrive) {
-  auto c = parse_config({{"simulate", 1}, {"simulated_faults", {{"sim4", json::object()}}}}).value();
+  auto c =
+      parse_config({{"simulate", 1}, {"simulated_faults", {{"sim4", json::object()}}}}).value();
   const auto r = check_simulated_faults(c);
   ASSERT_FALSE(r.ok());
   EXPECT_NE(r.error().message.find("sim4"), std::string::npos);

@@ -10,13 +10,15 @@ using Status = FrameDecoder::Status;
 Bytes header(std::uint32_t json_len, std::uint32_t payload_len) {
   Bytes b;
   for (auto v : {json_len, payload_len}) {
-    for (int s = 0; s < 32; s += 8) b.push_back(static_cast<std::uint8_t>(v >> s));
+    for (int s = 0; s < 32; s += 8)
+      b.push_back(static_cast<std::uint8_t>(v >> s));
   }
   return b;
 }
 
 Bytes raw_frame(std::string_view json, Bytes payload = {}) {
-  Bytes b = header(static_cast<std::uint32_t>(json.size()), static_cast<std::uint32_t>(payload.size()));
+  Bytes b =
+      header(static_cast<std::uint32_t>(json.size()), static_cast<std::uint32_t>(payload.size()));
   b.insert(b.end(), json.begin(), json.end());
   b.insert(b.end(), payload.begin(), payload.end());
   return b;

@@ -54,8 +54,8 @@ TEST(Messages, DriveRequestsRoundTrip) {
 
 TEST(Messages, ExecuteCarriesDataOutAsRawPayload) {
   const Bytes data(4096, 0xAB);
-  const Bytes wire = encode_request(
-      Request{1, ExecuteRequest{"sim0", {0x2A, 0, 0, 0, 0, 0, 0, 0, 2, 0}, Direction::out, 0, 200, data}});
+  const Bytes wire = encode_request(Request{
+      1, ExecuteRequest{"sim0", {0x2A, 0, 0, 0, 0, 0, 0, 0, 2, 0}, Direction::out, 0, 200, data}});
   // N.B. the data travels after the JSON, not base64'd inside it.
   EXPECT_LT(wire.size(), data.size() + 200);
   const auto e = std::get<ExecuteRequest>(parse_request(through_the_wire(wire)).body.value());
@@ -66,8 +66,8 @@ TEST(Messages, ExecuteCarriesDataOutAsRawPayload) {
 }
 
 TEST(Messages, ExecuteDataInRoundTrips) {
-  const auto e = std::get<ExecuteRequest>(
-      round_trip(ExecuteRequest{"sim0", {0x12, 0, 0, 0, 36, 0}, Direction::in, 36, std::nullopt, {}}));
+  const auto e = std::get<ExecuteRequest>(round_trip(
+      ExecuteRequest{"sim0", {0x12, 0, 0, 0, 36, 0}, Direction::in, 36, std::nullopt, {}}));
   EXPECT_EQ(e.data_in_len, 36U);
   EXPECT_EQ(e.timeout_s, std::nullopt);
 }
@@ -105,23 +105,36 @@ TEST(Messages, WrongTypesNameTheField) {
       {{{"id", 1}, {"op", "hello"}, {"client_name", "x"}}, "'protocol'"},
       {{{"id", 1}, {"op", "execute"}, {"drive", "sim0"}, {"cdb", "zz"}}, "'cdb'"},
       {{{"id", 1}, {"op", "execute"}, {"drive", "sim0"}, {"cdb", "0000"}}, "'cdb'"},
-      {{{"id", 1}, {"op", "execute"}, {"drive", "sim0"}, {"cdb", "000000000000"}, {"direction", "up"}},
+      {{{"id", 1},
+        {"op", "execute"},
+        {"drive", "sim0"},
+        {"cdb", "000000000000"},
+        {"direction", "up"}},
        "'direction'"},
-      {{{"id", 1}, {"op", "execute"}, {"drive", "sim0"}, {"cdb", "000000000000"}, {"data_in_len", 5}},
+      {{{"id", 1},
+        {"op", "execute"},
+        {"drive", "sim0"},
+        {"cdb", "000000000000"},
+        {"data_in_len", 5}},
        "'data_in_len'"},
   };
   for (const auto& c : cases) {
     const auto e = parse_error(c.request);
     EXPECT_EQ(e.code, errc::invalid_arg) << c.request.dump();
-    EXPECT_NE(e.message.find(c.field), std::string::npos) << c.request.dump() << " -> " << e.message;
+    EXPECT_NE(e.message.find(c.field), std::string::npos)
+        << c.request.dump() << " -> " << e.message;
   }
 }
 
 TEST(Messages, PayloadMustMatchDirection) {
-  const json out_without_payload{
-      {"id", 1}, {"op", "execute"}, {"drive", "d"}, {"cdb", "2A0000000000000001 00"}, {"direction", "out"}};
+  const json out_without_payload{{"id", 1},
+                                 {"op", "execute"},
+                                 {"drive", "d"},
+                                 {"cdb", "2A0000000000000001 00"},
+                                 {"direction", "out"}};
   EXPECT_EQ(parse_error(out_without_payload).code, errc::invalid_arg);
-  const json none_with_payload{{"id", 1}, {"op", "execute"}, {"drive", "d"}, {"cdb", "000000000000"}};
+  const json none_with_payload{
+      {"id", 1}, {"op", "execute"}, {"drive", "d"}, {"cdb", "000000000000"}};
   EXPECT_EQ(parse_error(none_with_payload, Bytes{1}).code, errc::invalid_arg);
 }
 
@@ -150,8 +163,16 @@ TEST(Messages, IncomingParsesRepliesErrorsAndEvents) {
 }
 
 TEST(Messages, TypedRepliesRoundTrip) {
-  const OwnerInfo owner{"Burner", 3, 4242, "alice", 1000U, std::nullopt, "/usr/bin/burn", 2,
-                        "2026-11-24T10:00:00.000Z", true};
+  const OwnerInfo owner{"Burner",
+                        3,
+                        4242,
+                        "alice",
+                        1000U,
+                        std::nullopt,
+                        "/usr/bin/burn",
+                        2,
+                        "2026-11-24T10:00:00.000Z",
+                        true};
   EXPECT_EQ(json(owner).get<OwnerInfo>().uid, 1000U);
   EXPECT_FALSE(json(owner).contains("sid"));
   const DriveSummary drive{"sim0", "simulated:0", "simulated", "V", "P", "R", "owned", owner};
@@ -176,7 +197,8 @@ TEST(Messages, HexAcceptsSpacesAndCaseAndRejectsJunk) {
 
 TEST(Messages, TimesAreRfc3339Utc) {
   using namespace std::chrono;
-  const auto t = sys_days{2026y / November / 24} + hours(10) + minutes(5) + seconds(7) + milliseconds(42);
+  const auto t =
+      sys_days{2026y / November / 24} + hours(10) + minutes(5) + seconds(7) + milliseconds(42);
   EXPECT_EQ(format_rfc3339(t), "2026-11-24T10:05:07.042Z");
 }
 

@@ -27,7 +27,7 @@ enum class errc : std::uint32_t {
   recorder_locked = 0xC0AA0210,
   recorder_client_name_is_not_valid = 0xC0AA0211,
   // The product's own protocol errors (docs/protocol.md).
-  bad_frame = 0x80AB0001,            // DA_E_BAD_FRAME
+  bad_frame = 0x80AB0001,             // DA_E_BAD_FRAME
   unsupported_protocol = 0x80AB0002,  // DA_E_UNSUPPORTED_PROTOCOL
   hello_required = 0x80AB0003,        // DA_E_HELLO_REQUIRED
   unknown_request = 0x80AB0004,       // DA_E_UNKNOWN_REQUEST
@@ -45,15 +45,21 @@ inline std::error_code make_error_code(errc e) noexcept {
 }
 
 /// The HRESULT as the unsigned number the wire carries.
-inline std::uint32_t hresult(errc e) noexcept { return static_cast<std::uint32_t>(e); }
+inline std::uint32_t hresult(errc e) noexcept {
+  return static_cast<std::uint32_t>(e);
+}
 
 /// True for S_ codes (severity bit clear).
-inline bool succeeded(errc e) noexcept { return (hresult(e) & 0x80000000U) == 0; }
+inline bool succeeded(errc e) noexcept {
+  return (hresult(e) & 0x80000000U) == 0;
+}
 
 /// The symbolic name, e.g. "E_IMAPI_RECORDER_LOCKED"; "HRESULT 0x…" for a
 /// number this table does not know.
 std::string error_name(std::uint32_t hr);
-inline std::string error_name(errc e) { return error_name(hresult(e)); }
+inline std::string error_name(errc e) {
+  return error_name(hresult(e));
+}
 
 /// A one-line human explanation of a code.
 std::string_view error_explanation(errc e) noexcept;
