@@ -56,22 +56,30 @@ struct Arbiter::Drive {
   } stats;
 
   const std::string& id() const { return channel->description().id; }
+  /// The lock state as status names it ("lock_state").
+  std::string_view lock_state_name() const {
+    switch (state) {
+      case LockState::acquiring:
+        return "acquiring";
+      case LockState::owned:
+        return "owned";
+      case LockState::releasing:
+        return "releasing";
+      case LockState::free:
+        break;
+    }
+    return "free";
+  }
+  /// DESIGN.md's drive state: free|owned|removed ("error" comes with real drives).
+  std::string_view public_state() const {
+    if (removed)
+      return "removed";
+    return state == LockState::free ? "free" : "owned";
+  }
   bool in_transition() const {
     return state == LockState::acquiring || state == LockState::releasing;
   }
 };
-
-namespace {
-
-std::string_view to_string(bool acquiring, bool releasing, bool owned) {
-  if (acquiring)
-    return "acquiring";
-  if (releasing)
-    return "releasing";
-  return owned ? "owned" : "free";
-}
-
-}  // namespace
 
 std::string_view to_string(AuditKind kind) {
   switch (kind) {
@@ -635,10 +643,7 @@ std::vector<proto::DriveSummary> Arbiter::drives() const {
   for (const auto& drive : drives_) {
     const auto& desc = drive->channel->description();
     out.push_back({desc.id, desc.path, desc.backend, desc.vendor, desc.product, desc.revision,
-                   drive->removed                           ? "removed"
-                   : drive->state == Drive::LockState::free ? "free"
-                                                            : "owned",
-                   owner_info(*drive)});
+                   std::string(drive->public_state()), owner_info(*drive)});
   }
   return out;
 }
@@ -649,9 +654,7 @@ json Arbiter::status() const {
   for (std::size_t i = 0; i < drives_.size(); ++i) {
     const Drive& drive = *drives_[i];
     json d = summaries[i];
-    d["lock_state"] = to_string(drive.state == Drive::LockState::acquiring,
-                                drive.state == Drive::LockState::releasing,
-                                drive.state == Drive::LockState::owned);
+    d["lock_state"] = drive.lock_state_name();
     d["tray_locked"] = drive.tray_locked;
     json waiters = json::array();
     for (const auto& w : drive.waiters) {

@@ -14,9 +14,9 @@ DriveWorker::~DriveWorker() {
 
 void DriveWorker::stop() {
   {
+    // N.B. every step is idempotent: the destructor stops again after an
+    // explicit stop().
     std::lock_guard lock(mutex_);
-    if (stopping_ && !thread_.joinable())
-      return;
     stopping_ = true;
     jobs_.clear();
   }
