@@ -1,5 +1,11 @@
 // discarbiterd: the DiscArbiter service.
+//
+//   discarbiterd run [options]        in the foreground (Ctrl-C stops cleanly)
+//   discarbiterd [options]            as started by the service manager (SCM)
+//   discarbiterd install [--start auto|demand] [options]
+//   discarbiterd uninstall
 #include <CLI/CLI.hpp>
+#include <filesystem>
 #include <iostream>
 
 #include <spdlog/sinks/stdout_color_sinks.h>
@@ -7,54 +13,70 @@
 
 #include "config.hpp"
 #include "service_app.hpp"
+#include "system_service.hpp"
 #include "version.hpp"
 
-int main(int argc, char** argv) {
-  using namespace discarbiter;
-  CLI::App app{"DiscArbiter service: exclusive access to optical recorder drives", "discarbiterd"};
-  app.require_subcommand(1);
-  app.set_version_flag("--version", kVersion);
+namespace {
 
+using namespace discarbiter;
+
+/// The options every mode shares; they also make up an installed binPath.
+struct ServiceOptions {
   std::string config_file;
   std::string endpoint;
   std::optional<std::uint32_t> simulate;
   std::string log_level;
-  auto* run = app.add_subcommand("run", "run in the foreground (Ctrl-C stops cleanly)");
-  run->add_option("--config", config_file, "configuration file (discarbiter.json)")
-      ->check(CLI::ExistingFile);
-  run->add_option("--endpoint", endpoint, "socket path to listen on");
-  run->add_option("--simulate", simulate, "add N simulated drives sim0…");
-  run->add_option("--log-level", log_level, "trace, debug, info, warn, error");
 
-  CLI11_PARSE(app, argc, argv);
+  std::vector<std::string> as_arguments() const {
+    std::vector<std::string> args;
+    if (!config_file.empty())
+      args.insert(args.end(), {"--config", std::filesystem::absolute(config_file).string()});
+    if (!endpoint.empty())
+      args.insert(args.end(), {"--endpoint", endpoint});
+    if (simulate)
+      args.insert(args.end(), {"--simulate", std::to_string(*simulate)});
+    if (!log_level.empty())
+      args.insert(args.end(), {"--log-level", log_level});
+    return args;
+  }
+};
 
+/// The configuration the options describe; exit code 2 and a message if bad.
+std::optional<host::Config> make_config(const ServiceOptions& options, bool read_default_file) {
   host::Config config;
-  if (!config_file.empty()) {
-    auto loaded = host::load_config(config_file);
+  std::string file = options.config_file;
+  if (file.empty() && read_default_file && std::filesystem::exists(host::default_config_path()))
+    file = host::default_config_path();
+  if (!file.empty()) {
+    auto loaded = host::load_config(file);
     if (!loaded) {
       std::cerr << "discarbiterd: " << loaded.error().message << "\n";
-      return 2;
+      return std::nullopt;
     }
     config = std::move(*loaded);
   }
-  if (!endpoint.empty())
-    config.endpoint = endpoint;
-  if (simulate)
-    config.simulate = *simulate;
-  if (!log_level.empty())
-    config.log_level = log_level;
+  if (!options.endpoint.empty())
+    config.endpoint = options.endpoint;
+  if (options.simulate)
+    config.simulate = *options.simulate;
+  if (!options.log_level.empty())
+    config.log_level = options.log_level;
   if (auto checked = host::check_simulated_faults(config); !checked) {
     std::cerr << "discarbiterd: " << checked.error().message << "\n";
-    return 2;
+    return std::nullopt;
   }
   const auto level = spdlog::level::from_str(config.log_level);
   if (level == spdlog::level::off && config.log_level != "off") {
     std::cerr << "discarbiterd: unknown log level '" << config.log_level << "'\n";
-    return 2;
+    return std::nullopt;
   }
+  return config;
+}
+
+int run_in_console(const host::Config& config) {
   // N.B. stderr: journald and the console both read it; stdout stays free.
   spdlog::set_default_logger(spdlog::stderr_color_mt("discarbiterd"));
-  spdlog::set_level(level);
+  spdlog::set_level(spdlog::level::from_str(config.log_level));
   spdlog::set_pattern("%Y-%m-%dT%H:%M:%S.%e %^%l%$ %v");
   try {
     return host::run_service(config);
@@ -62,4 +84,54 @@ int main(int argc, char** argv) {
     spdlog::critical("fatal: {}", e.what());
     return 1;
   }
+}
+
+int report(const char* what, const Result<Done>& done) {
+  if (!done) {
+    std::cerr << "discarbiterd: " << what << ": " << done.error().message << "\n";
+    return 1;
+  }
+  std::cout << "discarbiterd: " << what << ": done\n";
+  return 0;
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  CLI::App app{"DiscArbiter service: exclusive access to optical recorder drives", "discarbiterd"};
+  app.require_subcommand(0, 1);
+  app.set_version_flag("--version", std::string(kVersion));
+  app.footer(
+      "With no subcommand, discarbiterd runs as the service that the service manager started.");
+
+  ServiceOptions options;
+  app.add_option("--config", options.config_file, "configuration file (discarbiter.json)")
+      ->check(CLI::ExistingFile);
+  app.add_option("--endpoint", options.endpoint, "socket path or pipe name to listen on");
+  app.add_option("--simulate", options.simulate, "add N simulated drives sim0…");
+  app.add_option("--log-level", options.log_level, "trace, debug, info, warn, error");
+
+  auto* run = app.add_subcommand("run", "run in the foreground (Ctrl-C stops cleanly)");
+  run->fallthrough();
+  std::string start = "auto";
+  auto* install = app.add_subcommand(
+      "install", "register the service (LocalSystem, restart on failure) with the given options");
+  install->fallthrough();
+  install->add_option("--start", start, "auto or demand")->check(CLI::IsMember({"auto", "demand"}));
+  auto* uninstall = app.add_subcommand("uninstall", "stop the service if it runs, and remove it");
+
+  CLI11_PARSE(app, argc, argv);
+
+  if (*install) {
+    if (!make_config(options, false))
+      return 2;
+    return report("install", host::install_system_service({.start_automatically = start == "auto",
+                                                           .arguments = options.as_arguments()}));
+  }
+  if (*uninstall)
+    return report("uninstall", host::uninstall_system_service());
+  const auto config = make_config(options, !*run);
+  if (!config)
+    return 2;
+  return *run ? run_in_console(*config) : host::run_as_system_service(*config);
 }

@@ -41,7 +41,7 @@ constexpr auto kStopGrace = std::chrono::seconds(10);
 
 }  // namespace
 
-int run_service(const Config& config, const std::function<void()>& on_ready) {
+int run_service(const Config& config, const RunHooks& hooks) {
   asio::io_context io(1);  // N.B. one thread: it is the arbiter's strand
   transport::AsioScheduler scheduler(io);
   LoggingAudit audit;
@@ -84,22 +84,21 @@ int run_service(const Config& config, const std::function<void()>& on_ready) {
     spdlog::info("drive {}: {} {} {} ({}, {})", d.id, d.vendor, d.product, d.revision, d.backend,
                  d.path);
   }
-  if (on_ready)
-    on_ready();
-
   // Orderly stop: no new clients, every session ends (its locks are released
   // through ALLOW and the OS unlock on the drive's worker), then the loop ends
   // once every drive is free or the grace period has passed.
-  asio::signal_set signals(io, SIGINT, SIGTERM);
   asio::steady_timer grace(io);
-  signals.async_wait([&](boost::system::error_code ec, int signo) {
-    if (ec)
+  bool stopping = false;
+  auto begin_stop = [&](const std::string& reason) {
+    if (std::exchange(stopping, true))
       return;
-    spdlog::info("signal {}: stopping; releasing every lock", signo);
+    spdlog::info("{}: stopping; releasing every lock", reason);
+    if (hooks.on_stopping)
+      hooks.on_stopping(reason);
     listener->stop();
     grace.expires_after(kStopGrace);
-    grace.async_wait([&](boost::system::error_code gec) {
-      if (!gec) {
+    grace.async_wait([&](boost::system::error_code ec) {
+      if (!ec) {
         spdlog::warn("drives still busy after {} s; stopping anyway", kStopGrace.count());
         io.stop();
       }
@@ -108,7 +107,18 @@ int run_service(const Config& config, const std::function<void()>& on_ready) {
       grace.cancel();
       io.stop();
     });
+  };
+  asio::signal_set signals(io, SIGINT, SIGTERM);
+  signals.async_wait([&](boost::system::error_code ec, int signo) {
+    if (!ec)
+      begin_stop(fmt::format("signal {}", signo));
   });
+  if (hooks.on_ready) {
+    // N.B. post: the caller may be on another thread (the SCM's handler).
+    hooks.on_ready([&io, &begin_stop](std::string reason) {
+      asio::post(io, [&begin_stop, reason = std::move(reason)] { begin_stop(reason); });
+    });
+  }
   io.run();
   for (auto& w : workers)
     w->stop();

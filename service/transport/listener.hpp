@@ -8,10 +8,12 @@
 #include <string>
 
 #include <boost/asio/io_context.hpp>
+#include <boost/asio/write.hpp>
 
 #include "discarbiter/proto/result.hpp"
 #include "dispatcher.hpp"
 #include "session.hpp"
+#include "session_registry.hpp"
 
 namespace discarbiter::transport {
 
@@ -36,6 +38,26 @@ class Listener {
 
 std::unique_ptr<Listener> make_listener(boost::asio::io_context& io, ServiceContext& context,
                                         ListenerOptions options);
+
+/// Refuses a new connection with an error frame when a limit is reached;
+/// otherwise starts a Session for it, registered in `registry` until it ends.
+template <typename Stream>
+void admit_connection(SessionRegistry& registry, Stream stream, ServiceContext& context,
+                      core::PeerIdentity peer, const SessionLimits& limits,
+                      proto::Bytes already_read = {}) {
+  if (auto refusal = registry.refusal(peer.user)) {
+    spdlog::warn("refusing connection from pid {} ({}): {}", peer.pid, peer.user, refusal->message);
+    const auto frame = proto::encode_frame(proto::make_error_reply(std::nullopt, *refusal));
+    boost::system::error_code ignored;
+    boost::asio::write(stream, boost::asio::buffer(frame), ignored);
+    return;
+  }
+  auto session = std::make_shared<Session<Stream>>(
+      std::move(stream), context, std::move(peer), limits,
+      [&registry](SessionHandle* closed) { registry.remove(closed); }, std::move(already_read));
+  registry.add(session);
+  session->start();
+}
 
 /// The endpoint used when neither the command line nor the config names one.
 std::string default_endpoint();

@@ -26,8 +26,13 @@
 
 #include "discarbiter/proto/frame.hpp"
 #include "dispatcher.hpp"
+#include "session_registry.hpp"
 
 namespace discarbiter::transport {
+
+/// The peer went away (end of file, broken pipe, reset): an ordinary end of a
+/// session, not a failure. One definition per platform (stream_errors_*.cpp).
+bool is_peer_gone(const boost::system::error_code& ec);
 
 struct SessionLimits {
   std::chrono::milliseconds handshake{2000};
@@ -36,13 +41,16 @@ struct SessionLimits {
 };
 
 template <typename Stream>
-class Session : public std::enable_shared_from_this<Session<Stream>> {
+class Session final : public SessionHandle, public std::enable_shared_from_this<Session<Stream>> {
  public:
-  using OnClosed = std::function<void(Session*)>;
+  using OnClosed = std::function<void(SessionHandle*)>;
 
+  /// `already_read`: bytes the listener read before the session existed (the
+  /// pipe listener reads first so that it can impersonate the client).
   Session(Stream stream, ServiceContext& context, core::PeerIdentity peer, SessionLimits limits,
-          OnClosed on_closed)
+          OnClosed on_closed, proto::Bytes already_read = {})
       : stream_(std::move(stream)),
+        already_read_(std::move(already_read)),
         limits_(limits),
         decoder_(limits.frames),
         write_signal_(stream_.get_executor()),
@@ -70,7 +78,7 @@ class Session : public std::enable_shared_from_this<Session<Stream>> {
   }
 
   /// Ends the session now (service stop).
-  void close(std::string_view reason) {
+  void close(std::string_view reason) override {
     if (closed_)
       return;
     closed_ = true;
@@ -84,7 +92,7 @@ class Session : public std::enable_shared_from_this<Session<Stream>> {
       std::exchange(on_closed_, nullptr)(this);
   }
 
-  const std::string& user() const { return user_; }
+  const std::string& user() const override { return user_; }
 
  private:
   core::SessionId id() const { return dispatcher_ ? dispatcher_->session() : 0; }
@@ -114,16 +122,22 @@ class Session : public std::enable_shared_from_this<Session<Stream>> {
     namespace asio = boost::asio;
     auto self = this->shared_from_this();
     std::array<std::uint8_t, 16 * 1024> buffer{};
+    decoder_.feed(already_read_);
+    already_read_.clear();
+    bool have_bytes = true;  // N.B. decode what the listener read before reading more
     while (!closed_ && !closing_) {
-      boost::system::error_code ec;
-      const std::size_t n = co_await stream_.async_read_some(
-          asio::buffer(buffer), asio::redirect_error(asio::use_awaitable, ec));
-      if (ec) {
-        close(ec == asio::error::eof ? std::string("client disconnected")
-                                     : fmt::format("read: {}", ec.message()));
-        co_return;
+      if (!have_bytes) {
+        boost::system::error_code ec;
+        const std::size_t n = co_await stream_.async_read_some(
+            asio::buffer(buffer), asio::redirect_error(asio::use_awaitable, ec));
+        if (ec) {
+          close(is_peer_gone(ec) ? std::string("client disconnected")
+                                 : fmt::format("read: {}", ec.message()));
+          co_return;
+        }
+        decoder_.feed({buffer.data(), n});
       }
-      decoder_.feed({buffer.data(), n});
+      have_bytes = false;
       for (;;) {
         if (closed_)
           co_return;
@@ -161,7 +175,8 @@ class Session : public std::enable_shared_from_this<Session<Stream>> {
       co_await asio::async_write(stream_, asio::buffer(outbox_.front()),
                                  asio::redirect_error(asio::use_awaitable, ec));
       if (ec) {
-        close(fmt::format("write: {}", ec.message()));
+        close(is_peer_gone(ec) ? std::string("client disconnected")
+                               : fmt::format("write: {}", ec.message()));
         co_return;
       }
       outbox_bytes_ -= outbox_.front().size();
@@ -170,6 +185,7 @@ class Session : public std::enable_shared_from_this<Session<Stream>> {
   }
 
   Stream stream_;
+  proto::Bytes already_read_;
   SessionLimits limits_;
   proto::FrameDecoder decoder_;
   std::optional<Dispatcher> dispatcher_;

@@ -6,8 +6,6 @@
 
 #include <boost/asio/local/stream_protocol.hpp>
 #include <filesystem>
-#include <map>
-#include <set>
 
 #include "listener.hpp"
 
@@ -46,7 +44,11 @@ core::PeerIdentity peer_identity(Socket& socket) {
 class SocketListener final : public Listener {
  public:
   SocketListener(asio::io_context& io, ServiceContext& context, ListenerOptions options)
-      : io_(io), context_(context), options_(std::move(options)), acceptor_(io) {}
+      : io_(io),
+        context_(context),
+        options_(std::move(options)),
+        acceptor_(io),
+        sessions_(options_.max_sessions, options_.max_sessions_per_user) {}
 
   Result<Done> open() override {
     namespace fs = std::filesystem;
@@ -98,18 +100,12 @@ class SocketListener final : public Listener {
     acceptor_.close(ignored);
     std::error_code not_there;
     std::filesystem::remove(options_.endpoint, not_there);
-    // N.B. copy: close() removes each session from the set.
-    auto sessions = sessions_;
-    for (auto& [raw, session] : sessions) {
-      session->close("service stopping");
-    }
+    sessions_.close_all("service stopping");
   }
 
   std::size_t session_count() const override { return sessions_.size(); }
 
  private:
-  using SocketSession = Session<Socket>;
-
   void accept() {
     acceptor_.async_accept([this](boost::system::error_code ec, Socket socket) {
       if (ec == asio::error::operation_aborted)
@@ -117,51 +113,18 @@ class SocketListener final : public Listener {
       if (ec) {
         spdlog::error("accept on {}: {}", options_.endpoint, ec.message());
       } else {
-        on_connection(std::move(socket));
+        core::PeerIdentity peer = peer_identity(socket);
+        admit_connection(sessions_, std::move(socket), context_, std::move(peer), options_.session);
       }
       accept();
     });
-  }
-
-  void on_connection(Socket socket) {
-    core::PeerIdentity peer = peer_identity(socket);
-    const std::size_t of_user = per_user_[peer.user];
-    std::optional<Error> refusal;
-    if (sessions_.size() >= options_.max_sessions) {
-      refusal = Error{errc::limit_reached, fmt::format("the service has its maximum of {} sessions",
-                                                       options_.max_sessions)};
-    } else if (of_user >= options_.max_sessions_per_user) {
-      refusal = Error{errc::limit_reached, fmt::format("user '{}' has the maximum of {} sessions",
-                                                       peer.user, options_.max_sessions_per_user)};
-    }
-    if (refusal) {
-      spdlog::warn("refusing connection from pid {}: {}", peer.pid, refusal->message);
-      const auto frame = proto::encode_frame(proto::make_error_reply(std::nullopt, *refusal));
-      boost::system::error_code ignored;
-      asio::write(socket, asio::buffer(frame), ignored);
-      return;
-    }
-    const std::string user = peer.user;
-    auto session = std::make_shared<SocketSession>(std::move(socket), context_, std::move(peer),
-                                                   options_.session, [this](SocketSession* closed) {
-                                                     const auto it = sessions_.find(closed);
-                                                     if (it == sessions_.end())
-                                                       return;
-                                                     if (--per_user_[it->second->user()] == 0)
-                                                       per_user_.erase(it->second->user());
-                                                     sessions_.erase(it);
-                                                   });
-    ++per_user_[user];
-    sessions_.emplace(session.get(), session);
-    session->start();
   }
 
   asio::io_context& io_;
   ServiceContext& context_;
   ListenerOptions options_;
   asio::local::stream_protocol::acceptor acceptor_;
-  std::map<SocketSession*, std::shared_ptr<SocketSession>> sessions_;
-  std::map<std::string, std::size_t> per_user_;
+  SessionRegistry sessions_;
 };
 
 }  // namespace

@@ -1,0 +1,151 @@
+// The client's end of \\.\pipe\DiscArbiter: overlapped reads and writes so
+// that every call honours its deadline.
+#include <windows.h>
+
+#include <algorithm>
+
+#include <fmt/format.h>
+
+#include "connection.hpp"
+#include "discarbiter/client.hpp"
+#include "discarbiter/win32/error.hpp"
+#include "discarbiter/win32/handle.hpp"
+#include "discarbiter/win32/wide.hpp"
+
+namespace discarbiter {
+namespace {
+
+using win32::describe;
+
+DWORD milliseconds_until(Connection::Deadline deadline) {
+  const auto left =
+      std::chrono::ceil<std::chrono::milliseconds>(deadline - std::chrono::steady_clock::now());
+  return static_cast<DWORD>(std::clamp<std::int64_t>(left.count(), 0, 0x7fffffff));
+}
+
+[[noreturn]] void lost(const std::string& what) {
+  throw ServiceError(Error{errc::connection_lost, what});
+}
+
+bool is_pipe_closed(DWORD error) {
+  return error == ERROR_BROKEN_PIPE || error == ERROR_PIPE_NOT_CONNECTED || error == ERROR_NO_DATA;
+}
+
+class PipeConnection final : public Connection {
+ public:
+  explicit PipeConnection(win32::unique_hfile pipe)
+      : pipe_(std::move(pipe)), event_(::CreateEventW(nullptr, TRUE, FALSE, nullptr)) {
+    if (!event_)
+      lost(describe("CreateEventW", ::GetLastError()));
+  }
+
+  void write_all(std::span<const std::uint8_t> bytes, Deadline deadline) override {
+    while (!bytes.empty()) {
+      const auto chunk = static_cast<DWORD>(std::min<std::size_t>(bytes.size(), 1U << 30));
+      const auto done = transfer("write", deadline, [&](OVERLAPPED* ov) {
+        return ::WriteFile(pipe_.get(), bytes.data(), chunk, nullptr, ov);
+      });
+      if (!done)
+        lost("write: timed out");
+      bytes = bytes.subspan(*done);
+    }
+  }
+
+  std::size_t read_some(std::span<std::uint8_t> buffer, Deadline deadline) override {
+    const auto chunk = static_cast<DWORD>(std::min<std::size_t>(buffer.size(), 1U << 30));
+    for (;;) {
+      const auto done = transfer("read", deadline, [&](OVERLAPPED* ov) {
+        return ::ReadFile(pipe_.get(), buffer.data(), chunk, nullptr, ov);
+      });
+      if (!done)
+        return 0;
+      if (*done > 0)
+        return *done;
+    }
+  }
+
+ private:
+  /// One overlapped ReadFile/WriteFile, waited for until the deadline; at the
+  /// deadline it is cancelled (nullopt), unless it completed meanwhile.
+  template <typename Start>
+  std::optional<std::size_t> transfer(const char* step, Deadline deadline, Start start) {
+    OVERLAPPED ov{};
+    ov.hEvent = event_.get();
+    ::ResetEvent(event_.get());
+    if (!start(&ov)) {
+      const DWORD error = ::GetLastError();
+      if (error != ERROR_IO_PENDING)
+        fail(step, error);
+      if (::WaitForSingleObject(event_.get(), milliseconds_until(deadline)) == WAIT_TIMEOUT) {
+        ::CancelIoEx(pipe_.get(), &ov);
+      }
+    }
+    DWORD n = 0;
+    // N.B. wait for the operation to finish even when cancelled: the kernel
+    // writes into `ov` and the buffer until it does.
+    if (!::GetOverlappedResult(pipe_.get(), &ov, &n, TRUE)) {
+      const DWORD error = ::GetLastError();
+      if (error == ERROR_OPERATION_ABORTED)
+        return std::nullopt;
+      fail(step, error);
+    }
+    return n;
+  }
+
+  [[noreturn]] static void fail(const char* step, DWORD error) {
+    if (is_pipe_closed(error))
+      lost("the service closed the connection");
+    lost(describe(step, error));
+  }
+
+  win32::unique_hfile pipe_;
+  win32::unique_handle event_;
+};
+
+}  // namespace
+
+std::unique_ptr<Connection> connect_to_service(const std::string& endpoint,
+                                               Connection::Deadline deadline) {
+  const std::wstring name = win32::to_wide(endpoint);
+  for (;;) {
+    // N.B. SECURITY_IDENTIFICATION: the service may learn who we are, but
+    // cannot act as us.
+    win32::unique_hfile pipe(::CreateFileW(
+        name.c_str(), GENERIC_READ | GENERIC_WRITE, 0, nullptr, OPEN_EXISTING,
+        FILE_FLAG_OVERLAPPED | SECURITY_SQOS_PRESENT | SECURITY_IDENTIFICATION, nullptr));
+    if (pipe)
+      return std::make_unique<PipeConnection>(std::move(pipe));
+    const DWORD error = ::GetLastError();
+    if (error == ERROR_FILE_NOT_FOUND) {
+      throw ServiceError(Error{errc::service_unavailable,
+                               fmt::format("nothing serves the pipe {}; start the service with "
+                                           "`sc start DiscArbiter`",
+                                           endpoint)});
+    }
+    if (error != ERROR_PIPE_BUSY) {
+      throw ServiceError(
+          Error{errc::service_unavailable, describe(fmt::format("open {}", endpoint), error)});
+    }
+    // Every instance is taken for the moment: the service creates the next
+    // one as soon as it has accepted a client. Wait for it until the deadline.
+    const DWORD wait = milliseconds_until(deadline);
+    if (wait == 0) {
+      throw ServiceError(
+          Error{errc::service_unavailable,
+                fmt::format("the pipe {} stayed busy until the deadline", endpoint)});
+    }
+    // N.B. WaitNamedPipe's own failures (its timeout, the name gone for a
+    // moment) only lead to the next attempt, which names the real problem.
+    ::WaitNamedPipeW(name.c_str(), std::min<DWORD>(wait, 1000));
+  }
+}
+
+std::string platform_default_endpoint() {
+  return R"(\\.\pipe\DiscArbiter)";
+}
+
+std::uint32_t current_process_id() {
+  return static_cast<std::uint32_t>(::GetCurrentProcessId());
+}
+
+}  // namespace discarbiter

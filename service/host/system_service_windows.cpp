@@ -1,0 +1,354 @@
+// discarbiterd under the service control manager, and its registration.
+//
+// The SCM's rules, kept here: ServiceMain reports START_PENDING at once and
+// RUNNING only once the pipe listens; the control handler only records the
+// request and signals the service to stop (it never blocks); no exception
+// ever crosses into the SCM; STOPPED is the last report.
+#include <windows.h>
+
+#include <array>
+#include <filesystem>
+#include <mutex>
+
+#include <spdlog/sinks/rotating_file_sink.h>
+#include <spdlog/sinks/win_eventlog_sink.h>
+#include <spdlog/spdlog.h>
+
+#include "discarbiter/win32/error.hpp"
+#include "discarbiter/win32/handle.hpp"
+#include "discarbiter/win32/wide.hpp"
+#include "service_app.hpp"
+#include "system_service.hpp"
+#include "version.hpp"
+
+namespace discarbiter::host {
+namespace {
+
+using win32::describe;
+
+constexpr DWORD kStartWaitHintMs = 10'000;
+constexpr DWORD kStopWaitHintMs = 15'000;  // the service's 10 s grace for drives, and some
+constexpr DWORD kPreshutdownTimeoutMs = 15'000;
+constexpr std::size_t kLogFileBytes = 5 * 1024 * 1024;
+constexpr std::size_t kLogFiles = 5;
+constexpr std::array<std::pair<DWORD, DWORD>, 3> kRestartDelaysMs = {
+    {{SC_ACTION_RESTART, 5'000}, {SC_ACTION_RESTART, 30'000}, {SC_ACTION_RESTART, 60'000}}};
+constexpr DWORD kFailureResetSeconds = 24 * 60 * 60;
+constexpr wchar_t kEventSourceKey[] =
+    L"SYSTEM\\CurrentControlSet\\Services\\EventLog\\Application\\DiscArbiter";
+
+const std::wstring& service_name() {
+  static const std::wstring name = win32::to_wide(kServiceName);
+  return name;
+}
+
+/// What ServiceMain and the control handler share. N.B. one instance: the
+/// SCM's ServiceMain takes no context pointer.
+struct ServiceState {
+  std::mutex mutex;
+  SERVICE_STATUS_HANDLE handle = nullptr;
+  SERVICE_STATUS status{};
+  const Config* config = nullptr;
+  RequestStop request_stop;  // set while the service runs
+  std::string pending_stop;  // a stop asked for before the service was ready
+  int exit_code = 0;
+
+  void report(DWORD state, DWORD wait_hint_ms = 0) {
+    std::lock_guard lock(mutex);
+    report_locked(state, wait_hint_ms);
+  }
+  void report_locked(DWORD state, DWORD wait_hint_ms) {
+    status.dwServiceType = SERVICE_WIN32_OWN_PROCESS;
+    status.dwCurrentState = state;
+    status.dwControlsAccepted =
+        state == SERVICE_RUNNING
+            ? SERVICE_ACCEPT_STOP | SERVICE_ACCEPT_SHUTDOWN | SERVICE_ACCEPT_PRESHUTDOWN
+            : 0;
+    status.dwWaitHint = wait_hint_ms;
+    const bool pending = state == SERVICE_START_PENDING || state == SERVICE_STOP_PENDING;
+    status.dwCheckPoint = pending ? status.dwCheckPoint + 1 : 0;
+    if (state == SERVICE_STOPPED && exit_code != 0) {
+      status.dwWin32ExitCode = ERROR_SERVICE_SPECIFIC_ERROR;
+      status.dwServiceSpecificExitCode = static_cast<DWORD>(exit_code);
+    }
+    if (handle)
+      ::SetServiceStatus(handle, &status);
+  }
+};
+
+ServiceState g_service;
+
+DWORD WINAPI control_handler(DWORD control, DWORD, void*, void*) {
+  const char* reason = nullptr;
+  switch (control) {
+    case SERVICE_CONTROL_STOP:
+      reason = "service control STOP";
+      break;
+    case SERVICE_CONTROL_SHUTDOWN:
+      reason = "service control SHUTDOWN";
+      break;
+    case SERVICE_CONTROL_PRESHUTDOWN:
+      reason = "service control PRESHUTDOWN";
+      break;
+    case SERVICE_CONTROL_INTERROGATE:
+      return NO_ERROR;
+    default:
+      return ERROR_CALL_NOT_IMPLEMENTED;
+  }
+  try {
+    std::lock_guard lock(g_service.mutex);
+    if (g_service.status.dwCurrentState == SERVICE_STOP_PENDING ||
+        g_service.status.dwCurrentState == SERVICE_STOPPED)
+      return NO_ERROR;
+    g_service.report_locked(SERVICE_STOP_PENDING, kStopWaitHintMs);
+    if (g_service.request_stop)
+      g_service.request_stop(reason);  // posts to the service's thread; returns at once
+    else
+      g_service.pending_stop = reason;
+  } catch (...) {
+    // N.B. nothing may unwind into the SCM; the stop request stands.
+  }
+  return NO_ERROR;
+}
+
+std::filesystem::path program_data() {
+  std::array<wchar_t, MAX_PATH> buffer{};
+  const DWORD n =
+      ::GetEnvironmentVariableW(L"ProgramData", buffer.data(), static_cast<DWORD>(buffer.size()));
+  if (n == 0 || n >= buffer.size())
+    return L"C:\\ProgramData";
+  return std::filesystem::path(std::wstring(buffer.data(), n));
+}
+
+/// The service's log: a rotating file under %ProgramData%\DiscArbiter\logs
+/// (everything), and the Event Log (warnings and errors; start and stop go
+/// there explicitly).
+std::shared_ptr<spdlog::logger> configure_service_logging(const Config& config) {
+  const auto dir = program_data() / "DiscArbiter" / "logs";
+  std::error_code ec;
+  std::filesystem::create_directories(dir, ec);
+  auto file = std::make_shared<spdlog::sinks::rotating_file_sink_mt>(
+      (dir / "discarbiterd.log").string(), kLogFileBytes, kLogFiles);
+  auto event_log = std::make_shared<spdlog::sinks::win_eventlog_sink_mt>(std::string(kServiceName));
+  event_log->set_level(spdlog::level::warn);
+  auto logger =
+      std::make_shared<spdlog::logger>("discarbiterd", spdlog::sinks_init_list{file, event_log});
+  logger->set_level(spdlog::level::from_str(config.log_level));
+  logger->flush_on(spdlog::level::info);
+  spdlog::set_default_logger(logger);
+  spdlog::set_pattern("%Y-%m-%dT%H:%M:%S.%e %l %v");
+  // N.B. a logger of its own, so start and stop reach the Event Log at info.
+  return std::make_shared<spdlog::logger>("eventlog", event_log);
+}
+
+void WINAPI service_main(DWORD, wchar_t**) {
+  g_service.handle =
+      ::RegisterServiceCtrlHandlerExW(service_name().c_str(), control_handler, nullptr);
+  if (!g_service.handle)
+    return;  // the SCM gave us no way to report; nothing else can be done
+  g_service.report(SERVICE_START_PENDING, kStartWaitHintMs);
+  try {
+    auto events = configure_service_logging(*g_service.config);
+    events->set_level(spdlog::level::info);
+    RunHooks hooks;
+    hooks.on_ready = [&](RequestStop request_stop) {
+      std::lock_guard lock(g_service.mutex);
+      g_service.report_locked(SERVICE_RUNNING, 0);
+      events->info("DiscArbiter {} started (pid {})", kVersion, ::GetCurrentProcessId());
+      g_service.request_stop = std::move(request_stop);
+      if (!g_service.pending_stop.empty())
+        g_service.request_stop(g_service.pending_stop);
+    };
+    hooks.on_stopping = [](const std::string&) {
+      g_service.report(SERVICE_STOP_PENDING, kStopWaitHintMs);
+    };
+    g_service.exit_code = run_service(*g_service.config, hooks);
+    {
+      std::lock_guard lock(g_service.mutex);
+      g_service.request_stop = nullptr;  // N.B. it refers to run_service's frame
+    }
+    if (g_service.exit_code == 0)
+      events->info("DiscArbiter stopped; every lock was released");
+    else
+      events->error("DiscArbiter stopped with exit code {} (see the log under {})",
+                    g_service.exit_code, (program_data() / "DiscArbiter" / "logs").string());
+  } catch (const std::exception& e) {
+    g_service.exit_code = 1;
+    try {
+      spdlog::critical("fatal: {}", e.what());
+    } catch (...) {
+    }
+  } catch (...) {
+    g_service.exit_code = 1;
+  }
+  g_service.report(SERVICE_STOPPED);
+}
+
+std::wstring quote_argument(const std::wstring& arg) {
+  if (!arg.empty() && arg.find_first_of(L" \t\"") == std::wstring::npos)
+    return arg;
+  // N.B. the CommandLineToArgvW rules: backslashes before a quote double.
+  std::wstring out = L"\"";
+  std::size_t backslashes = 0;
+  for (const wchar_t c : arg) {
+    if (c == L'\\') {
+      ++backslashes;
+    } else {
+      out.append(c == L'"' ? backslashes * 2 + 1 : backslashes, L'\\');
+      backslashes = 0;
+    }
+    out.push_back(c);
+  }
+  out.append(backslashes * 2, L'\\');
+  out.push_back(L'"');
+  return out;
+}
+
+Result<std::wstring> own_executable() {
+  std::array<wchar_t, 32768> path{};
+  const DWORD n = ::GetModuleFileNameW(nullptr, path.data(), static_cast<DWORD>(path.size()));
+  if (n == 0 || n >= path.size())
+    return Error{errc::fail, describe("GetModuleFileNameW", ::GetLastError())};
+  return std::wstring(path.data(), n);
+}
+
+Error scm_error(std::string_view step, DWORD error) {
+  if (error == ERROR_ACCESS_DENIED) {
+    return Error{errc::access_denied,
+                 describe(step, error) + "; run it from an elevated (administrator) prompt"};
+  }
+  return Error{errc::fail, describe(step, error)};
+}
+
+/// Registers "DiscArbiter" as an Event Log source whose messages are our own
+/// message table (event id 1000: the text as logged).
+void register_event_source(const std::wstring& exe) {
+  HKEY raw = nullptr;
+  if (::RegCreateKeyExW(HKEY_LOCAL_MACHINE, kEventSourceKey, 0, nullptr, 0, KEY_SET_VALUE, nullptr,
+                        &raw, nullptr) != ERROR_SUCCESS) {
+    spdlog::warn("cannot register the event source; Event Viewer will show raw text");
+    return;
+  }
+  const win32::unique_hkey key(raw);
+  const DWORD types = EVENTLOG_ERROR_TYPE | EVENTLOG_WARNING_TYPE | EVENTLOG_INFORMATION_TYPE;
+  ::RegSetValueExW(key.get(), L"EventMessageFile", 0, REG_SZ,
+                   reinterpret_cast<const BYTE*>(exe.c_str()),
+                   static_cast<DWORD>((exe.size() + 1) * sizeof(wchar_t)));
+  ::RegSetValueExW(key.get(), L"TypesSupported", 0, REG_DWORD,
+                   reinterpret_cast<const BYTE*>(&types), sizeof types);
+}
+
+}  // namespace
+
+int run_as_system_service(const Config& config) {
+  g_service.config = &config;
+  std::wstring name = service_name();
+  const std::array<SERVICE_TABLE_ENTRYW, 2> table = {
+      {{name.data(), service_main}, {nullptr, nullptr}}};
+  if (!::StartServiceCtrlDispatcherW(table.data())) {
+    const DWORD error = ::GetLastError();
+    if (error == ERROR_FAILED_SERVICE_CONTROLLER_CONNECT) {
+      std::fprintf(stderr,
+                   "discarbiterd: not started by the service control manager.\n"
+                   "  In a console: discarbiterd run [--simulate N]\n"
+                   "  As a service: discarbiterd install, then sc start DiscArbiter\n");
+      return 2;
+    }
+    std::fprintf(stderr, "discarbiterd: %s\n",
+                 describe("StartServiceCtrlDispatcherW", error).c_str());
+    return 1;
+  }
+  return g_service.exit_code;
+}
+
+Result<Done> install_system_service(const InstallOptions& options) {
+  auto exe = own_executable();
+  if (!exe)
+    return exe.error();
+  std::wstring command_line = quote_argument(*exe);
+  for (const auto& arg : options.arguments)
+    command_line += L" " + quote_argument(win32::to_wide(arg));
+
+  win32::unique_schandle scm(
+      ::OpenSCManagerW(nullptr, nullptr, SC_MANAGER_CONNECT | SC_MANAGER_CREATE_SERVICE));
+  if (!scm)
+    return scm_error("OpenSCManagerW", ::GetLastError());
+  const std::wstring display = win32::to_wide(kServiceDisplayName);
+  // N.B. a null account is LocalSystem (`sc.exe create … obj= LocalSystem`).
+  win32::unique_schandle service(::CreateServiceW(
+      scm.get(), service_name().c_str(), display.c_str(),
+      SERVICE_CHANGE_CONFIG | SERVICE_QUERY_STATUS, SERVICE_WIN32_OWN_PROCESS,
+      options.start_automatically ? SERVICE_AUTO_START : SERVICE_DEMAND_START, SERVICE_ERROR_NORMAL,
+      command_line.c_str(), nullptr, nullptr, nullptr, nullptr, nullptr));
+  if (!service) {
+    const DWORD error = ::GetLastError();
+    if (error == ERROR_SERVICE_EXISTS) {
+      return Error{errc::fail,
+                   "the DiscArbiter service is already installed; `discarbiterd uninstall` first"};
+    }
+    return scm_error("CreateServiceW", error);
+  }
+
+  std::wstring description = win32::to_wide(kServiceDescription);
+  SERVICE_DESCRIPTIONW describe_service{description.data()};
+  if (!::ChangeServiceConfig2W(service.get(), SERVICE_CONFIG_DESCRIPTION, &describe_service))
+    return scm_error("ChangeServiceConfig2W(DESCRIPTION)", ::GetLastError());
+
+  // Recovery: restart after 5 s, 30 s, 60 s; the count resets after a day.
+  std::array<SC_ACTION, kRestartDelaysMs.size()> actions{};
+  for (std::size_t i = 0; i < actions.size(); ++i)
+    actions[i] = {static_cast<SC_ACTION_TYPE>(kRestartDelaysMs[i].first),
+                  kRestartDelaysMs[i].second};
+  SERVICE_FAILURE_ACTIONSW failure{kFailureResetSeconds, nullptr, nullptr,
+                                   static_cast<DWORD>(actions.size()), actions.data()};
+  if (!::ChangeServiceConfig2W(service.get(), SERVICE_CONFIG_FAILURE_ACTIONS, &failure))
+    return scm_error("ChangeServiceConfig2W(FAILURE_ACTIONS)", ::GetLastError());
+  // N.B. also when the service stops itself with an error, not only on a crash.
+  SERVICE_FAILURE_ACTIONS_FLAG on_error_exit{TRUE};
+  if (!::ChangeServiceConfig2W(service.get(), SERVICE_CONFIG_FAILURE_ACTIONS_FLAG, &on_error_exit))
+    spdlog::warn("{}", describe("ChangeServiceConfig2W(FAILURE_ACTIONS_FLAG)", ::GetLastError()));
+  SERVICE_PRESHUTDOWN_INFO preshutdown{kPreshutdownTimeoutMs};
+  if (!::ChangeServiceConfig2W(service.get(), SERVICE_CONFIG_PRESHUTDOWN_INFO, &preshutdown))
+    spdlog::warn("{}", describe("ChangeServiceConfig2W(PRESHUTDOWN_INFO)", ::GetLastError()));
+  register_event_source(*exe);
+  return Done{};
+}
+
+Result<Done> uninstall_system_service() {
+  win32::unique_schandle scm(::OpenSCManagerW(nullptr, nullptr, SC_MANAGER_CONNECT));
+  if (!scm)
+    return scm_error("OpenSCManagerW", ::GetLastError());
+  win32::unique_schandle service(::OpenServiceW(scm.get(), service_name().c_str(),
+                                                SERVICE_STOP | SERVICE_QUERY_STATUS | DELETE));
+  if (!service) {
+    const DWORD error = ::GetLastError();
+    if (error == ERROR_SERVICE_DOES_NOT_EXIST)
+      return Error{errc::fail, "the DiscArbiter service is not installed"};
+    return scm_error("OpenServiceW", error);
+  }
+  SERVICE_STATUS status{};
+  if (::QueryServiceStatus(service.get(), &status) && status.dwCurrentState != SERVICE_STOPPED) {
+    // Stop first, so every lock is released before the service goes away.
+    if (status.dwCurrentState != SERVICE_STOP_PENDING &&
+        !::ControlService(service.get(), SERVICE_CONTROL_STOP, &status))
+      return scm_error("ControlService(STOP)", ::GetLastError());
+    const auto deadline =
+        std::chrono::steady_clock::now() + std::chrono::milliseconds(kStopWaitHintMs * 2);
+    while (::QueryServiceStatus(service.get(), &status) &&
+           status.dwCurrentState != SERVICE_STOPPED) {
+      if (std::chrono::steady_clock::now() > deadline)
+        return Error{errc::fail, "the DiscArbiter service did not stop within 30 s; not removed"};
+      ::Sleep(250);  // polls as sc.exe does; a CLI can afford it
+    }
+  }
+  if (!::DeleteService(service.get()))
+    return scm_error("DeleteService", ::GetLastError());
+  ::RegDeleteKeyW(HKEY_LOCAL_MACHINE, kEventSourceKey);
+  return Done{};
+}
+
+std::string default_config_path() {
+  return (program_data() / "DiscArbiter" / "discarbiter.json").string();
+}
+
+}  // namespace discarbiter::host

@@ -1,0 +1,295 @@
+// The Windows endpoint: a byte-mode named pipe (\\.\pipe\DiscArbiter).
+//
+// One instance always listens: as soon as a client connects to it, the next
+// instance is created and listens. A connected instance is first read from
+// (N.B. impersonation needs the client to have written), then the client is
+// identified by impersonation, then it becomes a Session like any socket
+// connection.
+#include "pipe_security_windows.hpp"
+
+#include <sddl.h>
+
+#include <boost/asio/steady_timer.hpp>
+#include <boost/asio/windows/overlapped_ptr.hpp>
+#include <boost/asio/windows/stream_handle.hpp>
+#include <cstdlib>
+#include <set>
+
+#include "discarbiter/win32/error.hpp"
+#include "discarbiter/win32/handle.hpp"
+#include "discarbiter/win32/wide.hpp"
+#include "listener.hpp"
+
+namespace discarbiter::transport {
+namespace {
+
+namespace asio = boost::asio;
+using Pipe = asio::windows::stream_handle;
+using win32::describe;
+
+constexpr std::string_view kPipePrefix = R"(\\.\pipe\)";
+constexpr auto kRetryCreate = std::chrono::seconds(1);
+
+std::vector<std::uint8_t> token_information(HANDLE token, TOKEN_INFORMATION_CLASS what) {
+  DWORD size = 0;
+  ::GetTokenInformation(token, what, nullptr, 0, &size);
+  std::vector<std::uint8_t> buffer(size);
+  if (size == 0 || !::GetTokenInformation(token, what, buffer.data(), size, &size))
+    return {};
+  return buffer;
+}
+
+std::string account_name(PSID sid) {
+  std::array<wchar_t, 256> name{};
+  std::array<wchar_t, 256> domain{};
+  DWORD name_len = static_cast<DWORD>(name.size());
+  DWORD domain_len = static_cast<DWORD>(domain.size());
+  SID_NAME_USE use{};
+  if (!::LookupAccountSidW(nullptr, sid, name.data(), &name_len, domain.data(), &domain_len, &use))
+    return {};
+  std::wstring full = domain_len ? std::wstring(domain.data(), domain_len) + L"\\" : L"";
+  full.append(name.data(), name_len);
+  return win32::to_utf8(full);
+}
+
+std::string process_image(std::uint32_t pid) {
+  win32::unique_handle process(::OpenProcess(PROCESS_QUERY_LIMITED_INFORMATION, FALSE, pid));
+  if (!process)
+    return {};
+  std::array<wchar_t, MAX_PATH * 2> path{};
+  DWORD len = static_cast<DWORD>(path.size());
+  if (!::QueryFullProcessImageNameW(process.get(), 0, path.data(), &len))
+    return {};
+  return win32::to_utf8({path.data(), len});
+}
+
+/// Who is on the other end of a connected pipe instance, by impersonation.
+Result<core::PeerIdentity> identify_client(HANDLE pipe) {
+  core::PeerIdentity peer;
+  ULONG pid = 0;
+  // N.B. Wine answers TRUE with pid 0; the pid from hello is the fallback.
+  if (::GetNamedPipeClientProcessId(pipe, &pid))
+    peer.pid = pid;
+  if (!::ImpersonateNamedPipeClient(pipe))
+    return Error{errc::access_denied, describe("ImpersonateNamedPipeClient", ::GetLastError())};
+  HANDLE raw_token = nullptr;
+  const BOOL opened = ::OpenThreadToken(::GetCurrentThread(), TOKEN_QUERY, TRUE, &raw_token);
+  const DWORD open_error = ::GetLastError();
+  if (!::RevertToSelf()) {
+    // N.B. fail hard: carrying on would run the service as its client.
+    spdlog::critical("{}", describe("RevertToSelf", ::GetLastError()));
+    std::abort();
+  }
+  if (!opened)
+    return Error{errc::access_denied, describe("OpenThreadToken", open_error)};
+  const win32::unique_handle token(raw_token);
+
+  const auto user = token_information(token.get(), TokenUser);
+  if (user.empty())
+    return Error{errc::access_denied, describe("GetTokenInformation(TokenUser)", ::GetLastError())};
+  PSID sid = reinterpret_cast<const TOKEN_USER*>(user.data())->User.Sid;
+  wchar_t* sid_text = nullptr;
+  if (!::ConvertSidToStringSidW(sid, &sid_text))
+    return Error{errc::access_denied, describe("ConvertSidToStringSidW", ::GetLastError())};
+  const win32::unique_hlocal sid_owner(sid_text);
+  peer.sid = win32::to_utf8(sid_text);
+  peer.user = account_name(sid);
+  if (peer.user.empty())
+    peer.user = *peer.sid;  // an account without a name still has its SID
+  if (peer.pid != 0)
+    peer.exe = process_image(peer.pid);
+  return peer;
+}
+
+/// A connected instance whose client has not written yet.
+struct Greeting {
+  Greeting(std::shared_ptr<Pipe> p, asio::io_context& io) : pipe(std::move(p)), deadline(io) {}
+  std::shared_ptr<Pipe> pipe;
+  asio::steady_timer deadline;
+  std::array<std::uint8_t, 4096> buffer{};
+};
+
+class PipeListener final : public Listener {
+ public:
+  PipeListener(asio::io_context& io, ServiceContext& context, ListenerOptions options)
+      : io_(io),
+        context_(context),
+        options_(std::move(options)),
+        retry_(io),
+        sessions_(options_.max_sessions, options_.max_sessions_per_user) {}
+
+  Result<Done> open() override {
+    if (!options_.endpoint.starts_with(kPipePrefix) ||
+        options_.endpoint.size() == kPipePrefix.size()) {
+      return Error{
+          errc::invalid_arg,
+          fmt::format(R"(endpoint '{}' is not a pipe name (\\.\pipe\NAME))", options_.endpoint)};
+    }
+    name_ = win32::to_wide(options_.endpoint);
+    PSECURITY_DESCRIPTOR descriptor = nullptr;
+    if (!::ConvertStringSecurityDescriptorToSecurityDescriptorW(kPipeSddl, SDDL_REVISION_1,
+                                                                &descriptor, nullptr)) {
+      return Error{errc::fail, describe("ConvertStringSecurityDescriptorToSecurityDescriptorW",
+                                        ::GetLastError())};
+    }
+    security_descriptor_.reset(descriptor);
+    auto first = create_instance(true);
+    if (!first) {
+      const DWORD error = ::GetLastError();
+      // N.B. with FILE_FLAG_FIRST_PIPE_INSTANCE, ACCESS_DENIED means the name
+      // is taken: another service (or an impostor) already listens on it.
+      if (error == ERROR_ACCESS_DENIED) {
+        return Error{errc::fail,
+                     fmt::format("another process already owns the pipe {}", options_.endpoint)};
+      }
+      return Error{errc::fail,
+                   describe(fmt::format("CreateNamedPipeW {}", options_.endpoint), error)};
+    }
+    first_instance_ = std::move(first);
+    return Done{};
+  }
+
+  void start() override { listen(std::move(first_instance_)); }
+
+  void stop() override {
+    stopping_ = true;
+    retry_.cancel();
+    boost::system::error_code ignored;
+    if (listening_)
+      listening_->close(ignored);  // N.B. cancels the pending ConnectNamedPipe
+    for (const auto& greeting : greetings_)
+      greeting->pipe->close(ignored);
+    greetings_.clear();
+    sessions_.close_all("service stopping");
+  }
+
+  std::size_t session_count() const override { return sessions_.size(); }
+
+ private:
+  win32::unique_hfile create_instance(bool first) {
+    SECURITY_ATTRIBUTES attributes{sizeof attributes, security_descriptor_.get(), FALSE};
+    const DWORD open_mode =
+        PIPE_ACCESS_DUPLEX | FILE_FLAG_OVERLAPPED | (first ? FILE_FLAG_FIRST_PIPE_INSTANCE : 0);
+    return win32::unique_hfile(::CreateNamedPipeW(name_.c_str(), open_mode, kPipeMode,
+                                                  PIPE_UNLIMITED_INSTANCES, kPipeBufferBytes,
+                                                  kPipeBufferBytes, 0, &attributes));
+  }
+
+  /// Makes a new instance listen; on failure, tries again shortly (a listener
+  /// that gave up would leave clients with ERROR_FILE_NOT_FOUND).
+  void listen_next() {
+    auto instance = create_instance(false);
+    if (!instance) {
+      spdlog::error("{}; retrying in {} s", describe("CreateNamedPipeW", ::GetLastError()),
+                    kRetryCreate.count());
+      retry_.expires_after(kRetryCreate);
+      retry_.async_wait([this](boost::system::error_code ec) {
+        if (!ec && !stopping_)
+          listen_next();
+      });
+      return;
+    }
+    listen(std::move(instance));
+  }
+
+  void listen(win32::unique_hfile instance) {
+    auto pipe = std::make_shared<Pipe>(io_, instance.release());
+    listening_ = pipe;
+    asio::windows::overlapped_ptr connect(
+        io_, [this, pipe](boost::system::error_code ec, std::size_t) { on_connect(pipe, ec); });
+    const BOOL ok = ::ConnectNamedPipe(pipe->native_handle(), connect.get());
+    const DWORD error = ::GetLastError();
+    if (ok || error == ERROR_IO_PENDING) {
+      connect.release();  // the completion arrives through the io_context
+    } else if (error == ERROR_PIPE_CONNECTED) {
+      // N.B. the client connected between CreateNamedPipe and ConnectNamedPipe:
+      // that is a success, and no completion packet will come.
+      connect.complete({}, 0);
+    } else {
+      connect.complete(
+          boost::system::error_code(static_cast<int>(error), boost::system::system_category()), 0);
+    }
+  }
+
+  void on_connect(const std::shared_ptr<Pipe>& pipe, boost::system::error_code ec) {
+    if (stopping_ || ec == asio::error::operation_aborted)
+      return;
+    // N.B. first: a new instance listens before this client is served.
+    listen_next();
+    if (ec) {
+      // ERROR_NO_DATA: the client connected and closed before we saw it.
+      if (ec.value() != ERROR_NO_DATA)
+        spdlog::error("ConnectNamedPipe {}: {}", options_.endpoint, ec.message());
+      return;
+    }
+    greet(pipe);
+  }
+
+  /// Reads the client's first bytes within the handshake deadline, then
+  /// identifies it and hands the pipe to a Session.
+  void greet(const std::shared_ptr<Pipe>& pipe) {
+    auto greeting = std::make_shared<Greeting>(pipe, io_);
+    greetings_.insert(greeting);
+    greeting->deadline.expires_after(options_.session.handshake);
+    greeting->deadline.async_wait([this, greeting](boost::system::error_code ec) {
+      if (ec)
+        return;
+      spdlog::debug("pipe client sent nothing within {} ms; closing",
+                    options_.session.handshake.count());
+      boost::system::error_code ignored;
+      greeting->pipe->close(ignored);
+    });
+    pipe->async_read_some(asio::buffer(greeting->buffer),
+                          [this, greeting](boost::system::error_code ec, std::size_t n) {
+                            greeting->deadline.cancel();
+                            if (greetings_.erase(greeting) == 0 || stopping_)
+                              return;
+                            if (ec) {
+                              if (!is_peer_gone(ec) && ec != asio::error::operation_aborted)
+                                spdlog::warn("pipe: first read: {}", ec.message());
+                              return;
+                            }
+                            on_first_bytes(*greeting, n);
+                          });
+  }
+
+  void on_first_bytes(Greeting& greeting, std::size_t n) {
+    proto::Bytes first(greeting.buffer.begin(),
+                       greeting.buffer.begin() + static_cast<std::ptrdiff_t>(n));
+    auto peer = identify_client(greeting.pipe->native_handle());
+    if (!peer) {
+      spdlog::warn("refusing pipe client: {}", peer.error().message);
+      const auto frame = proto::encode_frame(proto::make_error_reply(std::nullopt, peer.error()));
+      boost::system::error_code ignored;
+      asio::write(*greeting.pipe, asio::buffer(frame), ignored);
+      return;
+    }
+    admit_connection(sessions_, std::move(*greeting.pipe), context_, std::move(*peer),
+                     options_.session, std::move(first));
+  }
+
+  asio::io_context& io_;
+  ServiceContext& context_;
+  ListenerOptions options_;
+  std::wstring name_;
+  win32::unique_hlocal security_descriptor_;
+  win32::unique_hfile first_instance_;
+  std::shared_ptr<Pipe> listening_;
+  asio::steady_timer retry_;
+  std::set<std::shared_ptr<Greeting>> greetings_;
+  SessionRegistry sessions_;
+  bool stopping_ = false;
+};
+
+}  // namespace
+
+std::unique_ptr<Listener> make_listener(asio::io_context& io, ServiceContext& context,
+                                        ListenerOptions options) {
+  return std::make_unique<PipeListener>(io, context, std::move(options));
+}
+
+std::string default_endpoint() {
+  return R"(\\.\pipe\DiscArbiter)";
+}
+
+}  // namespace discarbiter::transport

@@ -1,0 +1,210 @@
+"""DiscArbiter under Wine's service control manager, as an administrator would
+run it: sc create/start/query/stop/delete and `discarbiterd install|uninstall`,
+with real client processes on \\\\.\\pipe\\DiscArbiter in between."""
+import glob
+import json
+import os
+import re
+import subprocess
+import sys
+import time
+import unittest
+
+sys.path.insert(0, os.path.join(os.path.dirname(__file__), "..", "integration"))
+from harness import LineReader  # noqa: E402
+
+WINE = os.environ["WINE_WRAPPER"]
+DISCARBITERD = os.environ["DISCARBITERD_EXE"]
+DISCARB = os.environ["DISCARB_EXE"]
+PREFIX = os.environ.get(
+    "WINEPREFIX", os.path.join(os.path.dirname(DISCARBITERD), "..", "wineprefix"))
+ERROR_SERVICE_DATABASE_LOCKED = 1055
+ERROR_SERVICE_DOES_NOT_EXIST = 1060
+
+
+def windows_path(path):
+    return "Z:" + os.path.abspath(path).replace("/", "\\")
+
+
+def wine(*args, timeout=60):
+    return subprocess.run([WINE, *args], stdin=subprocess.DEVNULL, capture_output=True,
+                          text=True, timeout=timeout)
+
+
+def sc(*args):
+    return wine("sc", *args)
+
+
+def service_state():
+    """The STATE line of `sc query DiscArbiter`, or None if no such service."""
+    out = sc("query", "DiscArbiter")
+    m = re.search(r"STATE\s*:\s*\d+\s+(\w+)", out.stdout)
+    return m.group(1) if m else None
+
+
+def wait_for_state(want, timeout=30.0):
+    deadline = time.monotonic() + timeout
+    state = None
+    while time.monotonic() < deadline:
+        state = service_state()
+        if state == want:
+            return
+        time.sleep(0.2)  # N.B. polling the SCM, as sc.exe users do; bounded by the deadline
+    raise AssertionError(f"service state {state}, not {want}, after {timeout} s")
+
+
+def start_service(timeout=60.0):
+    """sc start; retried while Wine's SCM is still auto-starting its own
+    services at boot (it holds the start lock: error 1055)."""
+    deadline = time.monotonic() + timeout
+    while True:
+        out = sc("start", "DiscArbiter")
+        failed = re.search(r"failed to start service (\d+)", out.stderr)
+        if not failed:
+            return out
+        if int(failed.group(1)) != ERROR_SERVICE_DATABASE_LOCKED or time.monotonic() > deadline:
+            raise AssertionError(f"sc start failed: {out.stderr.strip()}")
+        time.sleep(0.5)
+
+
+def remove_leftover_service():
+    if service_state() is None:
+        return
+    sc("stop", "DiscArbiter")
+    wait_for_state("STOPPED")
+    sc("delete", "DiscArbiter")
+
+
+def discarb(*args, timeout=30):
+    return wine(DISCARB, *args, timeout=timeout)
+
+
+def hold(drive, name, *extra):
+    proc = subprocess.Popen([WINE, DISCARB, "hold", drive, "--name", name, *extra],
+                            stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                            stderr=subprocess.STDOUT, text=True)
+    return proc, LineReader(proc.stdout)
+
+
+def service_log():
+    logs = glob.glob(os.path.join(PREFIX, "drive_c", "**", "DiscArbiter", "logs",
+                                  "discarbiterd.log"), recursive=True)
+    if not logs:
+        return ""
+    with open(logs[0], encoding="utf-8", errors="replace") as f:
+        return f.read()
+
+
+class ServiceLifecycle(unittest.TestCase):
+    @classmethod
+    def setUpClass(cls):
+        subprocess.run([WINE, "--start"], check=True, stdin=subprocess.DEVNULL,
+                       stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, timeout=120)
+        remove_leftover_service()
+
+    def tearDown(self):
+        remove_leftover_service()
+
+    def test_sc_create_start_clients_stop_delete(self):
+        exe = windows_path(DISCARBITERD)
+        out = sc("create", "DiscArbiter", "binPath=", f"{exe} --simulate 2", "start=", "demand")
+        self.assertEqual(out.returncode, 0, out.stderr)
+        start_service()
+        wait_for_state("RUNNING")
+
+        out = discarb("--json", "status")
+        self.assertEqual(out.returncode, 0, out.stderr)
+        status = json.loads(out.stdout)
+        self.assertEqual([d["id"] for d in status["drives"]], ["sim0", "sim1"])
+        self.assertEqual(status["service"]["platform"], "windows")
+        self.assertEqual(status["service"]["endpoint"], "\\\\.\\pipe\\DiscArbiter")
+
+        holder, holder_out = hold("sim0", "Burner")
+        waiter = None
+        try:
+            holder_out.wait_for("acquired sim0", timeout=30)
+            waiter, waiter_out = hold("sim0", "Waiter", "--wait", "60")
+            deadline = time.monotonic() + 30
+            while len(json.loads(discarb("--json", "status").stdout)["drives"][0]["waiters"]) != 1:
+                self.assertLess(time.monotonic(), deadline, "the waiter never queued")
+            owner = discarb("owner", "sim0")
+            self.assertIn("'Burner'", owner.stdout)
+
+            killed = time.monotonic()
+            holder.kill()  # SIGKILL of the Wine process: the Windows process dies
+            waiter_out.wait_for("acquired sim0", timeout=30)
+            print(f"\nwindows hand-off after the owner was killed: "
+                  f"{(time.monotonic() - killed) * 1000:.0f} ms (includes Wine's process exit)")
+            self.assertIn("'Waiter'", discarb("owner", "sim0").stdout)
+
+            out = sc("stop", "DiscArbiter")
+            self.assertEqual(out.returncode, 0, out.stderr)
+            wait_for_state("STOPPED")
+        finally:
+            for p in (holder, waiter):
+                if p and p.poll() is None:
+                    p.kill()
+                if p:
+                    p.wait()
+                    p.stdin.close()
+                    p.stdout.close()
+        log = service_log()
+        self.assertIn("service control STOP: stopping; releasing every lock", log)
+        self.assertRegex(log, r"freed drive=sim0 client='Waiter'")
+        self.assertIn("discarbiterd stopped", log)
+
+        out = sc("delete", "DiscArbiter")
+        self.assertEqual(out.returncode, 0, out.stderr)
+        self.assertIsNone(service_state())
+        out = discarb("status")
+        self.assertEqual(out.returncode, 6, out.stdout + out.stderr)
+        self.assertIn("not running", out.stderr)
+
+    def test_install_and_uninstall(self):
+        out = wine(DISCARBITERD, "install", "--start", "demand", "--simulate", "1")
+        self.assertEqual(out.returncode, 0, out.stdout + out.stderr)
+        key = r"HKLM\System\CurrentControlSet\Services\DiscArbiter"
+        registry = wine("reg", "query", key).stdout
+        self.assertRegex(registry, r"ImagePath\s+REG_SZ\s+.*discarbiterd\.exe.* --simulate 1")
+        self.assertRegex(registry, r"ObjectName\s+REG_SZ\s+LocalSystem")
+        self.assertRegex(registry, r"Start\s+REG_DWORD\s+0x3")
+        self.assertRegex(registry, r"DisplayName\s+REG_SZ\s+Disc Arbiter \(optical drive access\)")
+        failure = re.search(r"FailureActions\s+REG_BINARY\s+([0-9A-Fa-f]+)", registry)
+        if failure:
+            # SERVICE_FAILURE_ACTIONS as stored: reset period first, then the
+            # actions (type, delay ms) after the header.
+            raw = bytes.fromhex(failure.group(1))
+            self.assertEqual(int.from_bytes(raw[0:4], "little"), 86400)
+            delays = [int.from_bytes(raw[i + 4:i + 8], "little")
+                      for i in range(len(raw) - 24, len(raw), 8)]
+            self.assertEqual(delays, [5000, 30000, 60000])
+        else:
+            print("skipped: Wine's SCM does not store FailureActions; "
+                  "recovery actions are checked with `sc qfailure DiscArbiter` on Windows")
+
+        again = wine(DISCARBITERD, "install")
+        self.assertEqual(again.returncode, 1)
+        self.assertIn("already installed", again.stderr)
+
+        start_service()
+        wait_for_state("RUNNING")
+        drives = discarb("drives")
+        self.assertEqual(drives.returncode, 0, drives.stderr)
+        self.assertIn("sim0", drives.stdout)
+        self.assertNotIn("sim1", drives.stdout)
+
+        out = wine(DISCARBITERD, "uninstall")
+        self.assertEqual(out.returncode, 0, out.stdout + out.stderr)
+        self.assertIsNone(service_state())
+        out = wine(DISCARBITERD, "uninstall")
+        self.assertEqual(out.returncode, 1)
+        self.assertIn("not installed", out.stderr)
+
+    def test_not_started_by_the_scm(self):
+        out = wine(DISCARBITERD, "--simulate", "1")
+        self.assertEqual(out.returncode, 2)
+        self.assertIn("not started by the service control manager", out.stderr)
+
+
+if __name__ == "__main__":
+    unittest.main()
