@@ -102,7 +102,7 @@ int main(int argc, char** argv) {
   app.require_subcommand(0, 1);
   app.set_version_flag("--version", std::string(kVersion));
   app.footer(
-      "With no subcommand, discarbiterd runs as the service that the service manager started.");
+      "With no subcommand, discarbiterd runs as the service that the service manager started.\n");
 
   ServiceOptions options;
   app.add_option("--config", options.config_file, "configuration file (discarbiter.json)")

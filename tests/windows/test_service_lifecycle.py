@@ -107,8 +107,16 @@ class ServiceLifecycle(unittest.TestCase):
 
     def test_sc_create_start_clients_stop_delete(self):
         exe = windows_path(DISCARBITERD)
-        out = sc("create", "DiscArbiter", "binPath=", f"{exe} --simulate 2", "start=", "demand")
+        # README "Running it on Windows", with --simulate 2 and a demand start.
+        out = sc("create", "DiscArbiter", "binPath=", f"{exe} --simulate 2", "start=", "demand",
+                 "obj=", "LocalSystem", "DisplayName=", "Disc Arbiter (optical drive access)")
         self.assertEqual(out.returncode, 0, out.stderr)
+        out = sc("description", "DiscArbiter",
+                 "Arbitrates exclusive access to CD/DVD/BD recorders between burning applications.")
+        self.assertEqual(out.returncode, 0, out.stderr)
+        registry = wine("reg", "query", r"HKLM\System\CurrentControlSet\Services\DiscArbiter")
+        self.assertRegex(registry.stdout, r"Description\s+REG_SZ\s+Arbitrates exclusive access")
+        self.assertRegex(registry.stdout, r"ObjectName\s+REG_SZ\s+LocalSystem")
         start_service()
         wait_for_state("RUNNING")
 
