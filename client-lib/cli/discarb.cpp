@@ -66,8 +66,9 @@ std::string explain_sense(const proto::Bytes& sense) {
     return "no sense data";
   const int key = sense[2] & 0x0F, asc = sense[12], ascq = sense[13];
   std::string what;
-  if (asc == 0x53 && ascq == 0x02)
-    what = "medium removal prevented (the tray is locked)";
+  if (asc == 0x53 && (ascq == 0x02 || ascq == 0x00))
+    // N.B. MMC says 5/53/02; QEMU and some drives answer 2/53/00.
+    what = "medium removal prevented (the tray is locked by PREVENT MEDIUM REMOVAL)";
   else if (asc == 0x3A)
     what = "medium not present";
   else if (asc == 0x20)
@@ -263,16 +264,19 @@ int cmd_inquiry(const Globals& g, const std::string& drive, const std::string& n
   return kExitOk;
 }
 
-int cmd_eject(const Globals& g, const std::string& drive, const std::string& name) {
+int cmd_eject(const Globals& g, const std::string& drive, const std::string& name,
+              bool keep_tray_lock) {
   Client client = connect(g, name);
   auto lock = client.acquire(drive);
   // The service locks the tray while a drive is held (tray_lock); as the
-  // owner we may lift it for a deliberate eject.
-  const ScsiCommand allow{{0x1E, 0, 0, 0, 0, 0}, proto::Direction::none, 0, {}, std::nullopt};
-  if (const auto r = client.execute(drive, allow); r.scsi_status != 0) {
-    fmt::print(stderr, "discarb: ALLOW MEDIUM REMOVAL refused by {}: {}\n", drive,
-               explain_sense(r.sense));
-    return kExitOther;
+  // owner we may lift it for a deliberate eject, unless told not to.
+  if (!keep_tray_lock) {
+    const ScsiCommand allow{{0x1E, 0, 0, 0, 0, 0}, proto::Direction::none, 0, {}, std::nullopt};
+    if (const auto r = client.execute(drive, allow); r.scsi_status != 0) {
+      fmt::print(stderr, "discarb: ALLOW MEDIUM REMOVAL refused by {}: {}\n", drive,
+                 explain_sense(r.sense));
+      return kExitOther;
+    }
   }
   const auto reply = client.execute(drive, ScsiCommand::eject());
   if (reply.scsi_status == 0) {
@@ -298,7 +302,7 @@ int main(int argc, char** argv) {
   std::string drive, name = "discarb", cdb, out_file;
   double wait_s = 0;
   unsigned count = 1;
-  bool force = false;
+  bool force = false, keep_tray_lock = false;
   std::optional<std::uint32_t> in_len, timeout_s;
 
   auto* status = app.add_subcommand("status", "service, drives and clients");
@@ -326,6 +330,8 @@ int main(int argc, char** argv) {
       app.add_subcommand("eject", "open the tray (refused while another client holds it)");
   eject->add_option("drive", drive)->required();
   eject->add_option("--name", name, "client name");
+  eject->add_flag("--keep-tray-lock", keep_tray_lock,
+                  "do not send ALLOW MEDIUM REMOVAL first: a drive whose tray is locked refuses");
 
   try {
     app.parse(argc, argv);
@@ -348,7 +354,7 @@ int main(int argc, char** argv) {
     if (*inquiry)
       return cmd_inquiry(g, drive, name);
     if (*eject)
-      return cmd_eject(g, drive, name);
+      return cmd_eject(g, drive, name, keep_tray_lock);
   } catch (const ServiceError& e) {
     fmt::print(stderr, "discarb: {} (0x{:08X}): {}; {}\n", e.name(), e.hresult(),
                error_explanation(e.code_value()), e.detail());

@@ -49,6 +49,7 @@ struct Arbiter::Drive {
   bool granted_from_queue = false;
   bool tray_locked = false;
   bool removed = false;
+  std::optional<std::string> error;  // why the drive is in "error"; cleared by an answered TUR
   std::deque<Waiter> waiters;
   std::vector<std::function<void()>> deferred;
   struct {
@@ -70,10 +71,13 @@ struct Arbiter::Drive {
     }
     return "free";
   }
-  /// DESIGN.md's drive state: free|owned|removed ("error" comes with real drives).
+  /// DESIGN.md's drive state: free|owned|removed|error. "error" hides the
+  /// lock state only in this field; lock_state still tells it.
   std::string_view public_state() const {
     if (removed)
       return "removed";
+    if (error)
+      return "error";
     return state == LockState::free ? "free" : "owned";
   }
   bool in_transition() const {
@@ -103,6 +107,12 @@ std::string_view to_string(AuditKind kind) {
       return "command_timeout";
     case AuditKind::drive_error:
       return "drive_error";
+    case AuditKind::drive_recovered:
+      return "drive_recovered";
+    case AuditKind::drive_arrived:
+      return "drive_arrived";
+    case AuditKind::drive_removed:
+      return "drive_removed";
   }
   return "unknown";
 }
@@ -119,27 +129,71 @@ Arbiter::~Arbiter() {
   }
 }
 
-void Arbiter::add_drive(std::shared_ptr<DriveChannel> channel) {
-  auto drive = std::make_unique<Drive>();
-  drive->channel = std::move(channel);
-  Drive* d = drive.get();
-  drives_.push_back(std::move(drive));
-  ScsiCommand allow{cdb_prevent_allow_medium_removal(false),
-                    Direction::none,
-                    {},
-                    0,
-                    config_.timeouts.timeout_for(opcode::prevent_allow_medium_removal)};
-  d->channel->async_execute(
-      std::move(allow), [this, alive = std::weak_ptr(alive_), d](ScsiResult r) {
-        if (alive.expired())
-          return;
-        note_command_result(*d, r);
-        if (!r.good()) {
-          audit(AuditKind::drive_error, *d, 0,
-                fmt::format("start-up ALLOW MEDIUM REMOVAL failed: {}",
-                            r.answered() ? describe_sense(r.sense) : r.transport_message));
-        }
-      });
+Result<Done> Arbiter::add_drive(std::shared_ptr<DriveChannel> channel) {
+  Drive* d = find_drive(channel->description().id);
+  if (d && !d->removed) {
+    return Error{errc::invalid_arg, fmt::format("a drive named '{}' is already attached", d->id())};
+  }
+  if (d) {
+    // The same drive came back (hot-plug): a fresh start on the new channel.
+    // N.B. the removal already ended its lock and its waits.
+    d->channel = std::move(channel);
+    d->removed = false;
+    d->error.reset();
+    d->tray_locked = false;
+  } else {
+    auto drive = std::make_unique<Drive>();
+    drive->channel = std::move(channel);
+    d = drive.get();
+    drives_.push_back(std::move(drive));
+  }
+  audit(AuditKind::drive_arrived, *d, 0, d->channel->description().path);
+  notify(proto::make_event("drive_arrived", {{"drive", d->id()}}));
+  send(*d,
+       ScsiCommand{cdb_prevent_allow_medium_removal(false),
+                   Direction::none,
+                   {},
+                   0,
+                   config_.timeouts.timeout_for(opcode::prevent_allow_medium_removal)},
+       [this, d](ScsiResult r) {
+         if (!r.good()) {
+           audit(AuditKind::drive_error, *d, 0,
+                 fmt::format("start-up ALLOW MEDIUM REMOVAL failed: {}",
+                             r.answered() ? describe_sense(r.sense) : r.transport_message));
+         }
+       });
+  return Done{};
+}
+
+void Arbiter::remove_drive(const std::string& id, const std::string& reason) {
+  Drive* drive = find_drive(id);
+  if (!drive || drive->removed)
+    return;
+  mark_removed(*drive, reason);
+}
+
+void Arbiter::mark_removed(Drive& drive, const std::string& reason) {
+  drive.removed = true;
+  audit(AuditKind::drive_removed, drive, drive.owner, reason);
+  notify(proto::make_event("drive_removed", {{"drive", drive.id()}, {"reason", reason}}));
+  auto waiters = std::exchange(drive.waiters, {});
+  for (auto& w : waiters) {
+    scheduler_.cancel(w.timer);
+    if (Session* s = find_session(w.session))
+      --s->waits;
+    w.handler(Error{errc::dev_not_exist,
+                    fmt::format("drive '{}' was removed while waiting: {}", drive.id(), reason)});
+  }
+  if (drive.state == Drive::LockState::owned) {
+    // N.B. nothing to send: the device is gone, and with it its tray lock.
+    // ACQUIRING/RELEASING end on their own when the channel answers.
+    audit(AuditKind::freed, drive, drive.owner, "the drive was removed");
+    drive.state = Drive::LockState::free;
+    drive.owner = 0;
+    drive.lock_count = 0;
+    drive.tray_locked = false;
+    check_all_free();
+  }
 }
 
 SessionId Arbiter::open_session(PeerIdentity peer, EventSink events) {
@@ -245,11 +299,12 @@ void Arbiter::release_exclusive_access(SessionId id, const std::string& drive_id
     handler(Error{errc::hello_required, "release before hello"});
     return;
   }
-  Drive* drive = find_drive(drive_id);
-  if (!drive) {
-    handler(Error{errc::dev_not_exist, fmt::format("no drive named '{}'", drive_id)});
+  auto found = usable_drive(drive_id);
+  if (!found) {
+    handler(found.error());
     return;
   }
+  Drive* drive = *found;
   if (drive->owner != id) {
     handler(
         Error{errc::not_locked, fmt::format("this client holds no lock on drive '{}'", drive_id)});
@@ -327,22 +382,18 @@ void Arbiter::execute(SessionId id, const std::string& drive_id, ScsiCommand com
   const auto timeout = command.timeout;
   const bool prevent = command.cdb.size() > 4 && (command.cdb[4] & 0x01) != 0;
   Drive* d = &drive;
-  drive.channel->async_execute(
-      std::move(command), [this, alive = std::weak_ptr(alive_), d, op, timeout, prevent,
-                           h = std::move(handler)](ScsiResult r) {
-        if (alive.expired())
-          return;
-        note_command_result(*d, r);
-        if (op == opcode::prevent_allow_medium_removal && r.good()) {
-          d->tray_locked = prevent;  // the owner may lock or unlock the tray itself
-        }
-        if (!r.answered()) {
-          h(Error{r.transport, fmt::format("opcode 0x{:02X} on drive '{}' (timeout {} s): {}", op,
-                                           d->id(), timeout.count(), r.transport_message)});
-          return;
-        }
-        h(std::move(r));
-      });
+  send(drive, std::move(command),
+       [this, d, op, timeout, prevent, h = std::move(handler)](ScsiResult r) {
+         if (op == opcode::prevent_allow_medium_removal && r.good()) {
+           d->tray_locked = prevent;  // the owner may lock or unlock the tray itself
+         }
+         if (!r.answered()) {
+           h(Error{r.transport, fmt::format("opcode 0x{:02X} on drive '{}' (timeout {} s): {}", op,
+                                            d->id(), timeout.count(), r.transport_message)});
+           return;
+         }
+         h(std::move(r));
+       });
 }
 
 // ---- transitions ------------------------------------------------------------
@@ -364,14 +415,13 @@ void Arbiter::start_acquire(Drive& drive, SessionId id, AcquireOptions options,
                                       format_rfc3339(scheduler_.wall_now()),
                                       options.force};
   Drive* d = &drive;
-  auto alive = std::weak_ptr(alive_);
   auto fail = [this, d, id](CountHandler& h, Error e) {
     finish_acquire(*d, id, std::move(e), std::move(h));
   };
 
   // Step 3: PREVENT MEDIUM REMOVAL when configured; roll back the OS lock if
   // it fails.
-  auto prevent = [this, alive, d, id, fail](CountHandler h) mutable {
+  auto prevent = [this, d, id, fail](CountHandler h) mutable {
     if (!config_.tray_lock) {
       finish_acquire(*d, id, Done{}, std::move(h));
       return;
@@ -381,11 +431,7 @@ void Arbiter::start_acquire(Drive& drive, SessionId id, AcquireOptions options,
                     {},
                     0,
                     config_.timeouts.timeout_for(opcode::prevent_allow_medium_removal)};
-    d->channel->async_execute(std::move(cmd), [this, alive, d, id, fail,
-                                               h = std::move(h)](ScsiResult r) mutable {
-      if (alive.expired())
-        return;
-      note_command_result(*d, r);
+    send(*d, std::move(cmd), [this, d, id, fail, h = std::move(h)](ScsiResult r) mutable {
       if (r.good()) {
         d->tray_locked = true;
         finish_acquire(*d, id, Done{}, std::move(h));
@@ -394,28 +440,23 @@ void Arbiter::start_acquire(Drive& drive, SessionId id, AcquireOptions options,
       Error e = r.answered() ? Error{errc::fail, "PREVENT MEDIUM REMOVAL failed with sense " +
                                                      describe_sense(r.sense)}
                              : Error{r.transport, "PREVENT MEDIUM REMOVAL: " + r.transport_message};
-      d->channel->async_os_unlock(
-          [alive, fail, e = std::move(e), h = std::move(h)](Result<Done>) mutable {
-            if (alive.expired())
-              return;
-            fail(h, std::move(e));
-          });
+      os_unlock(*d, [fail, e = std::move(e), h = std::move(h)](Result<Done>) mutable {
+        fail(h, std::move(e));
+      });
     });
   };
 
   // Step 2: the OS-level exclusive lock, under the client's name.
-  auto os_lock = [this, alive, d, fail, prevent, options,
-                  name = session->client_name](CountHandler h) mutable {
-    d->channel->async_os_lock(
-        name, options.force, [alive, fail, prevent, h = std::move(h)](Result<Done> locked) mutable {
-          if (alive.expired())
-            return;
-          if (!locked) {
-            fail(h, Error{locked.error().code, "OS exclusive lock: " + locked.error().message});
-            return;
-          }
-          prevent(std::move(h));
-        });
+  auto lock = [this, d, fail, prevent, options,
+               name = session->client_name](CountHandler h) mutable {
+    os_lock(*d, name, options.force,
+            [fail, prevent, h = std::move(h)](Result<Done> locked) mutable {
+              if (!locked) {
+                fail(h, Error{locked.error().code, "OS exclusive lock: " + locked.error().message});
+                return;
+              }
+              prevent(std::move(h));
+            });
   };
 
   // Step 1: TEST UNIT READY. Any SCSI answer will do (an empty drive says NOT
@@ -425,16 +466,12 @@ void Arbiter::start_acquire(Drive& drive, SessionId id, AcquireOptions options,
                   {},
                   0,
                   config_.timeouts.timeout_for(opcode::test_unit_ready)};
-  drive.channel->async_execute(std::move(tur), [this, alive, d, fail, os_lock,
-                                                h = std::move(handler)](ScsiResult r) mutable {
-    if (alive.expired())
-      return;
-    note_command_result(*d, r);
+  send(drive, std::move(tur), [fail, lock, h = std::move(handler)](ScsiResult r) mutable {
     if (!r.answered()) {
       fail(h, Error{r.transport, "TEST UNIT READY: " + r.transport_message});
       return;
     }
-    os_lock(std::move(h));
+    lock(std::move(h));
   });
 }
 
@@ -473,11 +510,8 @@ void Arbiter::start_release(Drive& drive, CountHandler handler) {
   drive.state = Drive::LockState::releasing;
   drive.lock_count = 0;
   Drive* d = &drive;
-  auto alive = std::weak_ptr(alive_);
-  auto unlock = [this, alive, d](CountHandler h) mutable {
-    d->channel->async_os_unlock([this, alive, d, h = std::move(h)](Result<Done> r) mutable {
-      if (alive.expired())
-        return;
+  auto unlock = [this, d](CountHandler h) mutable {
+    os_unlock(*d, [this, d, h = std::move(h)](Result<Done> r) mutable {
       if (!r) {
         audit(AuditKind::drive_error, *d, d->owner, "OS unlock failed: " + r.error().message);
       }
@@ -493,22 +527,18 @@ void Arbiter::start_release(Drive& drive, CountHandler handler) {
                     {},
                     0,
                     config_.timeouts.timeout_for(opcode::prevent_allow_medium_removal)};
-  drive.channel->async_execute(
-      std::move(allow), [this, alive, d, unlock, h = std::move(handler)](ScsiResult r) mutable {
-        if (alive.expired())
-          return;
-        note_command_result(*d, r);
-        if (r.good()) {
-          d->tray_locked = false;
-        } else {
-          // N.B. the lock dies regardless: a drive that refuses ALLOW must
-          // not keep a departed client's lock alive.
-          audit(AuditKind::drive_error, *d, d->owner,
-                "ALLOW MEDIUM REMOVAL failed: " +
-                    (r.answered() ? describe_sense(r.sense) : r.transport_message));
-        }
-        unlock(std::move(h));
-      });
+  send(drive, std::move(allow), [this, d, unlock, h = std::move(handler)](ScsiResult r) mutable {
+    if (r.good()) {
+      d->tray_locked = false;
+    } else {
+      // N.B. the lock dies regardless: a drive that refuses ALLOW must
+      // not keep a departed client's lock alive.
+      audit(AuditKind::drive_error, *d, d->owner,
+            "ALLOW MEDIUM REMOVAL failed: " +
+                (r.answered() ? describe_sense(r.sense) : r.transport_message));
+    }
+    unlock(std::move(h));
+  });
 }
 
 void Arbiter::finish_release(Drive& drive, CountHandler handler) {
@@ -606,18 +636,100 @@ void Arbiter::run_deferred(Drive& drive) {
   }
 }
 
-void Arbiter::note_command_result(Drive& drive, const ScsiResult& r) {
+template <typename R>
+std::function<void(R)> Arbiter::watch(std::chrono::seconds limit, std::function<R()> overrun,
+                                      std::function<void(R)> handler) {
+  // Whichever comes first answers: the channel, or the timer at the limit
+  // plus the grace. The loser finds `done` set and is dropped.
+  struct Watched {
+    bool done = false;
+    Scheduler::TimerId timer = 0;
+    std::function<void(R)> handler;
+  };
+  auto w = std::make_shared<Watched>();
+  w->handler = std::move(handler);
+  auto alive = std::weak_ptr(alive_);
+  w->timer = scheduler_.schedule_at(scheduler_.now() + limit + config_.watchdog_grace,
+                                    [alive, w, overrun = std::move(overrun)] {
+                                      if (alive.expired() || std::exchange(w->done, true))
+                                        return;
+                                      w->handler(overrun());
+                                    });
+  return [this, alive, w](R r) {
+    if (alive.expired() || std::exchange(w->done, true))
+      return;
+    scheduler_.cancel(w->timer);
+    w->handler(std::move(r));
+  };
+}
+
+void Arbiter::send(Drive& drive, ScsiCommand command, std::function<void(ScsiResult)> handler) {
+  const std::uint8_t op = command.opcode();
+  const auto limit = command.timeout;
+  Drive* d = &drive;
+  auto channel = drive.channel;  // N.B. a re-attached drive has a new one; answer on the old
+  channel->async_execute(
+      std::move(command),
+      watch<ScsiResult>(
+          limit,
+          [limit] {
+            return ScsiResult::failed(
+                errc::recorder_command_timeout,
+                fmt::format("the drive's backend did not return within the {} s "
+                            "timeout (plus grace); the command may still be stuck",
+                            limit.count()));
+          },
+          [this, d, op, h = std::move(handler)](ScsiResult r) {
+            note_command_result(*d, op, r);
+            h(std::move(r));
+          }));
+}
+
+void Arbiter::os_lock(Drive& drive, std::string client_name, bool force,
+                      std::function<void(Result<Done>)> handler) {
+  const auto limit = config_.timeouts.default_timeout;
+  drive.channel->async_os_lock(
+      std::move(client_name), force,
+      watch<Result<Done>>(
+          limit, [limit] { return os_call_overrun("lock", limit); }, std::move(handler)));
+}
+
+void Arbiter::os_unlock(Drive& drive, std::function<void(Result<Done>)> handler) {
+  const auto limit = config_.timeouts.default_timeout;
+  drive.channel->async_os_unlock(watch<Result<Done>>(
+      limit, [limit] { return os_call_overrun("unlock", limit); }, std::move(handler)));
+}
+
+Result<Done> Arbiter::os_call_overrun(std::string_view what, std::chrono::seconds limit) {
+  return Error{errc::recorder_command_timeout,
+               fmt::format("the OS exclusive {} did not return within {} s", what, limit.count())};
+}
+
+void Arbiter::note_command_result(Drive& drive, std::uint8_t op, const ScsiResult& r) {
   ++drive.stats.commands;
   if (r.transport == errc::recorder_command_timeout) {
     ++drive.stats.timeouts;
-    audit(AuditKind::command_timeout, drive, drive.owner, r.transport_message);
-  } else if (!r.answered()) {
+    audit(AuditKind::command_timeout, drive, drive.owner,
+          fmt::format("opcode 0x{:02X}: {}", op, r.transport_message));
+    if (!drive.error) {
+      drive.error = fmt::format("opcode 0x{:02X} timed out: {}", op, r.transport_message);
+      notify(proto::make_event("drive_error", {{"drive", drive.id()}, {"reason", *drive.error}}));
+    }
+    return;
+  }
+  if (!r.answered()) {
     ++drive.stats.errors;
     if (r.transport == errc::dev_not_exist && !drive.removed) {
-      drive.removed = true;
-      audit(AuditKind::drive_error, drive, drive.owner, "drive removed: " + r.transport_message);
-      notify(proto::make_event("drive_removed", {{"drive", drive.id()}}));
+      mark_removed(drive, r.transport_message);
     }
+    return;
+  }
+  if (op == opcode::test_unit_ready && drive.error) {
+    // Any answer will do: an empty drive's NOT READY is a working drive.
+    audit(AuditKind::drive_recovered, drive, drive.owner,
+          "TEST UNIT READY answered after: " + *drive.error);
+    drive.error.reset();
+    notify(proto::make_event("drive_recovered", {{"drive", drive.id()}}));
   }
 }
 
@@ -656,6 +768,8 @@ json Arbiter::status() const {
     json d = summaries[i];
     d["lock_state"] = drive.lock_state_name();
     d["tray_locked"] = drive.tray_locked;
+    if (drive.error)
+      d["error"] = *drive.error;
     json waiters = json::array();
     for (const auto& w : drive.waiters) {
       const auto it = sessions_.find(w.session);

@@ -52,6 +52,9 @@ struct ArbiterConfig {
   std::uint32_t max_waits_per_session = 16;
   std::uint32_t max_waits_per_drive = 64;
   std::uint32_t max_transfer_bytes = 1024 * 1024;
+  /// How long past a command's timeout the arbiter waits for a backend that
+  /// overruns before failing the caller itself (the drive goes to "error").
+  std::chrono::seconds watchdog_grace{2};
 };
 
 struct AcquireOptions {
@@ -71,8 +74,14 @@ class Arbiter {
   ~Arbiter();
 
   /// Adds a drive and sends it ALLOW MEDIUM REMOVAL, so a tray lock left by
-  /// a crash is cleared before anyone can acquire it.
-  void add_drive(std::shared_ptr<DriveChannel> channel);
+  /// a crash is cleared before anyone can acquire it. A removed drive whose
+  /// id comes back (hot-plug) is attached again on the new channel; an id
+  /// that is attached already is refused.
+  Result<Done> add_drive(std::shared_ptr<DriveChannel> channel);
+  /// The drive is gone (hot-plug removal): its waits fail with
+  /// ERROR_DEV_NOT_EXIST, its lock ends (the owner hears "drive_removed"),
+  /// and later requests fail until it is added again.
+  void remove_drive(const std::string& id, const std::string& reason);
 
   /// A new connection. events receives the frames for subscribe.
   SessionId open_session(PeerIdentity peer, EventSink events);
@@ -119,7 +128,19 @@ class Arbiter {
   void expire_waiter(const std::string& drive, std::uint64_t ticket);
   void grant_next_waiter(Drive& drive);
   void run_deferred(Drive& drive);
-  void note_command_result(Drive& drive, const ScsiResult& result);
+  /// Every channel call goes through these: a watchdog answers for a backend
+  /// that overruns its timeout, and results are counted before the handler
+  /// runs. Handlers never run after the arbiter is gone.
+  void send(Drive& drive, ScsiCommand command, std::function<void(ScsiResult)> handler);
+  void os_lock(Drive& drive, std::string client_name, bool force,
+               std::function<void(Result<Done>)> handler);
+  void os_unlock(Drive& drive, std::function<void(Result<Done>)> handler);
+  template <typename R>
+  std::function<void(R)> watch(std::chrono::seconds limit, std::function<R()> overrun,
+                               std::function<void(R)> handler);
+  static Result<Done> os_call_overrun(std::string_view what, std::chrono::seconds limit);
+  void note_command_result(Drive& drive, std::uint8_t opcode, const ScsiResult& result);
+  void mark_removed(Drive& drive, const std::string& reason);
   void check_all_free();
 
   void audit(AuditKind kind, const Drive& drive, SessionId session, std::string detail = {});

@@ -18,6 +18,9 @@ enum class AuditKind {
   session_ended,
   command_timeout,
   drive_error,
+  drive_recovered,  // a TEST UNIT READY answered after a timeout
+  drive_arrived,
+  drive_removed,
 };
 
 std::string_view to_string(AuditKind kind);

@@ -53,6 +53,14 @@ struct ScsiResult {
   Bytes sense;  // kSenseBytes or more when status is CHECK CONDITION
   Bytes data_in;
 
+  /// The drive never answered: a timeout, a vanished device, a failed call.
+  static ScsiResult failed(errc why, std::string message) {
+    ScsiResult r;
+    r.transport = why;
+    r.transport_message = std::move(message);
+    return r;
+  }
+
   bool answered() const { return transport == errc::ok; }
   bool good() const { return answered() && status == kStatusGood; }
 };

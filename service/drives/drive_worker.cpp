@@ -13,57 +13,101 @@ DriveWorker::~DriveWorker() {
 }
 
 void DriveWorker::stop() {
+  std::shared_ptr<ScsiDevice> device;
   {
     // N.B. every step is idempotent: the destructor stops again after an
     // explicit stop().
     std::lock_guard lock(mutex_);
     stopping_ = true;
     jobs_.clear();
+    device = device_;
   }
-  device_->cancel();
+  if (device)
+    device->cancel();
   wake_.notify_all();
   if (thread_.joinable() && thread_.get_id() != std::this_thread::get_id()) {
     thread_.join();
+    std::lock_guard lock(mutex_);
+    device_.reset();  // N.B. closes the device now, not when the last channel user lets go
   }
 }
 
-template <typename Job>
-void DriveWorker::submit(Job job) {
+void DriveWorker::retire() {
   {
     std::lock_guard lock(mutex_);
-    if (stopping_)
-      return;  // the service is going away; nobody awaits the answer
-    jobs_.emplace_back(std::move(job));
+    if (stopping_ || retired_)
+      return;
+    retired_ = true;
+    // N.B. the last job: it runs after everything already queued.
+    jobs_.emplace_back([this] {
+      std::lock_guard closing(mutex_);  // N.B. stop() reads device_ from another thread
+      device_.reset();
+    });
   }
   wake_.notify_one();
 }
 
+template <typename Job>
+bool DriveWorker::submit(Job job) {
+  {
+    std::lock_guard lock(mutex_);
+    if (stopping_)
+      return true;  // the service is going away; nobody awaits the answer
+    if (retired_)
+      return false;
+    jobs_.emplace_back(std::move(job));
+  }
+  wake_.notify_one();
+  return true;
+}
+
+template <typename Handler, typename Failure>
+void DriveWorker::fail_later(Handler handler, Failure failure) {
+  post_([handler = std::move(handler), failure = std::move(failure)]() mutable {
+    handler(std::move(failure));
+  });
+}
+
+namespace {
+std::string gone_message(const core::DriveDescription& d) {
+  return d.path + " has been removed";
+}
+}  // namespace
+
 void DriveWorker::async_execute(ScsiCommand command, ExecuteHandler handler) {
-  submit([this, command = std::move(command), handler = std::move(handler)]() mutable {
+  auto job = [this, command = std::move(command), handler]() mutable {
     auto result = device_->execute(command);
     post_([handler = std::move(handler), result = std::move(result)]() mutable {
       handler(std::move(result));
     });
-  });
+  };
+  if (!submit(std::move(job)))
+    fail_later(std::move(handler),
+               ScsiResult::failed(errc::dev_not_exist, gone_message(description_)));
 }
 
 void DriveWorker::async_os_lock(std::string client_name, bool force, LockHandler handler) {
-  submit(
-      [this, client_name = std::move(client_name), force, handler = std::move(handler)]() mutable {
-        auto result = device_->lock_exclusive(client_name, force);
-        post_([handler = std::move(handler), result = std::move(result)]() mutable {
-          handler(std::move(result));
-        });
-      });
+  auto job = [this, client_name = std::move(client_name), force, handler]() mutable {
+    auto result = device_->lock_exclusive(client_name, force);
+    post_([handler = std::move(handler), result = std::move(result)]() mutable {
+      handler(std::move(result));
+    });
+  };
+  if (!submit(std::move(job)))
+    fail_later(std::move(handler),
+               Result<Done>(Error{errc::dev_not_exist, gone_message(description_)}));
 }
 
 void DriveWorker::async_os_unlock(LockHandler handler) {
-  submit([this, handler = std::move(handler)]() mutable {
+  auto job = [this, handler]() mutable {
     auto result = device_->unlock_exclusive();
     post_([handler = std::move(handler), result = std::move(result)]() mutable {
       handler(std::move(result));
     });
-  });
+  };
+  if (!submit(std::move(job)))
+    fail_later(std::move(handler),
+               Result<Done>(Error{errc::dev_not_exist, gone_message(description_)}));
 }
 
 void DriveWorker::run() {

@@ -31,10 +31,17 @@ class DriveWorker final : public core::DriveChannel {
 
   /// Interrupts the current command, drops queued ones and joins the thread.
   void stop();
+  /// The drive is gone (hot-plug): queued work still runs (and fails on the
+  /// vanished device), then the device is closed so the OS can let it go.
+  /// Later calls complete at once with ERROR_DEV_NOT_EXIST.
+  void retire();
 
  private:
+  /// Queues job; false when the worker is stopping or retired.
   template <typename Job>
-  void submit(Job job);
+  bool submit(Job job);
+  template <typename Handler, typename Failure>
+  void fail_later(Handler handler, Failure failure);
   void run();
 
   std::shared_ptr<ScsiDevice> device_;
@@ -44,6 +51,7 @@ class DriveWorker final : public core::DriveChannel {
   std::condition_variable wake_;
   std::deque<std::function<void()>> jobs_;
   bool stopping_ = false;
+  bool retired_ = false;
   std::thread thread_;  // N.B. last: it starts in the constructor and uses the members above
 };
 

@@ -1,5 +1,6 @@
 #include "config.hpp"
 
+#include <algorithm>
 #include <fstream>
 #include <limits>
 #include <set>
@@ -140,6 +141,19 @@ Result<Config> parse_config(const json& document) {
       }
     }
     top.take("simulate", c.simulate);
+    if (const json* d = top.object("drives")) {
+      ObjectReader r(*d, "drives", error);
+      r.take("discover", c.discover);
+      if (const json* paths = r.object("paths")) {
+        if (!paths->is_array() ||
+            !std::ranges::all_of(*paths, [](const json& p) { return p.is_string(); })) {
+          r.fail("drives.paths", "must be an array of device paths such as \"/dev/sr0\"");
+        } else {
+          for (const auto& p : *paths)
+            c.drive_paths.push_back(p.get<std::string>());
+        }
+      }
+    }
     top.take("log_level", c.log_level);
     top.take("tray_lock", c.arbiter.tray_lock);
 
@@ -150,6 +164,9 @@ Result<Config> parse_config(const json& document) {
       std::uint32_t max_s = static_cast<std::uint32_t>(c.arbiter.timeouts.max_timeout.count());
       r.take("default_s", default_s);
       r.take("max_s", max_s);
+      std::uint32_t grace_s = static_cast<std::uint32_t>(c.arbiter.watchdog_grace.count());
+      r.take("watchdog_grace_s", grace_s);
+      c.arbiter.watchdog_grace = std::chrono::seconds(grace_s);
       read_opcode_map(r, "opcodes", "timeouts.opcodes", [&](std::uint8_t op, std::uint32_t s) {
         c.arbiter.timeouts.by_opcode[op] = std::chrono::seconds(s);
       });

@@ -6,6 +6,7 @@
 #include <filesystem>
 #include <map>
 #include <string>
+#include <vector>
 
 #include <nlohmann/json.hpp>
 
@@ -19,6 +20,8 @@ namespace discarbiter::host {
 struct Config {
   std::string endpoint;  // empty: the platform default
   std::uint32_t simulate = 0;
+  bool discover = true;                  // find the OS's recorders and follow hot-plug
+  std::vector<std::string> drive_paths;  // opened explicitly (--drive); failure stops start-up
   std::string log_level = "info";
   core::ArbiterConfig arbiter;
   transport::ListenerOptions listener;  // limits; endpoint is filled at start

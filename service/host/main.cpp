@@ -25,6 +25,8 @@ struct ServiceOptions {
   std::string config_file;
   std::string endpoint;
   std::optional<std::uint32_t> simulate;
+  std::vector<std::string> drives;
+  bool no_discover = false;
   std::string log_level;
 
   std::vector<std::string> as_arguments() const {
@@ -35,6 +37,10 @@ struct ServiceOptions {
       args.insert(args.end(), {"--endpoint", endpoint});
     if (simulate)
       args.insert(args.end(), {"--simulate", std::to_string(*simulate)});
+    for (const auto& d : drives)
+      args.insert(args.end(), {"--drive", d});
+    if (no_discover)
+      args.emplace_back("--no-discover");
     if (!log_level.empty())
       args.insert(args.end(), {"--log-level", log_level});
     return args;
@@ -59,6 +65,9 @@ std::optional<host::Config> make_config(const ServiceOptions& options, bool read
     config.endpoint = options.endpoint;
   if (options.simulate)
     config.simulate = *options.simulate;
+  config.drive_paths.insert(config.drive_paths.end(), options.drives.begin(), options.drives.end());
+  if (options.no_discover)
+    config.discover = false;
   if (!options.log_level.empty())
     config.log_level = options.log_level;
   if (auto checked = host::check_simulated_faults(config); !checked) {
@@ -109,6 +118,10 @@ int main(int argc, char** argv) {
       ->check(CLI::ExistingFile);
   app.add_option("--endpoint", options.endpoint, "socket path or pipe name to listen on");
   app.add_option("--simulate", options.simulate, "add N simulated drives sim0…");
+  app.add_option("--drive", options.drives,
+                 "open this recorder as well (/dev/sr0, /dev/sg1, \\\\.\\CdRom0); repeatable");
+  app.add_flag("--no-discover", options.no_discover,
+               "only the drives named with --drive (and --simulate): no discovery, no hot-plug");
   app.add_option("--log-level", options.log_level, "trace, debug, info, warn, error");
 
   auto* run = app.add_subcommand("run", "run in the foreground (Ctrl-C stops cleanly)");

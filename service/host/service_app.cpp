@@ -11,7 +11,7 @@
 #include <spdlog/spdlog.h>
 
 #include "asio_scheduler.hpp"
-#include "drive_worker.hpp"
+#include "drive_set.hpp"
 #include "listener.hpp"
 #include "platform.hpp"
 #include "version.hpp"
@@ -47,15 +47,13 @@ int run_service(const Config& config, const RunHooks& hooks) {
   LoggingAudit audit;
   core::Arbiter arbiter(scheduler, audit, config.arbiter);
 
-  std::vector<std::shared_ptr<drives::DriveWorker>> workers;
-  auto post = [&io](std::function<void()> fn) { asio::post(io, std::move(fn)); };
-  for (std::uint32_t i = 0; i < config.simulate; ++i) {
-    const auto id = fmt::format("sim{}", i);
-    const auto faults = config.simulated_faults.find(id);
-    auto device = std::make_shared<drives::SimulatedDrive>(
-        i, faults == config.simulated_faults.end() ? drives::SimulatedFaults{} : faults->second);
-    workers.push_back(std::make_shared<drives::DriveWorker>(device, post));
-    arbiter.add_drive(workers.back());
+  // N.B. before anything is announced: a signal that comes early waits in
+  // the set instead of killing the process.
+  asio::signal_set signals(io, SIGINT, SIGTERM);
+  DriveSet drives(io, arbiter, config);
+  if (auto started = drives.start(); !started) {
+    spdlog::critical("{}", started.error().message);
+    return 1;
   }
 
   transport::ListenerOptions options = config.listener;
@@ -79,11 +77,7 @@ int run_service(const Config& config, const RunHooks& hooks) {
   }
   listener->start();
   spdlog::info("discarbiterd {} listening on {} with {} drive(s)", kVersion, options.endpoint,
-               workers.size());
-  for (const auto& d : arbiter.drives()) {
-    spdlog::info("drive {}: {} {} {} ({}, {})", d.id, d.vendor, d.product, d.revision, d.backend,
-                 d.path);
-  }
+               drives.attached());
   // Orderly stop: no new clients, every session ends (its locks are released
   // through ALLOW and the OS unlock on the drive's worker), then the loop ends
   // once every drive is free or the grace period has passed.
@@ -108,7 +102,6 @@ int run_service(const Config& config, const RunHooks& hooks) {
       io.stop();
     });
   };
-  asio::signal_set signals(io, SIGINT, SIGTERM);
   signals.async_wait([&](boost::system::error_code ec, int signo) {
     if (!ec)
       begin_stop(fmt::format("signal {}", signo));
@@ -120,8 +113,7 @@ int run_service(const Config& config, const RunHooks& hooks) {
     });
   }
   io.run();
-  for (auto& w : workers)
-    w->stop();
+  drives.stop();
   spdlog::info("discarbiterd stopped");
   return 0;
 }

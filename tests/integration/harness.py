@@ -48,7 +48,8 @@ class Service:
     def __init__(self, simulate=2, config=None):
         self.dir = tempfile.TemporaryDirectory(prefix="discarbiter-test-")
         self.endpoint = os.path.join(self.dir.name, "discarbiter.sock")
-        args = [DISCARBITERD, "run", "--simulate", str(simulate), "--endpoint", self.endpoint]
+        args = [DISCARBITERD, "run", "--simulate", str(simulate), "--endpoint", self.endpoint,
+                "--no-discover"]  # N.B. simulated drives only, whatever this machine has
         if config is not None:
             path = os.path.join(self.dir.name, "discarbiter.json")
             with open(path, "w") as f:

@@ -61,6 +61,18 @@ class SlowDrive(unittest.TestCase):
         drive = self.service.status()["drives"][1]
         self.assertEqual(drive["stats"]["timeouts"], 1)
         self.assertIsNone(drive["owner"], "exec released the drive")
+        # The drive is in "error" until a TEST UNIT READY is answered again;
+        # the other drive never was.
+        self.assertEqual(drive["state"], "error")
+        self.assertIn("0x12", drive["error"])
+        self.assertEqual(drive["lock_state"], "free")
+        self.assertEqual(self.service.status()["drives"][0]["state"], "free")
+        tur = self.service.discarb("exec", "sim1", "--name", "Probe", "--cdb", "00 00 00 00 00 00")
+        self.assertEqual(tur.returncode, 0, tur.stderr)
+        drive = self.service.status()["drives"][1]
+        self.assertEqual(drive["state"], "free")
+        self.assertNotIn("error", drive)
+        self.service.log.wait_for("drive_recovered drive=sim1")
 
 
 class StatusDocument(unittest.TestCase):

@@ -30,7 +30,7 @@ class ArbiterTest : public ::testing::Test {
     for (const char* id : {"sim0", "sim1"}) {
       auto d = std::make_shared<FakeDrive>(scheduler, id);
       drives.push_back(d);
-      arbiter.add_drive(d);
+      EXPECT_TRUE(arbiter.add_drive(d).ok());
     }
     scheduler.run();
     for (auto& d : drives) {  // forget the start-up ALLOW
@@ -77,7 +77,7 @@ TEST_F(ArbiterTest, StartUpSendsAllowMediumRemovalToEveryDrive) {
   RecordingAudit a;
   Arbiter fresh(s, a, ArbiterConfig{});
   auto d = std::make_shared<FakeDrive>(s, "x");
-  fresh.add_drive(d);
+  ASSERT_TRUE(fresh.add_drive(d).ok());
   s.run();
   ASSERT_EQ(d->commands.size(), 1U);
   EXPECT_EQ(d->commands[0], cdb_prevent_allow_medium_removal(false));
@@ -310,7 +310,7 @@ TEST_F(ArbiterTest, TrayLockOffSkipsPreventAndAllow) {
   config.tray_lock = false;
   Arbiter arb(s, au, config);
   auto d = std::make_shared<FakeDrive>(s, "x");
-  arb.add_drive(d);
+  ASSERT_TRUE(arb.add_drive(d).ok());
   s.run();
   d->commands.clear();
   const auto id = arb.open_session({}, {});
@@ -386,7 +386,7 @@ TEST_F(ArbiterTest, WaitLimitsAreEnforced) {
   config.max_waits_per_drive = 1;
   Arbiter arb(s, au, config);
   auto d = std::make_shared<FakeDrive>(s, "x");
-  arb.add_drive(d);
+  ASSERT_TRUE(arb.add_drive(d).ok());
   std::vector<SessionId> ids;
   for (std::uint32_t i = 0; i < 3; ++i) {
     ids.push_back(arb.open_session({}, {}));
@@ -457,6 +457,90 @@ TEST_F(ArbiterTest, ARemovedDriveFailsLaterRequestsWithDevNotExist) {
   EXPECT_EQ(acquire(a, "sim0").code(), errc::dev_not_exist);
   EXPECT_EQ(acquire(a, "sim0").code(), errc::dev_not_exist);
   EXPECT_EQ(arbiter.status()["drives"][0]["state"], "removed");
+}
+
+TEST_F(ArbiterTest, ABackendThatOverrunsFailsItsCallerAtTimeoutPlusGraceAndMarksTheDriveError) {
+  const auto a = client("A");
+  ASSERT_TRUE(acquire(a, "sim0").ok());
+  drives[0]->stuck.insert(opcode::read10);
+  std::optional<Result<ScsiResult>> got;
+  arbiter.execute(
+      a, "sim0",
+      ScsiCommand{{opcode::read10, 0, 0, 0, 0, 0, 0, 0, 1, 0}, Direction::in, {}, 2048, 5s}, 5,
+      [&](Result<ScsiResult> r) { got.emplace(std::move(r)); });
+  scheduler.advance(6s);  // past the 5 s timeout, within the 2 s grace
+  EXPECT_FALSE(got.has_value());
+  scheduler.advance(2s);
+  ASSERT_TRUE(got.has_value());
+  ASSERT_FALSE(got->ok());
+  EXPECT_EQ(got->error().code, errc::recorder_command_timeout);
+  const auto drive = arbiter.status()["drives"][0];
+  EXPECT_EQ(drive["state"], "error");
+  EXPECT_EQ(drive["lock_state"], "owned");
+  EXPECT_NE(drive["error"].get<std::string>().find("0x28"), std::string::npos);
+  EXPECT_EQ(drive["stats"]["timeouts"], 1);
+  // The other drive and its clients never noticed.
+  const auto b = client("B", 200);
+  EXPECT_TRUE(acquire(b, "sim1").ok());
+  EXPECT_EQ(arbiter.status()["drives"][1]["state"], "owned");
+  // The late answer is dropped: the caller was answered once.
+  drives[0]->stuck_handlers.front()(ScsiResult{});
+  scheduler.run();
+  // start-up ALLOW, TUR and PREVENT (acquire), READ; not the late answer again
+  EXPECT_EQ(arbiter.status()["drives"][0]["stats"]["commands"], 4);
+}
+
+TEST_F(ArbiterTest, OnlyAnAnsweredTestUnitReadyTakesTheDriveOutOfError) {
+  drives[0]->script(opcode::test_unit_ready,
+                    ScsiResult::failed(errc::recorder_command_timeout, "scripted timeout"));
+  const auto a = client("A");
+  EXPECT_EQ(acquire(a, "sim0").code(), errc::recorder_command_timeout);
+  EXPECT_EQ(arbiter.status()["drives"][0]["state"], "error");
+  EXPECT_EQ(audit.count(AuditKind::drive_recovered), 0U);
+  // NOT READY is an answer: the drive works, it just has no disc.
+  drives[0]->script(opcode::test_unit_ready,
+                    ScsiResult{errc::ok, {}, kStatusCheckCondition, make_sense(2, 0x3A, 0), {}});
+  EXPECT_TRUE(acquire(a, "sim0").ok());
+  const auto drive = arbiter.status()["drives"][0];
+  EXPECT_EQ(drive["state"], "owned");
+  EXPECT_FALSE(drive.contains("error"));
+  EXPECT_EQ(audit.count(AuditKind::drive_recovered), 1U);
+}
+
+TEST_F(ArbiterTest, ARemovedDriveEndsItsLockFailsItsWaitersAndComesBackFree) {
+  std::vector<nlohmann::json> events;
+  const auto a = arbiter.open_session(PeerIdentity{100, "u", 100, {}, ""},
+                                      [&](const nlohmann::json& e) { events.push_back(e); });
+  ASSERT_TRUE(arbiter.hello(a, "Owner", 100).ok());
+  arbiter.subscribe(a);
+  const auto b = client("Waiter", 200);
+  ASSERT_TRUE(acquire(a, "sim0").ok());
+  Answer waiting;
+  arbiter.acquire_exclusive_access(b, "sim0", {.wait = 60s}, waiting.handler());
+  scheduler.run();
+  ASSERT_FALSE(waiting.done());
+
+  arbiter.remove_drive("sim0", "/dev/sr0 was removed");
+  EXPECT_EQ(waiting.code(), errc::dev_not_exist);
+  auto drive = arbiter.status()["drives"][0];
+  EXPECT_EQ(drive["state"], "removed");
+  EXPECT_TRUE(drive["owner"].is_null());
+  EXPECT_TRUE(
+      std::ranges::any_of(events, [](const auto& e) { return e["event"] == "drive_removed"; }));
+  EXPECT_EQ(release(a, "sim0").code(), errc::dev_not_exist);
+  EXPECT_EQ(acquire(b, "sim0").code(), errc::dev_not_exist);
+
+  // The same id again (hot-plug): attached on the new channel, free, ALLOW sent.
+  auto again = std::make_shared<FakeDrive>(scheduler, "sim0");
+  ASSERT_TRUE(arbiter.add_drive(again).ok());
+  scheduler.run();
+  EXPECT_EQ(again->opcodes(), std::vector<std::uint8_t>{opcode::prevent_allow_medium_removal});
+  EXPECT_EQ(arbiter.status()["drives"][0]["state"], "free");
+  EXPECT_EQ(arbiter.status()["drives"].size(), 2U);
+  EXPECT_TRUE(acquire(b, "sim0").ok());
+  // A second drive under a live id is refused.
+  EXPECT_EQ(arbiter.add_drive(std::make_shared<FakeDrive>(scheduler, "sim1")).error().code,
+            errc::invalid_arg);
 }
 
 }  // namespace

@@ -6,6 +6,7 @@
 #include <deque>
 #include <functional>
 #include <map>
+#include <set>
 #include <string>
 #include <vector>
 
@@ -88,6 +89,11 @@ class FakeDrive final : public core::DriveChannel {
   void async_execute(core::ScsiCommand command, ExecuteHandler handler) override {
     commands.push_back(command.cdb);
     timeouts.push_back(command.timeout);
+    if (stuck.contains(command.opcode())) {
+      // A backend that overruns: the answer comes only when the test says.
+      stuck_handlers.push_back(std::move(handler));
+      return;
+    }
     core::ScsiResult result;
     if (auto it = scripted.find(command.opcode()); it != scripted.end() && !it->second.empty()) {
       result = it->second.front();
@@ -130,6 +136,8 @@ class FakeDrive final : public core::DriveChannel {
   std::vector<proto::Bytes> commands;
   std::vector<std::chrono::seconds> timeouts;
   std::map<std::uint8_t, std::deque<core::ScsiResult>> scripted;
+  std::set<std::uint8_t> stuck;  // opcodes whose answers are held back
+  std::vector<ExecuteHandler> stuck_handlers;
   bool os_lock_fails = false;
   std::string os_owner;
   bool os_force = false;

@@ -21,13 +21,17 @@ TEST(Config, AnEmptyDocumentGivesTheDefaults) {
   EXPECT_EQ(c.listener.max_sessions, 256U);
   EXPECT_EQ(c.listener.session.handshake, 2000ms);
   EXPECT_EQ(c.listener.session.frames.max_payload_bytes, 1024U * 1024U);
+  EXPECT_TRUE(c.discover);
+  EXPECT_TRUE(c.drive_paths.empty());
+  EXPECT_EQ(c.arbiter.watchdog_grace, 2s);
 }
 
 TEST(Config, EveryKeyIsRead) {
   const auto c = parse_config(json::parse(R"({
     "endpoint": "/tmp/x.sock", "socket_mode": "0666", "simulate": 3, "log_level": "debug",
-    "tray_lock": false,
-    "timeouts": {"default_s": 5, "max_s": 600, "opcodes": {"0x12": 2, "42": 300}},
+    "tray_lock": false, "drives": {"discover": false, "paths": ["/dev/sr1", "/dev/sg4"]},
+    "timeouts": {"default_s": 5, "max_s": 600, "watchdog_grace_s": 7,
+                 "opcodes": {"0x12": 2, "42": 300}},
     "limits": {"max_sessions": 10, "max_sessions_per_user": 2, "handshake_ms": 500,
                "max_waits_per_session": 3, "max_waits_per_drive": 4, "max_json_bytes": 4096,
                "max_transfer_bytes": 65536, "max_outbox_bytes": 100000},
@@ -38,6 +42,9 @@ TEST(Config, EveryKeyIsRead) {
   EXPECT_EQ(c.listener.socket_mode, 0666U);
   EXPECT_EQ(c.simulate, 3U);
   EXPECT_FALSE(c.arbiter.tray_lock);
+  EXPECT_FALSE(c.discover);
+  EXPECT_EQ(c.drive_paths, (std::vector<std::string>{"/dev/sr1", "/dev/sg4"}));
+  EXPECT_EQ(c.arbiter.watchdog_grace, 7s);
   EXPECT_EQ(c.arbiter.timeouts.timeout_for(0x12), 2s);
   EXPECT_EQ(c.arbiter.timeouts.timeout_for(0x2A), 300s);
   EXPECT_EQ(c.arbiter.timeouts.max_timeout, 600s);
@@ -70,6 +77,10 @@ TEST(Config, IllTypedKeysAreNamed) {
   EXPECT_NE(error_of({{"limits", {{"max_sessions", 5000000000ULL}}}}).find("limits.max_sessions"),
             std::string::npos);
   EXPECT_NE(error_of({{"timeouts", {{"opcodes", {{"0x100", 1}}}}}}).find("timeouts.opcodes.0x100"),
+            std::string::npos);
+  EXPECT_NE(error_of({{"drives", {{"paths", "/dev/sr0"}}}}).find("drives.paths must be an array"),
+            std::string::npos);
+  EXPECT_NE(error_of({{"drives", {{"discover", 1}}}}).find("drives.discover must be true or false"),
             std::string::npos);
   EXPECT_NE(error_of({{"socket_mode", "rw-rw----"}}).find("socket_mode"), std::string::npos);
   EXPECT_NE(error_of(json::array()).find("must be an object"), std::string::npos);

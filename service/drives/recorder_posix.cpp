@@ -1,0 +1,307 @@
+// Linux recorders: sr block devices of SCSI type 5 and their sg twins, found
+// in sysfs; each opened O_RDWR | O_NONBLOCK | O_EXCL and flock(LOCK_EX)'ed
+// so mounts, udev's helpers and other burners stay away while the service
+// runs; commands go through SG_IO.
+#include <fcntl.h>
+#include <scsi/sg.h>
+#include <sys/file.h>
+#include <sys/ioctl.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <cerrno>
+#include <cstring>
+#include <filesystem>
+#include <fstream>
+#include <mutex>
+#include <optional>
+
+#include <fmt/format.h>
+
+#include "recorder.hpp"
+#include "sgio_outcome.hpp"
+
+namespace discarbiter::drives {
+namespace {
+
+namespace fs = std::filesystem;
+
+constexpr std::uint8_t kTypeMmc = 0x05;   // SPC peripheral device type: CD/DVD
+constexpr std::size_t kSenseBuffer = 64;  // SG_IO writes up to this many sense bytes
+constexpr std::uint32_t kFallbackMaxTransfer = 64 * 1024;
+
+class UniqueFd {
+ public:
+  UniqueFd() = default;
+  explicit UniqueFd(int fd) : fd_(fd) {}
+  UniqueFd(UniqueFd&& other) noexcept : fd_(std::exchange(other.fd_, -1)) {}
+  UniqueFd& operator=(UniqueFd&& other) noexcept {
+    if (this != &other) {
+      reset();
+      fd_ = std::exchange(other.fd_, -1);
+    }
+    return *this;
+  }
+  ~UniqueFd() { reset(); }
+  int get() const { return fd_; }
+  explicit operator bool() const { return fd_ >= 0; }
+  void reset() {
+    if (fd_ >= 0)
+      ::close(fd_);
+    fd_ = -1;
+  }
+
+ private:
+  int fd_ = -1;
+};
+
+std::optional<std::string> read_first_line(const fs::path& file) {
+  std::ifstream in(file);
+  std::string line;
+  if (!in || !std::getline(in, line))
+    return std::nullopt;
+  return line;
+}
+
+/// "sr3" -> 3
+std::optional<unsigned> number_after(std::string_view name, std::string_view prefix) {
+  if (!name.starts_with(prefix) || name.size() == prefix.size())
+    return std::nullopt;
+  unsigned n = 0;
+  for (char c : name.substr(prefix.size())) {
+    if (c < '0' || c > '9')
+      return std::nullopt;
+    n = n * 10 + static_cast<unsigned>(c - '0');
+  }
+  return n;
+}
+
+/// The recorder behind block device srN, when sysfs says it is type 5.
+std::optional<RecorderInfo> recorder_for_block(const std::string& sr) {
+  const auto n = number_after(sr, "sr");
+  if (!n)
+    return std::nullopt;
+  const fs::path device = fs::path("/sys/class/block") / sr / "device";
+  if (read_first_line(device / "type") != std::to_string(kTypeMmc))
+    return std::nullopt;
+  RecorderInfo info{fmt::format("cdrom{}", *n), "/dev/" + sr, {}};
+  std::error_code ec;
+  for (const auto& entry : fs::directory_iterator(device / "scsi_generic", ec)) {
+    info.twin = "/dev/" + entry.path().filename().string();
+  }
+  return info;
+}
+
+std::string describe_open_error(int e, const std::string& path) {
+  switch (e) {
+    case EBUSY:
+      return fmt::format("{} is in use: mounted, or opened exclusively by another program", path);
+    case EACCES:
+    case EPERM:
+      return fmt::format("{}: permission denied (the service must run as root)", path);
+    case ENOENT:
+    case ENXIO:
+    case ENODEV:
+      return fmt::format("{} does not exist", path);
+    default:
+      return fmt::format("cannot open {}: {}", path, std::strerror(e));
+  }
+}
+
+/// Opens one node for the service alone: O_EXCL, then flock(LOCK_EX).
+Result<UniqueFd> open_exclusive(const std::string& path) {
+  UniqueFd fd(::open(path.c_str(), O_RDWR | O_NONBLOCK | O_EXCL | O_CLOEXEC));
+  if (!fd) {
+    const int e = errno;
+    return Error{e == ENOENT || e == ENXIO || e == ENODEV ? errc::dev_not_exist : errc::fail,
+                 describe_open_error(e, path)};
+  }
+  if (::flock(fd.get(), LOCK_EX | LOCK_NB) != 0) {
+    const int e = errno;
+    return Error{errc::fail, e == EWOULDBLOCK
+                                 ? fmt::format("{} is flock()ed by another program", path)
+                                 : fmt::format("flock({}): {}", path, std::strerror(e))};
+  }
+  return fd;
+}
+
+std::uint32_t max_transfer_of(const std::string& block_path) {
+  const auto name = fs::path(block_path).filename().string();
+  const auto kb = read_first_line(fs::path("/sys/class/block") / name / "queue/max_sectors_kb");
+  if (!kb)
+    return kFallbackMaxTransfer;
+  try {
+    return static_cast<std::uint32_t>(std::min<unsigned long>(std::stoul(*kb) * 1024, 1u << 30));
+  } catch (const std::exception&) {
+    return kFallbackMaxTransfer;
+  }
+}
+
+std::string trimmed_ascii(const proto::Bytes& data, std::size_t from, std::size_t length) {
+  std::string s;
+  for (std::size_t i = from; i < std::min(data.size(), from + length); ++i) {
+    s += (data[i] >= 0x20 && data[i] < 0x7F) ? static_cast<char>(data[i]) : ' ';
+  }
+  while (!s.empty() && s.back() == ' ')
+    s.pop_back();
+  return s;
+}
+
+class SgioDevice final : public ScsiDevice {
+ public:
+  SgioDevice(RecorderInfo info, UniqueFd primary, UniqueFd twin)
+      : info_(std::move(info)), primary_(std::move(primary)), twin_(std::move(twin)) {
+    description_.id = info_.id;
+    description_.path = info_.path;
+    description_.backend = "sgio";
+    description_.max_transfer_bytes = max_transfer_of(info_.path);
+  }
+
+  Result<Done> read_inquiry(std::chrono::seconds timeout) {
+    core::ScsiCommand inquiry{
+        {core::opcode::inquiry, 0, 0, 0, 96, 0}, core::Direction::in, {}, 96, timeout};
+    const auto r = execute(inquiry);
+    if (!r.answered())
+      return Error{r.transport, fmt::format("INQUIRY on {}: {}", info_.path, r.transport_message)};
+    if (!r.good() || r.data_in.size() < 36) {
+      return Error{errc::fail,
+                   fmt::format("INQUIRY on {} failed ({})", info_.path,
+                               r.good() ? "short answer" : core::describe_sense(r.sense))};
+    }
+    if ((r.data_in[0] & 0x1F) != kTypeMmc) {
+      return Error{errc::invalid_arg,
+                   fmt::format("{} is not an optical drive (SCSI peripheral type {})", info_.path,
+                               r.data_in[0] & 0x1F)};
+    }
+    description_.vendor = trimmed_ascii(r.data_in, 8, 8);
+    description_.product = trimmed_ascii(r.data_in, 16, 16);
+    description_.revision = trimmed_ascii(r.data_in, 32, 4);
+    return Done{};
+  }
+
+  DriveDescription describe() override { return description_; }
+
+  ScsiResult execute(const ScsiCommand& command) override {
+    proto::Bytes data = command.direction == core::Direction::out
+                            ? command.data_out
+                            : proto::Bytes(command.data_in_len);
+    proto::Bytes cdb = command.cdb;
+    std::uint8_t sense[kSenseBuffer] = {};
+    sg_io_hdr_t io{};
+    io.interface_id = 'S';
+    io.dxfer_direction = command.direction == core::Direction::in    ? SG_DXFER_FROM_DEV
+                         : command.direction == core::Direction::out ? SG_DXFER_TO_DEV
+                                                                     : SG_DXFER_NONE;
+    io.cmd_len = static_cast<unsigned char>(cdb.size());
+    io.cmdp = cdb.data();
+    io.mx_sb_len = sizeof sense;
+    io.sbp = sense;
+    io.dxfer_len = static_cast<unsigned>(data.size());
+    io.dxferp = data.empty() ? nullptr : data.data();
+    io.timeout = static_cast<unsigned>(
+        std::chrono::duration_cast<std::chrono::milliseconds>(command.timeout).count());
+    SgIoOutcome o;
+    if (::ioctl(command_fd(), SG_IO, &io) != 0) {
+      o.ioctl_errno = errno;
+    } else {
+      o.status = io.status;
+      o.host_status = io.host_status;
+      o.driver_status = io.driver_status;
+      o.duration_ms = io.duration;
+      o.sense.assign(sense, sense + std::min<std::size_t>(io.sb_len_wr, sizeof sense));
+      if (command.direction == core::Direction::in) {
+        const auto resid =
+            static_cast<std::size_t>(std::clamp(io.resid, 0, static_cast<int>(data.size())));
+        data.resize(data.size() - resid);
+        o.data_in = std::move(data);
+      }
+    }
+    return interpret_sg_io(o, command.timeout);
+  }
+
+  // N.B. on Linux the exclusive open is the OS lock; it is held for as long
+  // as the service runs (DESIGN.md "Semantics").
+  Result<Done> lock_exclusive(const std::string&, bool) override { return Done{}; }
+  Result<Done> unlock_exclusive() override { return Done{}; }
+  // N.B. SG_IO cannot be interrupted; it returns by its own timeout.
+  void cancel() override {}
+
+ private:
+  // N.B. commands go through the sg twin when there is one: its buffer
+  // handling is the one burners rely on; the sr node otherwise.
+  int command_fd() const { return twin_ ? twin_.get() : primary_.get(); }
+
+  RecorderInfo info_;
+  UniqueFd primary_;
+  UniqueFd twin_;
+  DriveDescription description_;
+};
+
+}  // namespace
+
+std::vector<RecorderInfo> find_recorders() {
+  std::vector<std::pair<unsigned, RecorderInfo>> found;
+  std::error_code ec;
+  for (const auto& entry : fs::directory_iterator("/sys/class/block", ec)) {
+    const auto name = entry.path().filename().string();
+    if (auto info = recorder_for_block(name)) {
+      found.emplace_back(*number_after(name, "sr"), std::move(*info));
+    }
+  }
+  std::ranges::sort(found, {}, &std::pair<unsigned, RecorderInfo>::first);
+  std::vector<RecorderInfo> out;
+  for (auto& [n, info] : found)
+    out.push_back(std::move(info));
+  return out;
+}
+
+Result<RecorderInfo> recorder_at(const std::string& path) {
+  std::error_code ec;
+  const fs::path real = fs::canonical(path, ec);
+  if (ec)
+    return Error{errc::dev_not_exist, fmt::format("--drive {}: {}", path, ec.message())};
+  const std::string name = real.filename().string();
+  if (number_after(name, "sr")) {
+    if (auto info = recorder_for_block(name))
+      return *info;
+    return Error{errc::invalid_arg, fmt::format("--drive {}: {} is not an optical drive (sysfs "
+                                                "type is not 5)",
+                                                path, real.string())};
+  }
+  if (number_after(name, "sg")) {
+    const fs::path device = fs::path("/sys/class/scsi_generic") / name / "device";
+    for (const auto& entry : fs::directory_iterator(device / "block", ec)) {
+      if (auto info = recorder_for_block(entry.path().filename().string()))
+        return *info;
+    }
+    // An sg node without an sr twin (sr_mod not loaded): drive it through sg.
+    if (read_first_line(device / "type") == std::to_string(kTypeMmc)) {
+      return RecorderInfo{name, real.string(), {}};
+    }
+    return Error{errc::invalid_arg,
+                 fmt::format("--drive {}: {} is not an optical drive", path, real.string())};
+  }
+  return Error{errc::invalid_arg,
+               fmt::format("--drive {}: expected a /dev/srN or /dev/sgN device, got {}", path,
+                           real.string())};
+}
+
+Result<std::shared_ptr<ScsiDevice>> open_recorder(const RecorderInfo& recorder,
+                                                  std::chrono::seconds inquiry_timeout) {
+  auto primary = open_exclusive(recorder.path);
+  if (!primary)
+    return primary.error();
+  UniqueFd twin;
+  if (!recorder.twin.empty()) {
+    auto opened = open_exclusive(recorder.twin);
+    if (!opened)
+      return opened.error();
+    twin = std::move(opened.value());
+  }
+  auto device = std::make_shared<SgioDevice>(recorder, std::move(primary.value()), std::move(twin));
+  if (auto ok = device->read_inquiry(inquiry_timeout); !ok)
+    return ok.error();
+  return std::shared_ptr<ScsiDevice>(std::move(device));
+}
+
+}  // namespace discarbiter::drives

@@ -1,0 +1,69 @@
+#include "sgio_outcome.hpp"
+
+#include <cerrno>
+#include <cstring>
+
+#include <fmt/format.h>
+
+namespace discarbiter::drives {
+
+core::ScsiResult interpret_sg_io(const SgIoOutcome& o, std::chrono::seconds timeout) {
+  using core::ScsiResult;
+  if (o.ioctl_errno != 0) {
+    const int e = o.ioctl_errno;
+    if (e == ENODEV || e == ENXIO || e == ENOENT) {
+      return ScsiResult::failed(errc::dev_not_exist,
+                                fmt::format("the device is gone (SG_IO: {})", std::strerror(e)));
+    }
+    if (e == ETIMEDOUT) {
+      return ScsiResult::failed(
+          errc::recorder_command_timeout,
+          fmt::format("no answer within {} s (SG_IO: {})", timeout.count(), std::strerror(e)));
+    }
+    return ScsiResult::failed(errc::fail, fmt::format("SG_IO failed: {}", std::strerror(e)));
+  }
+  switch (o.host_status) {
+    case sg::did_ok:
+      break;
+    case sg::did_time_out:
+    case sg::did_abort:  // N.B. the midlayer aborts a command that overran its timeout
+      return ScsiResult::failed(
+          errc::recorder_command_timeout,
+          fmt::format("no answer within {} s (host_status 0x{:02X}, after {} ms)", timeout.count(),
+                      o.host_status, o.duration_ms));
+    case sg::did_no_connect:
+    case sg::did_bad_target:
+      return ScsiResult::failed(
+          errc::dev_not_exist,
+          fmt::format("the device is gone (host_status 0x{:02X})", o.host_status));
+    default:
+      return ScsiResult::failed(
+          errc::fail,
+          fmt::format("the adapter failed the command (host_status 0x{:02X}{})", o.host_status,
+                      o.host_status == sg::did_bus_busy || o.host_status == sg::did_reset
+                          ? ", bus busy or reset"
+                          : ""));
+  }
+  const std::uint16_t driver = o.driver_status & 0x0F;
+  if (driver == sg::driver_timeout) {
+    return ScsiResult::failed(errc::recorder_command_timeout,
+                              fmt::format("no answer within {} s (driver_status 0x{:02X})",
+                                          timeout.count(), o.driver_status));
+  }
+  if (driver != sg::driver_ok && driver != sg::driver_sense) {
+    return ScsiResult::failed(
+        errc::fail,
+        fmt::format("the driver failed the command (driver_status 0x{:02X})", o.driver_status));
+  }
+  ScsiResult r;
+  r.status = o.status;
+  r.data_in = o.data_in;
+  if (o.status == core::kStatusCheckCondition) {
+    r.sense = o.sense;
+    if (r.sense.size() < core::kSenseBytes)
+      r.sense.resize(core::kSenseBytes, 0);
+  }
+  return r;
+}
+
+}  // namespace discarbiter::drives

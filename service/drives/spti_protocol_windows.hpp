@@ -1,0 +1,107 @@
+// SCSI pass-through on Windows, without the I/O: building the
+// IOCTL_SCSI_PASS_THROUGH_DIRECT request and the IOCTL_CDROM_EXCLUSIVE_ACCESS
+// structures, and reading what the driver hands back. The device
+// (recorder_windows.cpp) only adds DeviceIoControl; the unit tests
+// (tests/windows/spti_test.cpp) feed these recorded replies under Wine.
+#pragma once
+
+#include <windows.h>  // N.B. first: the headers below need its types
+
+#include <winioctl.h>
+// N.B. after winioctl.h
+#include <ntddscsi.h>
+
+#include <cstddef>
+#include <memory>
+#include <string>
+
+#include "discarbiter/proto/result.hpp"
+#include "scsi.hpp"
+
+namespace discarbiter::drives::spti {
+
+// ---- IOCTL_SCSI_PASS_THROUGH_DIRECT -----------------------------------------
+
+inline constexpr std::size_t kSenseBytes = 32;
+
+/// The request as the driver reads it: the SDK struct with the sense
+/// buffer after it (SenseInfoOffset points there).
+struct PassThrough {
+  SCSI_PASS_THROUGH_DIRECT sptd;
+  ULONG align;  // N.B. keeps the sense buffer ULONG-aligned, as the SDK samples do
+  UCHAR sense[kSenseBytes];
+};
+
+/// A data buffer aligned as the adapter demands (AlignmentMask + 1).
+class AlignedBuffer {
+ public:
+  AlignedBuffer(std::size_t size, ULONG alignment_mask);
+  std::byte* data() { return aligned_; }
+  std::size_t size() const { return size_; }
+
+ private:
+  std::unique_ptr<std::byte[]> storage_;
+  std::byte* aligned_ = nullptr;
+  std::size_t size_ = 0;
+};
+
+/// Fills the request for command, with data (which holds data_out, or
+/// receives data_in). TimeOutValue is in seconds.
+PassThrough build_pass_through(const core::ScsiCommand& command, AlignedBuffer& data);
+
+/// What DeviceIoControl's outcome means: an answer (a non-zero ScsiStatus
+/// with its sense is an answer, not a transport error), or a transport
+/// failure named from the Win32 error.
+core::ScsiResult read_pass_through(BOOL ok, DWORD error, const PassThrough& reply,
+                                   const AlignedBuffer& data, const core::ScsiCommand& command);
+
+/// The Win32 error of a failed DeviceIoControl as the arbiter's errc:
+/// ERROR_SEM_TIMEOUT / ERROR_TIMEOUT are command timeouts; a device that is
+/// gone is ERROR_DEV_NOT_EXIST; anything else E_FAIL.
+errc transport_error(DWORD error);
+
+// ---- IOCTL_STORAGE_QUERY_PROPERTY (StorageAdapterProperty) ------------------
+
+struct AdapterLimits {
+  std::uint32_t max_transfer_bytes = 64 * 1024;
+  ULONG alignment_mask = 0;
+};
+
+/// From the STORAGE_ADAPTER_DESCRIPTOR bytes the driver returned; the
+/// transfer is also bounded by MaximumPhysicalPages (one page is lost to an
+/// unaligned start).
+AdapterLimits read_adapter_descriptor(const void* bytes, std::size_t size);
+
+// ---- IOCTL_CDROM_EXCLUSIVE_ACCESS (ntddcdrm.h; not in MinGW's headers) ------
+
+inline constexpr DWORD kIoctlCdromExclusiveAccess =
+    CTL_CODE(FILE_DEVICE_CD_ROM, 0x0017, METHOD_BUFFERED, FILE_READ_ACCESS | FILE_WRITE_ACCESS);
+inline constexpr std::size_t kCallerLength = 64;  // CDROM_EXCLUSIVE_CALLER_LENGTH
+inline constexpr ULONG kLockIgnoreVolume = 0x1;   // CDROM_LOCK_IGNORE_VOLUME
+
+enum class ExclusiveRequest : ULONG { query_state = 0, lock_device = 1, unlock_device = 2 };
+
+struct ExclusiveAccess {  // CDROM_EXCLUSIVE_ACCESS
+  ExclusiveRequest request_type;
+  ULONG flags;
+};
+
+struct ExclusiveLock {  // CDROM_EXCLUSIVE_LOCK
+  ExclusiveAccess access;
+  UCHAR caller_name[kCallerLength];
+};
+
+struct ExclusiveLockState {  // CDROM_EXCLUSIVE_LOCK_STATE
+  BOOLEAN lock_state;
+  UCHAR caller_name[kCallerLength];
+};
+
+/// Lock under the client's name (validated upstream to the driver's own
+/// rule); force adds CDROM_LOCK_IGNORE_VOLUME.
+ExclusiveLock make_exclusive_lock(const std::string& caller_name, bool force);
+ExclusiveAccess make_exclusive_unlock();
+ExclusiveAccess make_exclusive_query();
+/// The holder's name, or empty when the drive is not locked.
+std::string read_lock_state(const ExclusiveLockState& state);
+
+}  // namespace discarbiter::drives::spti
