@@ -191,7 +191,12 @@ class ServiceLifecycle(unittest.TestCase):
                   "recovery actions are checked with `sc qfailure DiscArbiter` on Windows")
 
         again = wine(DISCARBITERD, "install")
-        self.assertEqual(again.returncode, 1)
+        if again.returncode == 1 and not (again.stdout + again.stderr).strip():
+            # N.B. seen once in CI (not in 40 local runs): Wine ended the
+            # process with 1 and none of its output. Say so and ask again.
+            print("Wine returned 1 with no output for a second `install`; ran it again")
+            again = wine(DISCARBITERD, "install")
+        self.assertEqual(again.returncode, 1, again.stdout + again.stderr)
         self.assertIn("already installed", again.stderr)
 
         start_service()
@@ -207,6 +212,45 @@ class ServiceLifecycle(unittest.TestCase):
         out = wine(DISCARBITERD, "uninstall")
         self.assertEqual(out.returncode, 1)
         self.assertIn("not installed", out.stderr)
+
+    def test_service_killed_with_locks_and_waits_then_started_again(self):
+        exe = windows_path(DISCARBITERD)
+        out = sc("create", "DiscArbiter", "binPath=", f"{exe} --simulate 2", "start=", "demand")
+        self.assertEqual(out.returncode, 0, out.stderr)
+        start_service()
+        wait_for_state("RUNNING")
+        holder, holder_out = hold("sim0", "Burner")
+        waiter = None
+        try:
+            holder_out.wait_for("acquired sim0", timeout=30)
+            waiter, _ = hold("sim0", "Waiter", "--wait", "60")
+            deadline = time.monotonic() + 30
+            while len(json.loads(discarb("--json", "status").stdout)["drives"][0]["waiters"]) != 1:
+                self.assertLess(time.monotonic(), deadline, "the waiter never queued")
+            killed = time.monotonic()
+            out = wine("taskkill", "/F", "/IM", "discarbiterd.exe")
+            self.assertEqual(out.returncode, 0, out.stdout + out.stderr)
+            for proc, name in ((holder, "holder"), (waiter, "waiter")):
+                self.assertEqual(proc.wait(timeout=30), 6, f"the {name} exits 6")
+            print(f"\nwindows: taskkill /F of the service: holder and waiter exited 6 within "
+                  f"{(time.monotonic() - killed) * 1000:.0f} ms")
+            holder_text = holder.stdout.read()
+            self.assertIn("DA_E_CONNECTION_LOST", holder_text)
+            wait_for_state("STOPPED")
+            start_service()
+            wait_for_state("RUNNING")
+            status = json.loads(discarb("--json", "status").stdout)
+            for drive in status["drives"]:
+                self.assertEqual((drive["owner"], drive["waiters"], drive["tray_locked"]),
+                                 (None, [], False), drive["id"])
+        finally:
+            for p in (holder, waiter):
+                if p and p.poll() is None:
+                    p.kill()
+                if p:
+                    p.wait()
+                    p.stdin.close()
+                    p.stdout.close()
 
     def test_not_started_by_the_scm(self):
         out = wine(DISCARBITERD, "--simulate", "1")
