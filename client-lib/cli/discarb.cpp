@@ -1,8 +1,11 @@
 // discarb: the DiscArbiter command line (DESIGN.md "CLI").
 #include <CLI/CLI.hpp>
+#include <atomic>
 #include <fstream>
 #include <iostream>
 #include <iterator>
+#include <optional>
+#include <thread>
 
 #include <fmt/format.h>
 
@@ -156,6 +159,17 @@ int cmd_owner(const Globals& g, const std::string& drive) {
   return kExitOk;
 }
 
+int cmd_break(const Globals& g, const std::string& drive) {
+  Client client = connect(g, "discarb");
+  const auto former = client.break_exclusive_access(drive);
+  if (g.json_output) {
+    fmt::print("{}\n", json(former).dump(2));
+  } else {
+    fmt::print("{}: broke the lock of {}\n", drive, describe_owner(former));
+  }
+  return kExitOk;
+}
+
 int cmd_hold(const Globals& g, const std::string& drive, const std::string& name, double wait_s,
              unsigned count, bool force) {
   Client client = connect(g, name);
@@ -176,7 +190,37 @@ int cmd_hold(const Globals& g, const std::string& drive, const std::string& name
                lock_count);
   }
   std::fflush(stdout);
+  // N.B. a lock dies with the service: the watcher reads the session (events,
+  // or the end of the connection) so that hold ends when the service does.
+  std::atomic<bool> stop_watching{false};
+  std::optional<ServiceError> service_gone;
+  std::optional<json> broken;
+  std::thread watcher([&] {
+    try {
+      while (!stop_watching) {
+        auto event = client.next_event(std::chrono::milliseconds(200));
+        if (event && event->name == "lock_broken") {
+          broken = event->body;
+          cli::interrupt_wait();
+          return;
+        }
+      }
+    } catch (const ServiceError& e) {
+      service_gone = e;
+      cli::interrupt_wait();
+    }
+  });
   const std::string why = cli::wait_for_stdin_close_or_signal();
+  stop_watching = true;
+  watcher.join();
+  if (service_gone)
+    throw *service_gone;
+  if (broken) {
+    const json by = broken->value("by", json::object());
+    fmt::print(stderr, "discarb: the lock on {} was broken by administrator '{}' (user {})\n",
+               drive, by.value("client_name", "?"), by.value("user", "?"));
+    return kExitLocked;
+  }
   for (unsigned i = 0; i < count; ++i) {
     lock_count = client.release_exclusive_access(drive);
   }
@@ -309,6 +353,9 @@ int main(int argc, char** argv) {
   auto* drives = app.add_subcommand("drives", "the drives: id, path, vendor/product, state, owner");
   auto* owner = app.add_subcommand("owner", "who holds a drive");
   owner->add_option("drive", drive)->required();
+  auto* brk = app.add_subcommand("break",
+                                 "administrators: end another client's lock (it is told; audited)");
+  brk->add_option("drive", drive)->required();
   auto* hold = app.add_subcommand("hold", "acquire and hold until stdin closes or a signal comes");
   hold->add_option("drive", drive)->required();
   hold->add_option("--name", name, "client name")->required();
@@ -347,6 +394,8 @@ int main(int argc, char** argv) {
       return cmd_drives(g);
     if (*owner)
       return cmd_owner(g, drive);
+    if (*brk)
+      return cmd_break(g, drive);
     if (*hold)
       return cmd_hold(g, drive, name, wait_s, count, force);
     if (*exec)

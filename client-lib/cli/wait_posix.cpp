@@ -12,7 +12,7 @@ namespace {
 sigset_t stop_signals() {
   sigset_t set;
   sigemptyset(&set);
-  for (const int s : {SIGINT, SIGTERM, SIGHUP, SIGUSR1})
+  for (const int s : {SIGINT, SIGTERM, SIGHUP, SIGUSR1, SIGUSR2})
     sigaddset(&set, s);
   return set;
 }
@@ -36,7 +36,14 @@ std::string wait_for_stdin_close_or_signal() {
   const sigset_t set = stop_signals();
   int signo = 0;
   sigwait(&set, &signo);
-  return signo == SIGUSR1 ? "stdin closed" : "signal " + std::to_string(signo);
+  if (signo == SIGUSR1)
+    return "stdin closed";
+  return signo == SIGUSR2 ? "interrupted" : "signal " + std::to_string(signo);
+}
+
+void interrupt_wait() {
+  // N.B. SIGUSR2 is blocked in every thread; sigwait above takes it.
+  ::kill(::getpid(), SIGUSR2);
 }
 
 }  // namespace discarbiter::cli

@@ -12,6 +12,7 @@ namespace {
 // and the stdin reader may set; the handler does nothing else.
 HANDLE g_stop = nullptr;
 std::atomic<DWORD> g_console_event{0xFFFFFFFF};
+std::atomic<bool> g_interrupted{false};
 
 BOOL WINAPI on_console_event(DWORD event) {
   g_console_event = event;
@@ -37,6 +38,8 @@ std::string wait_for_stdin_close_or_signal() {
     ::SetEvent(g_stop);
   }).detach();
   ::WaitForSingleObject(g_stop, INFINITE);
+  if (g_interrupted)
+    return "interrupted";
   switch (g_console_event.load()) {
     case CTRL_C_EVENT:
       return "Ctrl-C";
@@ -47,6 +50,11 @@ std::string wait_for_stdin_close_or_signal() {
     default:
       return "console closed";
   }
+}
+
+void interrupt_wait() {
+  g_interrupted = true;
+  ::SetEvent(g_stop);
 }
 
 }  // namespace discarbiter::cli

@@ -161,6 +161,12 @@ std::optional<proto::OwnerInfo> Client::exclusive_access_owner(const std::string
   return owner.get<proto::OwnerInfo>();
 }
 
+proto::OwnerInfo Client::break_exclusive_access(const std::string& drive) {
+  return call(proto::BreakRequest{drive}, timeout_ + kServiceMargin)
+      .body.at("broken_owner")
+      .get<proto::OwnerInfo>();
+}
+
 ScsiReply Client::execute(const std::string& drive, const ScsiCommand& command) {
   // The service clamps the timeout; wait for the longest it may allow.
   const auto command_time = std::chrono::seconds(command.timeout_s.value_or(3600));

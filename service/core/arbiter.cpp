@@ -21,6 +21,7 @@ struct Arbiter::Session {
   WallClock::time_point connected_since;
   bool subscribed = false;
   std::uint32_t waits = 0;
+  std::map<std::string, std::string> broken;  // drive -> who broke this session's lock there
 
   bool greeted() const { return !client_name.empty(); }
   // N.B. the OS's word wins; the pid from hello is only a fallback (Wine's
@@ -95,12 +96,16 @@ std::string_view to_string(AuditKind kind) {
       return "released";
     case AuditKind::freed:
       return "freed";
+    case AuditKind::broken:
+      return "broken";
     case AuditKind::acquire_failed:
       return "acquire_failed";
     case AuditKind::waiting:
       return "waiting";
     case AuditKind::wait_expired:
       return "wait_expired";
+    case AuditKind::wait_dropped:
+      return "wait_dropped";
     case AuditKind::session_ended:
       return "session_ended";
     case AuditKind::command_timeout:
@@ -231,19 +236,31 @@ void Arbiter::subscribe(SessionId id) {
   }
 }
 
+bool Arbiter::holds_anything(SessionId id) const {
+  const auto it = sessions_.find(id);
+  if (it == sessions_.end())
+    return false;
+  const Session& session = *it->second;
+  return session.subscribed || session.waits > 0 ||
+         std::ranges::any_of(drives_, [id](const auto& d) { return d->owner == id; });
+}
+
 void Arbiter::close_session(SessionId id) {
   const auto it = sessions_.find(id);
   if (it == sessions_.end()) {
     return;
   }
-  sessions_.erase(it);
   for (auto& drive : drives_) {
     std::erase_if(drive->waiters, [&](const Waiter& w) {
       if (w.session != id)
         return false;
       scheduler_.cancel(w.timer);
+      audit(AuditKind::wait_dropped, *drive, id, "session ended while waiting");
       return true;
     });
+  }
+  sessions_.erase(it);
+  for (auto& drive : drives_) {
     if (drive->owner == id && drive->state == Drive::LockState::owned) {
       audit(AuditKind::session_ended, *drive, id,
             fmt::format("session ended holding {} lock(s)", drive->lock_count));
@@ -264,6 +281,10 @@ void Arbiter::acquire_exclusive_access(SessionId id, const std::string& drive_id
   auto found = usable_drive(drive_id);
   if (!found) {
     handler(found.error());
+    return;
+  }
+  if (auto notice = take_broken_notice(*session, drive_id)) {
+    handler(std::move(*notice));
     return;
   }
   Drive& drive = **found;
@@ -304,6 +325,10 @@ void Arbiter::release_exclusive_access(SessionId id, const std::string& drive_id
     handler(found.error());
     return;
   }
+  if (auto notice = take_broken_notice(*session, drive_id)) {
+    handler(std::move(*notice));
+    return;
+  }
   Drive* drive = *found;
   if (drive->owner != id) {
     handler(
@@ -333,6 +358,70 @@ Result<std::optional<proto::OwnerInfo>> Arbiter::exclusive_access_owner(
   return owner_info(*drive);
 }
 
+void Arbiter::break_exclusive_access(SessionId id, const std::string& drive_id,
+                                     BreakHandler handler) {
+  Session* session = find_session(id);
+  if (!session || !session->greeted()) {
+    handler(Error{errc::hello_required, "break before hello"});
+    return;
+  }
+  if (!session->peer.administrator) {
+    handler(Error{errc::access_denied,
+                  fmt::format("only administrators may break a lock; user '{}' is not one",
+                              session->peer.user)});
+    return;
+  }
+  auto found = usable_drive(drive_id);
+  if (!found) {
+    handler(found.error());
+    return;
+  }
+  Drive& drive = **found;
+  if (drive.in_transition()) {
+    drive.deferred.push_back([this, id, drive_id, h = std::move(handler)]() mutable {
+      break_exclusive_access(id, drive_id, std::move(h));
+    });
+    return;
+  }
+  if (drive.state != Drive::LockState::owned) {
+    handler(
+        Error{errc::not_locked, fmt::format("drive '{}' is not held; nothing to break", drive_id)});
+    return;
+  }
+  proto::OwnerInfo former = *owner_info(drive);
+  const std::string by = fmt::format("'{}' (session {}, pid {}, user {})", session->client_name, id,
+                                     session->pid(), session->peer.user);
+  audit(AuditKind::broken, drive, drive.owner,
+        fmt::format("{} lock(s) broken by {}", drive.lock_count, by));
+  if (Session* owner = find_session(drive.owner)) {
+    owner->broken[drive_id] = by;
+    const json event = proto::make_event("lock_broken", {{"drive", drive_id},
+                                                         {"by",
+                                                          {{"client_name", session->client_name},
+                                                           {"session", id},
+                                                           {"pid", session->pid()},
+                                                           {"user", session->peer.user}}}});
+    // N.B. the owner is told whether or not it subscribed; subscribers hear
+    // it through notify below.
+    if (!owner->subscribed && owner->events)
+      owner->events(event);
+    notify(event);
+  }
+  start_release(drive, [former = std::move(former), h = std::move(handler)](
+                           Result<std::uint32_t>) mutable { h(std::move(former)); });
+}
+
+std::optional<Error> Arbiter::take_broken_notice(Session& session, const std::string& drive) {
+  const auto it = session.broken.find(drive);
+  if (it == session.broken.end())
+    return std::nullopt;
+  Error e{errc::recorder_locked,
+          fmt::format("this client's lock on drive '{}' was broken by administrator {}", drive,
+                      it->second)};
+  session.broken.erase(it);
+  return e;
+}
+
 void Arbiter::execute(SessionId id, const std::string& drive_id, ScsiCommand command,
                       std::optional<std::uint32_t> requested_timeout_s, ExecuteHandler handler) {
   Session* session = find_session(id);
@@ -343,6 +432,10 @@ void Arbiter::execute(SessionId id, const std::string& drive_id, ScsiCommand com
   auto found = usable_drive(drive_id);
   if (!found) {
     handler(found.error());
+    return;
+  }
+  if (auto notice = take_broken_notice(*session, drive_id)) {
+    handler(std::move(*notice));
     return;
   }
   Drive& drive = **found;
@@ -382,18 +475,17 @@ void Arbiter::execute(SessionId id, const std::string& drive_id, ScsiCommand com
   const auto timeout = command.timeout;
   const bool prevent = command.cdb.size() > 4 && (command.cdb[4] & 0x01) != 0;
   Drive* d = &drive;
-  send(drive, std::move(command),
-       [this, d, op, timeout, prevent, h = std::move(handler)](ScsiResult r) {
-         if (op == opcode::prevent_allow_medium_removal && r.good()) {
-           d->tray_locked = prevent;  // the owner may lock or unlock the tray itself
-         }
-         if (!r.answered()) {
-           h(Error{r.transport, fmt::format("opcode 0x{:02X} on drive '{}' (timeout {} s): {}", op,
-                                            d->id(), timeout.count(), r.transport_message)});
-           return;
-         }
-         h(std::move(r));
-       });
+  send(drive, std::move(command), [d, op, timeout, prevent, h = std::move(handler)](ScsiResult r) {
+    if (op == opcode::prevent_allow_medium_removal && r.good()) {
+      d->tray_locked = prevent;  // the owner may lock or unlock the tray itself
+    }
+    if (!r.answered()) {
+      h(Error{r.transport, fmt::format("opcode 0x{:02X} on drive '{}' (timeout {} s): {}", op,
+                                       d->id(), timeout.count(), r.transport_message)});
+      return;
+    }
+    h(std::move(r));
+  });
 }
 
 // ---- transitions ------------------------------------------------------------
@@ -487,7 +579,10 @@ void Arbiter::finish_acquire(Drive& drive, SessionId id, Result<Done> outcome,
       start_release(drive, nullptr);
       return;
     }
-    audit(AuditKind::acquired, drive, id, drive.owner_info.force ? "force" : "");
+    std::string how = drive.granted_from_queue ? "granted from the queue" : "";
+    if (drive.owner_info.force)
+      how += how.empty() ? "force" : ", force";
+    audit(AuditKind::acquired, drive, id, std::move(how));
     notify(proto::make_event(drive.granted_from_queue ? "granted" : "acquired",
                              {{"drive", drive.id()}, {"owner", *owner_info(drive)}}));
     drive.granted_from_queue = false;

@@ -67,6 +67,7 @@ class Arbiter {
   using CountHandler = std::function<void(Result<std::uint32_t>)>;
   using ExecuteHandler = std::function<void(Result<ScsiResult>)>;
   using EventSink = std::function<void(const nlohmann::json& event)>;
+  using BreakHandler = std::function<void(Result<proto::OwnerInfo>)>;
 
   Arbiter(Scheduler& scheduler, AuditLog& audit, ArbiterConfig config);
   Arbiter(const Arbiter&) = delete;
@@ -92,6 +93,9 @@ class Arbiter {
   /// exactly as by its final release; its waits are dropped.
   void close_session(SessionId session);
   void subscribe(SessionId session);
+  /// Whether the session owns or is acquiring a drive, waits for one, or
+  /// has subscribed to events (the idle limit spares such sessions).
+  bool holds_anything(SessionId session) const;
 
   // Each handler runs exactly once, on the strand; perhaps before the call
   // returns (an immediate answer), perhaps much later (a wait).
@@ -99,6 +103,12 @@ class Arbiter {
                                 CountHandler handler);
   void release_exclusive_access(SessionId session, const std::string& drive, CountHandler handler);
   Result<std::optional<proto::OwnerInfo>> exclusive_access_owner(const std::string& drive) const;
+  /// Administrators only (E_ACCESSDENIED otherwise): ends the owner's lock
+  /// exactly as its final release would, whatever its count, and answers
+  /// with the former owner once the drive is free. The owner hears
+  /// "lock_broken", and its next acquire, release or execute on the drive
+  /// fails with E_IMAPI_RECORDER_LOCKED naming who broke the lock.
+  void break_exclusive_access(SessionId session, const std::string& drive, BreakHandler handler);
   void execute(SessionId session, const std::string& drive, ScsiCommand command,
                std::optional<std::uint32_t> requested_timeout_s, ExecuteHandler handler);
 
@@ -123,6 +133,9 @@ class Arbiter {
   void start_acquire(Drive& drive, SessionId session, AcquireOptions options, CountHandler handler);
   void finish_acquire(Drive& drive, SessionId session, Result<Done> outcome, CountHandler handler);
   void start_release(Drive& drive, CountHandler handler);
+  /// The owner's one answer after `break`: the error for its next request
+  /// on the drive, if its lock there was broken.
+  std::optional<Error> take_broken_notice(Session& session, const std::string& drive);
   void finish_release(Drive& drive, CountHandler handler);
   void enqueue_waiter(Drive& drive, Session& session, AcquireOptions options, CountHandler handler);
   void expire_waiter(const std::string& drive, std::uint64_t ticket);

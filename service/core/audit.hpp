@@ -12,9 +12,11 @@ enum class AuditKind {
   nested,    // count n -> n+1
   released,  // count n -> n-1 (n > 1)
   freed,     // count reached 0 and the drive is free again
+  broken,    // an administrator ended the owner's lock (`break`)
   acquire_failed,
   waiting,
   wait_expired,
+  wait_dropped,  // the waiting session ended
   session_ended,
   command_timeout,
   drive_error,

@@ -14,6 +14,10 @@ struct PeerIdentity {
   std::optional<std::uint32_t> uid;
   std::optional<std::string> sid;
   std::string exe;
+  /// May `break` another client's lock. Decided by the listener: Windows,
+  /// a member of BUILTIN\Administrators or SYSTEM; Linux, uid 0 or a member
+  /// of the configured admin group.
+  bool administrator = false;
 };
 
 }  // namespace discarbiter::core

@@ -140,6 +140,7 @@ Result<Config> parse_config(const json& document) {
         c.listener.socket_mode = static_cast<std::uint32_t>(v);
       }
     }
+    top.take("admin_group", c.listener.admin_group);
     top.take("simulate", c.simulate);
     if (const json* d = top.object("drives")) {
       ObjectReader r(*d, "drives", error);
@@ -181,15 +182,18 @@ Result<Config> parse_config(const json& document) {
       auto& lo = c.listener;
       std::uint32_t handshake_ms = static_cast<std::uint32_t>(lo.session.handshake.count());
       std::size_t outbox = lo.session.max_outbox_bytes;
+      std::uint32_t idle_s = static_cast<std::uint32_t>(lo.session.idle.count());
       r.take("max_sessions", lo.max_sessions);
       r.take("max_sessions_per_user", lo.max_sessions_per_user);
       r.take("handshake_ms", handshake_ms);
+      r.take("idle_s", idle_s);
       r.take("max_waits_per_session", c.arbiter.max_waits_per_session);
       r.take("max_waits_per_drive", c.arbiter.max_waits_per_drive);
       r.take("max_json_bytes", lo.session.frames.max_json_bytes);
       r.take("max_transfer_bytes", c.arbiter.max_transfer_bytes);
       r.take("max_outbox_bytes", outbox);
       lo.session.handshake = std::chrono::milliseconds(handshake_ms);
+      lo.session.idle = std::chrono::seconds(idle_s);
       lo.session.max_outbox_bytes = outbox;
     }
     // N.B. a data-out payload is at most one transfer.

@@ -87,7 +87,7 @@ Dispatcher::Verdict Dispatcher::handle(std::uint64_t id, proto::RequestBody body
           client_name_ = req.client_name;
           reply(id, proto::HelloReply{context_.version,
                                       proto::kProtocolVersion,
-                                      {"acquire-wait", "execute", "status", "subscribe"}});
+                                      {"acquire-wait", "execute", "status", "subscribe", "break"}});
         } else if constexpr (std::is_same_v<T, proto::ListDrivesRequest>) {
           reply(id, {{"drives", arbiter.drives()}});
         } else if constexpr (std::is_same_v<T, proto::StatusRequest>) {
@@ -130,8 +130,12 @@ Dispatcher::Verdict Dispatcher::handle(std::uint64_t id, proto::RequestBody body
           arbiter.subscribe(session_);
           reply(id, nullptr);
         } else if constexpr (std::is_same_v<T, proto::BreakRequest>) {
-          reply_error(id, Error{errc::unknown_request,
-                                "'break' is not available in this version of the service"});
+          arbiter.break_exclusive_access(
+              session_, req.drive, [send, id, drive = req.drive](Result<proto::OwnerInfo> r) {
+                send(r ? proto::make_reply(id, {{"drive", drive}, {"broken_owner", *r}})
+                       : proto::make_error_reply(id, r.error()),
+                     {});
+              });
         }
         return Verdict::keep_open;
       },

@@ -37,6 +37,9 @@ class Dispatcher {
   void on_decode_error(const Error& error);
 
   bool greeted() const { return greeted_; }
+  /// A lock, a queued wait, a transition in progress or a subscription:
+  /// reasons to keep a quiet session open.
+  bool holds_anything() const { return context_.arbiter.holds_anything(session_); }
   core::SessionId session() const { return session_; }
   const std::string& client_name() const { return client_name_; }
 

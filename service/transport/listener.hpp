@@ -20,6 +20,7 @@ namespace discarbiter::transport {
 struct ListenerOptions {
   std::string endpoint;
   std::uint32_t socket_mode = 0660;  // POSIX: permissions of the socket file
+  std::string admin_group;           // POSIX: its members may `break` (as may uid 0)
   std::uint32_t max_sessions = 256;
   std::uint32_t max_sessions_per_user = 32;
   SessionLimits session;

@@ -63,6 +63,17 @@ std::string process_image(std::uint32_t pid) {
   return win32::to_utf8({path.data(), len});
 }
 
+/// Whether `token` (an impersonation token) has `group` enabled. A member of
+/// Administrators whose process is not elevated has it deny-only: not one.
+bool token_has(HANDLE token, WELL_KNOWN_SID_TYPE group) {
+  std::array<std::uint8_t, SECURITY_MAX_SID_SIZE> sid{};
+  DWORD size = static_cast<DWORD>(sid.size());
+  if (!::CreateWellKnownSid(group, nullptr, sid.data(), &size))
+    return false;
+  BOOL member = FALSE;
+  return ::CheckTokenMembership(token, sid.data(), &member) && member;
+}
+
 /// Who is on the other end of a connected pipe instance, by impersonation.
 Result<core::PeerIdentity> identify_client(HANDLE pipe) {
   core::PeerIdentity peer;
@@ -96,6 +107,8 @@ Result<core::PeerIdentity> identify_client(HANDLE pipe) {
   peer.user = account_name(sid);
   if (peer.user.empty())
     peer.user = *peer.sid;  // an account without a name still has its SID
+  peer.administrator = token_has(token.get(), WinBuiltinAdministratorsSid) ||
+                       token_has(token.get(), WinLocalSystemSid);
   if (peer.pid != 0)
     peer.exe = process_image(peer.pid);
   return peer;
@@ -119,6 +132,12 @@ class PipeListener final : public Listener {
         sessions_(options_.max_sessions, options_.max_sessions_per_user) {}
 
   Result<Done> open() override {
+    if (!options_.admin_group.empty()) {
+      return Error{errc::invalid_arg,
+                   fmt::format("admin_group '{}' is for Linux; on Windows the administrators are "
+                               "BUILTIN\\Administrators and SYSTEM",
+                               options_.admin_group)};
+    }
     if (!options_.endpoint.starts_with(kPipePrefix) ||
         options_.endpoint.size() == kPipePrefix.size()) {
       return Error{

@@ -36,6 +36,9 @@ bool is_peer_gone(const boost::system::error_code& ec);
 
 struct SessionLimits {
   std::chrono::milliseconds handshake{2000};
+  /// A session that holds no lock, waits for none and has not subscribed is
+  /// closed after this long without a request; 0 never.
+  std::chrono::seconds idle{600};
   proto::FrameLimits frames;
   std::size_t max_outbox_bytes = 8 * 1024 * 1024;
 };
@@ -55,6 +58,7 @@ class Session final : public SessionHandle, public std::enable_shared_from_this<
         decoder_(limits.frames),
         write_signal_(stream_.get_executor()),
         handshake_timer_(stream_.get_executor()),
+        idle_timer_(stream_.get_executor()),
         on_closed_(std::move(on_closed)) {
     user_ = peer.user;
     dispatcher_.emplace(context, std::move(peer),
@@ -71,6 +75,7 @@ class Session final : public SessionHandle, public std::enable_shared_from_this<
         self->close(fmt::format("no hello within {} ms", self->limits_.handshake.count()));
       }
     });
+    arm_idle_timer(limits_.idle);
     asio::co_spawn(
         stream_.get_executor(), [self] { return self->read_loop(); }, asio::detached);
     asio::co_spawn(
@@ -87,6 +92,7 @@ class Session final : public SessionHandle, public std::enable_shared_from_this<
     boost::system::error_code ignored;
     stream_.close(ignored);
     handshake_timer_.cancel();
+    idle_timer_.cancel();
     write_signal_.cancel();
     if (on_closed_)
       std::exchange(on_closed_, nullptr)(this);
@@ -109,6 +115,28 @@ class Session final : public SessionHandle, public std::enable_shared_from_this<
       return;
     }
     write_signal_.cancel_one();
+  }
+
+  /// Closes the session once it has been idle for limits_.idle while
+  /// holding nothing; checks again after `after`.
+  void arm_idle_timer(std::chrono::steady_clock::duration after) {
+    if (limits_.idle.count() == 0)
+      return;
+    idle_timer_.expires_after(after);
+    idle_timer_.async_wait([self = this->shared_from_this()](boost::system::error_code ec) {
+      if (ec || self->closed_ || !self->dispatcher_)
+        return;
+      const auto quiet = std::chrono::steady_clock::now() - self->last_request_;
+      if (quiet < self->limits_.idle) {
+        self->arm_idle_timer(self->limits_.idle - quiet);
+      } else if (self->dispatcher_->holds_anything()) {
+        self->arm_idle_timer(self->limits_.idle);
+      } else {
+        const auto why = fmt::format("idle for {} s holding nothing", self->limits_.idle.count());
+        spdlog::info("session {} ({}): closing: {}", self->id(), self->name(), why);
+        self->close(why);
+      }
+    });
   }
 
   /// Stop reading; close once the queued replies are written.
@@ -151,6 +179,7 @@ class Session final : public SessionHandle, public std::enable_shared_from_this<
           close_after_flush(out.error.message);
           co_return;
         }
+        last_request_ = std::chrono::steady_clock::now();
         if (dispatcher_->on_frame(std::move(out.frame)) == Dispatcher::Verdict::close) {
           close_after_flush("request refused before a successful hello");
           co_return;
@@ -193,6 +222,8 @@ class Session final : public SessionHandle, public std::enable_shared_from_this<
   std::size_t outbox_bytes_ = 0;
   boost::asio::steady_timer write_signal_;  // cancelled to wake the writer
   boost::asio::steady_timer handshake_timer_;
+  boost::asio::steady_timer idle_timer_;
+  std::chrono::steady_clock::time_point last_request_ = std::chrono::steady_clock::now();
   OnClosed on_closed_;
   std::string user_;
   bool closed_ = false;

@@ -1,11 +1,14 @@
 // The Linux endpoint: a Unix domain socket; callers identified by SO_PEERCRED.
+#include <grp.h>
 #include <pwd.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <boost/asio/local/stream_protocol.hpp>
 #include <filesystem>
+#include <optional>
 
 #include "listener.hpp"
 
@@ -15,7 +18,23 @@ namespace {
 namespace asio = boost::asio;
 using Socket = asio::local::stream_protocol::socket;
 
-core::PeerIdentity peer_identity(Socket& socket) {
+/// Whether the peer's primary or supplementary groups include `gid`.
+bool peer_in_group(Socket& socket, gid_t primary, gid_t gid) {
+  if (primary == gid)
+    return true;
+  std::array<gid_t, 256> groups{};
+  socklen_t len = sizeof groups;
+  if (::getsockopt(socket.native_handle(), SOL_SOCKET, SO_PEERGROUPS, groups.data(), &len) != 0) {
+    spdlog::warn("SO_PEERGROUPS failed: {}",
+                 std::error_code(errno, std::system_category()).message());
+    return false;
+  }
+  const auto end = groups.begin() + len / sizeof(gid_t);
+  return std::find(groups.begin(), end, gid) != end;
+}
+
+/// An administrator: uid 0, or a member of the configured admin group.
+core::PeerIdentity peer_identity(Socket& socket, std::optional<gid_t> admin_gid) {
   core::PeerIdentity peer;
   ucred cred{};
   socklen_t len = sizeof cred;
@@ -26,6 +45,7 @@ core::PeerIdentity peer_identity(Socket& socket) {
   }
   peer.pid = static_cast<std::uint32_t>(cred.pid);
   peer.uid = cred.uid;
+  peer.administrator = cred.uid == 0 || (admin_gid && peer_in_group(socket, cred.gid, *admin_gid));
   passwd pw{};
   passwd* found = nullptr;
   std::array<char, 1024> buf{};
@@ -41,6 +61,18 @@ core::PeerIdentity peer_identity(Socket& socket) {
   return peer;
 }
 
+Result<gid_t> group_id(const std::string& name) {
+  group gr{};
+  group* found = nullptr;
+  std::array<char, 4096> buf{};
+  const int rc = ::getgrnam_r(name.c_str(), &gr, buf.data(), buf.size(), &found);
+  if (rc != 0 || !found) {
+    return Error{errc::invalid_arg,
+                 fmt::format("admin_group '{}' is not a group on this system", name)};
+  }
+  return found->gr_gid;
+}
+
 class SocketListener final : public Listener {
  public:
   SocketListener(asio::io_context& io, ServiceContext& context, ListenerOptions options)
@@ -52,6 +84,12 @@ class SocketListener final : public Listener {
 
   Result<Done> open() override {
     namespace fs = std::filesystem;
+    if (!options_.admin_group.empty()) {
+      auto gid = group_id(options_.admin_group);
+      if (!gid)
+        return gid.error();
+      admin_gid_ = *gid;
+    }
     const fs::path path(options_.endpoint);
     std::error_code ec;
     if (path.has_parent_path()) {
@@ -113,7 +151,7 @@ class SocketListener final : public Listener {
       if (ec) {
         spdlog::error("accept on {}: {}", options_.endpoint, ec.message());
       } else {
-        core::PeerIdentity peer = peer_identity(socket);
+        core::PeerIdentity peer = peer_identity(socket, admin_gid_);
         admit_connection(sessions_, std::move(socket), context_, std::move(peer), options_.session);
       }
       accept();
@@ -125,6 +163,7 @@ class SocketListener final : public Listener {
   ListenerOptions options_;
   asio::local::stream_protocol::acceptor acceptor_;
   SessionRegistry sessions_;
+  std::optional<gid_t> admin_gid_;
 };
 
 }  // namespace

@@ -45,9 +45,9 @@ class LineReader:
 
 
 class Service:
-    def __init__(self, simulate=2, config=None):
+    def __init__(self, simulate=2, config=None, endpoint=None):
         self.dir = tempfile.TemporaryDirectory(prefix="discarbiter-test-")
-        self.endpoint = os.path.join(self.dir.name, "discarbiter.sock")
+        self.endpoint = endpoint or os.path.join(self.dir.name, "discarbiter.sock")
         args = [DISCARBITERD, "run", "--simulate", str(simulate), "--endpoint", self.endpoint,
                 "--no-discover"]  # N.B. simulated drives only, whatever this machine has
         if config is not None:

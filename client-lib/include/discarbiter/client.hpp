@@ -118,6 +118,10 @@ class Client {
   std::uint32_t acquire_exclusive_access(const std::string& drive, AcquireOptions options = {});
   std::uint32_t release_exclusive_access(const std::string& drive);
   std::optional<proto::OwnerInfo> exclusive_access_owner(const std::string& drive);
+  /// Administrators only: ends another client's lock on `drive` (it is told,
+  /// and its next request there fails with E_IMAPI_RECORDER_LOCKED). Returns
+  /// the owner whose lock was broken.
+  proto::OwnerInfo break_exclusive_access(const std::string& drive);
   /// Only the owner may send commands. A CHECK CONDITION is not an error:
   /// the reply's code is S_IMAPI_COMMAND_HAS_SENSE_DATA and sense is set.
   ScsiReply execute(const std::string& drive, const ScsiCommand& command);

@@ -451,6 +451,85 @@ TEST_F(ArbiterTest, SubscribersHearOfAcquiresAndReleases) {
   EXPECT_EQ(events, (std::vector<std::string>{"acquired", "released"}));
 }
 
+TEST_F(ArbiterTest, BreakIsForAdministratorsOnlyAndChangesNothingOtherwise) {
+  const auto owner_session = client("Burner", 1), user = client("User", 2);
+  ASSERT_TRUE(acquire(owner_session, "sim0").ok());
+  std::optional<Result<proto::OwnerInfo>> got;
+  arbiter.break_exclusive_access(user, "sim0", [&](auto r) { got.emplace(std::move(r)); });
+  scheduler.run();
+  ASSERT_TRUE(got);
+  EXPECT_EQ(got->error().code, errc::access_denied);
+  EXPECT_NE(got->error().message.find("user2"), std::string::npos) << got->error().message;
+  EXPECT_EQ(owner("sim0")->client_name, "Burner");
+  EXPECT_EQ(acquire(owner_session, "sim0").count(), 2U) << "the owner's lock is untouched";
+}
+
+TEST_F(ArbiterTest, BreakEndsTheLockTellsTheOwnerAndHandsTheDriveOn) {
+  std::vector<nlohmann::json> heard;
+  const auto burner = arbiter.open_session(PeerIdentity{1, "alice", 1000, {}, "/bin/burn"},
+                                           [&](const nlohmann::json& e) { heard.push_back(e); });
+  ASSERT_TRUE(arbiter.hello(burner, "Burner", 1).ok());
+  PeerIdentity root{2, "root", 0, {}, "/bin/discarb"};
+  root.administrator = true;
+  const auto admin = arbiter.open_session(root, {});
+  ASSERT_TRUE(arbiter.hello(admin, "Admin", 2).ok());
+  const auto waiter = client("Waiter", 3);
+  ASSERT_EQ(acquire(burner, "sim0").count(), 1U);
+  ASSERT_EQ(acquire(burner, "sim0").count(), 2U);
+  Answer waited;
+  arbiter.acquire_exclusive_access(waiter, "sim0", {false, 10s}, waited.handler());
+  drives[0]->commands.clear();
+
+  std::optional<Result<proto::OwnerInfo>> got;
+  arbiter.break_exclusive_access(admin, "sim0", [&](auto r) { got.emplace(std::move(r)); });
+  scheduler.run();
+  ASSERT_TRUE(got && got->ok());
+  EXPECT_EQ((*got)->client_name, "Burner");
+  EXPECT_EQ((*got)->lock_count, 2U);
+  // ALLOW for the broken lock, then TUR and PREVENT for the waiter.
+  EXPECT_EQ(drives[0]->opcodes(), (std::vector<std::uint8_t>{0x1E, 0x00, 0x1E}));
+  ASSERT_TRUE(waited.ok()) << "the head of the queue is granted";
+  EXPECT_EQ(owner("sim0")->client_name, "Waiter");
+  ASSERT_FALSE(heard.empty());
+  EXPECT_EQ(heard[0]["event"], "lock_broken");
+  EXPECT_EQ(heard[0]["by"]["user"], "root");
+  EXPECT_EQ(audit.count(AuditKind::broken), 1U);
+
+  // The owner's next request on the drive is told; the one after is ordinary.
+  const auto next = release(burner, "sim0");
+  EXPECT_EQ(next.code(), errc::recorder_locked);
+  EXPECT_NE(next.result->error().message.find("broken by administrator 'Admin'"), std::string::npos)
+      << next.result->error().message;
+  EXPECT_EQ(release(burner, "sim0").code(), errc::not_locked);
+}
+
+TEST_F(ArbiterTest, BreakingAFreeDriveIsNotLocked) {
+  PeerIdentity root{2, "root", 0, {}, {}};
+  root.administrator = true;
+  const auto admin = arbiter.open_session(root, {});
+  ASSERT_TRUE(arbiter.hello(admin, "Admin", 2).ok());
+  std::optional<Result<proto::OwnerInfo>> got;
+  arbiter.break_exclusive_access(admin, "sim0", [&](auto r) { got.emplace(std::move(r)); });
+  ASSERT_TRUE(got);
+  EXPECT_EQ(got->error().code, errc::not_locked);
+  EXPECT_TRUE(drives[0]->commands.empty());
+}
+
+TEST_F(ArbiterTest, ASessionHoldsSomethingWhileItOwnsWaitsOrSubscribed) {
+  const auto a = client("A", 1), b = client("B", 2), c = client("C", 3);
+  EXPECT_FALSE(arbiter.holds_anything(a));
+  ASSERT_TRUE(acquire(a, "sim0").ok());
+  EXPECT_TRUE(arbiter.holds_anything(a));
+  Answer waited;
+  arbiter.acquire_exclusive_access(b, "sim0", {false, 10s}, waited.handler());
+  EXPECT_TRUE(arbiter.holds_anything(b));
+  EXPECT_FALSE(arbiter.holds_anything(c));
+  arbiter.subscribe(c);
+  EXPECT_TRUE(arbiter.holds_anything(c));
+  ASSERT_EQ(release(a, "sim0").count(), 0U);
+  EXPECT_FALSE(arbiter.holds_anything(a));
+}
+
 TEST_F(ArbiterTest, ARemovedDriveFailsLaterRequestsWithDevNotExist) {
   drives[0]->script(opcode::test_unit_ready, ScsiResult{errc::dev_not_exist, "gone", 0, {}, {}});
   const auto a = client("A");
