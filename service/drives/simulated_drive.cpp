@@ -40,7 +40,7 @@ proto::Bytes truncate_to(proto::Bytes data, std::uint32_t allocation, std::uint3
 }  // namespace
 
 SimulatedDrive::SimulatedDrive(unsigned index, SimulatedFaults faults)
-    : index_(index), faults_(std::move(faults)), disc_(std::size_t{kBlockSize} * kBlocks, 0) {}
+    : index_(index), faults_(std::move(faults)) {}
 
 DriveDescription SimulatedDrive::describe() {
   return DriveDescription{fmt::format("sim{}", index_),
@@ -159,6 +159,8 @@ ScsiResult SimulatedDrive::answer(const ScsiCommand& c) {
       }
       const auto offset = static_cast<std::ptrdiff_t>(lba * kBlockSize);
       const std::size_t bytes = blocks * kBlockSize;
+      if (disc_.empty())
+        disc_.resize(std::size_t{kBlockSize} * kBlocks);  // N.B. on first use: drives are cheap
       if (c.opcode() == opcode::read10) {
         const std::size_t n = std::min<std::size_t>(bytes, in_len);
         ok.data_in.assign(disc_.begin() + offset,
