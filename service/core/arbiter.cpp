@@ -273,21 +273,13 @@ void Arbiter::close_session(SessionId id) {
 
 void Arbiter::acquire_exclusive_access(SessionId id, const std::string& drive_id,
                                        AcquireOptions options, CountHandler handler) {
-  Session* session = find_session(id);
-  if (!session || !session->greeted()) {
-    handler(Error{errc::hello_required, "acquire before hello"});
+  auto target = request_target(id, drive_id, "acquire");
+  if (!target) {
+    handler(target.error());
     return;
   }
-  auto found = usable_drive(drive_id);
-  if (!found) {
-    handler(found.error());
-    return;
-  }
-  if (auto notice = take_broken_notice(*session, drive_id)) {
-    handler(std::move(*notice));
-    return;
-  }
-  Drive& drive = **found;
+  Session& session = *target->session;
+  Drive& drive = *target->drive;
   if (drive.state == Drive::LockState::releasing ||
       (drive.owner == id && drive.state == Drive::LockState::acquiring)) {
     // The answer depends on how the transition ends: ask again then.
@@ -310,26 +302,17 @@ void Arbiter::acquire_exclusive_access(SessionId id, const std::string& drive_id
     handler(locked_error(drive));
     return;
   }
-  enqueue_waiter(drive, *session, options, std::move(handler));
+  enqueue_waiter(drive, session, options, std::move(handler));
 }
 
 void Arbiter::release_exclusive_access(SessionId id, const std::string& drive_id,
                                        CountHandler handler) {
-  Session* session = find_session(id);
-  if (!session || !session->greeted()) {
-    handler(Error{errc::hello_required, "release before hello"});
+  auto target = request_target(id, drive_id, "release");
+  if (!target) {
+    handler(target.error());
     return;
   }
-  auto found = usable_drive(drive_id);
-  if (!found) {
-    handler(found.error());
-    return;
-  }
-  if (auto notice = take_broken_notice(*session, drive_id)) {
-    handler(std::move(*notice));
-    return;
-  }
-  Drive* drive = *found;
+  Drive* drive = target->drive;
   if (drive->owner != id) {
     handler(
         Error{errc::not_locked, fmt::format("this client holds no lock on drive '{}'", drive_id)});
@@ -411,6 +394,22 @@ void Arbiter::break_exclusive_access(SessionId id, const std::string& drive_id,
                            Result<std::uint32_t>) mutable { h(std::move(former)); });
 }
 
+Result<Arbiter::RequestTarget> Arbiter::request_target(SessionId id, const std::string& drive_id,
+                                                       std::string_view verb) {
+  Session* session = find_session(id);
+  if (!session || !session->greeted()) {
+    return Error{errc::hello_required, fmt::format("{} before hello", verb)};
+  }
+  auto found = usable_drive(drive_id);
+  if (!found) {
+    return found.error();
+  }
+  if (auto notice = take_broken_notice(*session, drive_id)) {
+    return std::move(*notice);
+  }
+  return RequestTarget{session, *found};
+}
+
 std::optional<Error> Arbiter::take_broken_notice(Session& session, const std::string& drive) {
   const auto it = session.broken.find(drive);
   if (it == session.broken.end())
@@ -424,21 +423,12 @@ std::optional<Error> Arbiter::take_broken_notice(Session& session, const std::st
 
 void Arbiter::execute(SessionId id, const std::string& drive_id, ScsiCommand command,
                       std::optional<std::uint32_t> requested_timeout_s, ExecuteHandler handler) {
-  Session* session = find_session(id);
-  if (!session || !session->greeted()) {
-    handler(Error{errc::hello_required, "execute before hello"});
+  auto target = request_target(id, drive_id, "execute");
+  if (!target) {
+    handler(target.error());
     return;
   }
-  auto found = usable_drive(drive_id);
-  if (!found) {
-    handler(found.error());
-    return;
-  }
-  if (auto notice = take_broken_notice(*session, drive_id)) {
-    handler(std::move(*notice));
-    return;
-  }
-  Drive& drive = **found;
+  Drive& drive = *target->drive;
   if (drive.owner == id && drive.state == Drive::LockState::acquiring) {
     drive.deferred.push_back([this, id, drive_id, c = std::move(command), requested_timeout_s,
                               h = std::move(handler)]() mutable {

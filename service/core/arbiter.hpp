@@ -129,6 +129,15 @@ class Arbiter {
   const Drive* find_drive(const std::string& id) const;
   Drive* find_drive(const std::string& id);
   Result<Drive*> usable_drive(const std::string& id);
+  struct RequestTarget {
+    Session* session;
+    Drive* drive;
+  };
+  /// The guard every acquire, release and execute passes first: a greeted
+  /// session, a drive that exists and is present, and no unread notice that
+  /// this session's lock on it was broken (which is the answer if there is).
+  Result<RequestTarget> request_target(SessionId id, const std::string& drive_id,
+                                       std::string_view verb);
 
   void start_acquire(Drive& drive, SessionId session, AcquireOptions options, CountHandler handler);
   void finish_acquire(Drive& drive, SessionId session, Result<Done> outcome, CountHandler handler);
