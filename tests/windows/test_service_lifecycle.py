@@ -1,6 +1,7 @@
 """DiscArbiter under Wine's service control manager, as an administrator would
 run it: sc create/start/query/stop/delete and `discarbiterd install|uninstall`,
 with real client processes on \\\\.\\pipe\\DiscArbiter in between."""
+import contextlib
 import glob
 import json
 import os
@@ -95,6 +96,35 @@ def service_log():
         return f.read()
 
 
+@contextlib.contextmanager
+def holder_and_waiter(drive):
+    """`discarb hold` as 'Burner', then a second as 'Waiter' queued behind
+    it (seen in status); both are killed and reaped on the way out."""
+    procs = []
+    try:
+        holder, holder_out = hold(drive, "Burner")
+        procs.append(holder)
+        holder_out.wait_for(f"acquired {drive}", timeout=30)
+        waiter, waiter_out = hold(drive, "Waiter", "--wait", "60")
+        procs.append(waiter)
+        deadline = time.monotonic() + 30
+        while True:
+            status = json.loads(discarb("--json", "status").stdout)
+            queued = next(d for d in status["drives"] if d["id"] == drive)["waiters"]
+            if len(queued) == 1:
+                break
+            if time.monotonic() > deadline:
+                raise AssertionError(f"the waiter never queued on {drive}: {queued}")
+        yield holder, waiter, waiter_out
+    finally:
+        for p in procs:
+            if p.poll() is None:
+                p.kill()
+            p.wait()
+            p.stdin.close()
+            p.stdout.close()
+
+
 class ServiceLifecycle(unittest.TestCase):
     @classmethod
     def setUpClass(cls):
@@ -127,14 +157,7 @@ class ServiceLifecycle(unittest.TestCase):
         self.assertEqual(status["service"]["platform"], "windows")
         self.assertEqual(status["service"]["endpoint"], "\\\\.\\pipe\\DiscArbiter")
 
-        holder, holder_out = hold("sim0", "Burner")
-        waiter = None
-        try:
-            holder_out.wait_for("acquired sim0", timeout=30)
-            waiter, waiter_out = hold("sim0", "Waiter", "--wait", "60")
-            deadline = time.monotonic() + 30
-            while len(json.loads(discarb("--json", "status").stdout)["drives"][0]["waiters"]) != 1:
-                self.assertLess(time.monotonic(), deadline, "the waiter never queued")
+        with holder_and_waiter("sim0") as (holder, waiter, waiter_out):
             owner = discarb("owner", "sim0")
             self.assertIn("'Burner'", owner.stdout)
 
@@ -148,14 +171,6 @@ class ServiceLifecycle(unittest.TestCase):
             out = sc("stop", "DiscArbiter")
             self.assertEqual(out.returncode, 0, out.stderr)
             wait_for_state("STOPPED")
-        finally:
-            for p in (holder, waiter):
-                if p and p.poll() is None:
-                    p.kill()
-                if p:
-                    p.wait()
-                    p.stdin.close()
-                    p.stdout.close()
         log = service_log()
         self.assertIn("service control STOP: stopping; releasing every lock", log)
         self.assertRegex(log, r"freed drive=sim0 client='Waiter'")
@@ -219,14 +234,7 @@ class ServiceLifecycle(unittest.TestCase):
         self.assertEqual(out.returncode, 0, out.stderr)
         start_service()
         wait_for_state("RUNNING")
-        holder, holder_out = hold("sim0", "Burner")
-        waiter = None
-        try:
-            holder_out.wait_for("acquired sim0", timeout=30)
-            waiter, _ = hold("sim0", "Waiter", "--wait", "60")
-            deadline = time.monotonic() + 30
-            while len(json.loads(discarb("--json", "status").stdout)["drives"][0]["waiters"]) != 1:
-                self.assertLess(time.monotonic(), deadline, "the waiter never queued")
+        with holder_and_waiter("sim0") as (holder, waiter, _):
             killed = time.monotonic()
             out = wine("taskkill", "/F", "/IM", "discarbiterd.exe")
             self.assertEqual(out.returncode, 0, out.stdout + out.stderr)
@@ -254,14 +262,6 @@ class ServiceLifecycle(unittest.TestCase):
             for drive in status["drives"]:
                 self.assertEqual((drive["owner"], drive["waiters"], drive["tray_locked"]),
                                  (None, [], False), drive["id"])
-        finally:
-            for p in (holder, waiter):
-                if p and p.poll() is None:
-                    p.kill()
-                if p:
-                    p.wait()
-                    p.stdin.close()
-                    p.stdout.close()
 
     def test_not_started_by_the_scm(self):
         out = wine(DISCARBITERD, "--simulate", "1")
