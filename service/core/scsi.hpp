@@ -8,6 +8,7 @@
 
 #include "discarbiter/proto/errors.hpp"
 #include "discarbiter/proto/messages.hpp"
+#include "discarbiter/proto/result.hpp"
 
 namespace discarbiter::core {
 
@@ -33,6 +34,7 @@ inline constexpr std::uint8_t blank = 0xA1;
 inline constexpr std::uint8_t kStatusGood = 0x00;
 inline constexpr std::uint8_t kStatusCheckCondition = 0x02;
 inline constexpr std::size_t kSenseBytes = 18;  // fixed-format sense, the minimum we return
+inline constexpr std::uint8_t kPeripheralTypeMmc = 0x05;  // SPC peripheral device type: CD/DVD
 
 struct ScsiCommand {
   Bytes cdb;
@@ -69,6 +71,20 @@ struct ScsiResult {
 Bytes make_sense(std::uint8_t key, std::uint8_t asc, std::uint8_t ascq);
 /// "5/24/00"-style text of a sense buffer's key, ASC and ASCQ.
 std::string describe_sense(const Bytes& sense);
+
+/// The INQUIRY (standard data, 96 bytes) a backend sends to identify a drive.
+ScsiCommand inquiry_command(std::chrono::seconds timeout);
+
+struct InquiryData {
+  std::string vendor;  // printable ASCII, trailing blanks dropped
+  std::string product;
+  std::string revision;
+};
+
+/// Reads the answer to inquiry_command() from the device at `path`. The
+/// error names the path: the command failed (transport or sense), the answer
+/// is shorter than 36 bytes, or the device is not an MMC (type 5) device.
+Result<InquiryData> parse_inquiry(const ScsiResult& result, std::string_view path);
 
 Bytes cdb_test_unit_ready();
 Bytes cdb_prevent_allow_medium_removal(bool prevent);

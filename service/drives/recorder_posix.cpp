@@ -26,7 +26,6 @@ namespace {
 
 namespace fs = std::filesystem;
 
-constexpr std::uint8_t kTypeMmc = 0x05;   // SPC peripheral device type: CD/DVD
 constexpr std::size_t kSenseBuffer = 64;  // SG_IO writes up to this many sense bytes
 constexpr std::uint32_t kFallbackMaxTransfer = 64 * 1024;
 
@@ -82,7 +81,7 @@ std::optional<RecorderInfo> recorder_for_block(const std::string& sr) {
   if (!n)
     return std::nullopt;
   const fs::path device = fs::path("/sys/class/block") / sr / "device";
-  if (read_first_line(device / "type") != std::to_string(kTypeMmc))
+  if (read_first_line(device / "type") != std::to_string(core::kPeripheralTypeMmc))
     return std::nullopt;
   RecorderInfo info{fmt::format("cdrom{}", *n), "/dev/" + sr, {}};
   std::error_code ec;
@@ -137,16 +136,6 @@ std::uint32_t max_transfer_of(const std::string& block_path) {
   }
 }
 
-std::string trimmed_ascii(const proto::Bytes& data, std::size_t from, std::size_t length) {
-  std::string s;
-  for (std::size_t i = from; i < std::min(data.size(), from + length); ++i) {
-    s += (data[i] >= 0x20 && data[i] < 0x7F) ? static_cast<char>(data[i]) : ' ';
-  }
-  while (!s.empty() && s.back() == ' ')
-    s.pop_back();
-  return s;
-}
-
 class SgioDevice final : public ScsiDevice {
  public:
   SgioDevice(RecorderInfo info, UniqueFd primary, UniqueFd twin)
@@ -158,24 +147,12 @@ class SgioDevice final : public ScsiDevice {
   }
 
   Result<Done> read_inquiry(std::chrono::seconds timeout) {
-    core::ScsiCommand inquiry{
-        {core::opcode::inquiry, 0, 0, 0, 96, 0}, core::Direction::in, {}, 96, timeout};
-    const auto r = execute(inquiry);
-    if (!r.answered())
-      return Error{r.transport, fmt::format("INQUIRY on {}: {}", info_.path, r.transport_message)};
-    if (!r.good() || r.data_in.size() < 36) {
-      return Error{errc::fail,
-                   fmt::format("INQUIRY on {} failed ({})", info_.path,
-                               r.good() ? "short answer" : core::describe_sense(r.sense))};
-    }
-    if ((r.data_in[0] & 0x1F) != kTypeMmc) {
-      return Error{errc::invalid_arg,
-                   fmt::format("{} is not an optical drive (SCSI peripheral type {})", info_.path,
-                               r.data_in[0] & 0x1F)};
-    }
-    description_.vendor = trimmed_ascii(r.data_in, 8, 8);
-    description_.product = trimmed_ascii(r.data_in, 16, 16);
-    description_.revision = trimmed_ascii(r.data_in, 32, 4);
+    auto inquiry = core::parse_inquiry(execute(core::inquiry_command(timeout)), info_.path);
+    if (!inquiry)
+      return inquiry.error();
+    description_.vendor = std::move(inquiry->vendor);
+    description_.product = std::move(inquiry->product);
+    description_.revision = std::move(inquiry->revision);
     return Done{};
   }
 
@@ -275,7 +252,7 @@ Result<RecorderInfo> recorder_at(const std::string& path) {
         return *info;
     }
     // An sg node without an sr twin (sr_mod not loaded): drive it through sg.
-    if (read_first_line(device / "type") == std::to_string(kTypeMmc)) {
+    if (read_first_line(device / "type") == std::to_string(core::kPeripheralTypeMmc)) {
       return RecorderInfo{name, real.string(), {}};
     }
     return Error{errc::invalid_arg,

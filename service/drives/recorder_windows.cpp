@@ -67,24 +67,12 @@ class SptiDevice final : public ScsiDevice {
     if (auto opened = reopen(); !opened)
       return opened;
     query_adapter();
-    core::ScsiCommand inquiry{
-        {core::opcode::inquiry, 0, 0, 0, 96, 0}, core::Direction::in, {}, 96, inquiry_timeout};
-    const auto r = execute(inquiry);
-    if (!r.good() || r.data_in.size() < 36) {
-      return Error{r.answered() ? errc::fail : r.transport,
-                   fmt::format("INQUIRY on {}: {}", info_.path,
-                               r.answered() ? core::describe_sense(r.sense) : r.transport_message)};
-    }
-    auto text = [&](std::size_t from, std::size_t n) {
-      std::string s(r.data_in.begin() + static_cast<std::ptrdiff_t>(from),
-                    r.data_in.begin() + static_cast<std::ptrdiff_t>(from + n));
-      while (!s.empty() && s.back() == ' ')
-        s.pop_back();
-      return s;
-    };
-    description_.vendor = text(8, 8);
-    description_.product = text(16, 16);
-    description_.revision = text(32, 4);
+    auto inquiry = core::parse_inquiry(execute(core::inquiry_command(inquiry_timeout)), info_.path);
+    if (!inquiry)
+      return inquiry.error();
+    description_.vendor = std::move(inquiry->vendor);
+    description_.product = std::move(inquiry->product);
+    description_.revision = std::move(inquiry->revision);
     return Done{};
   }
 
