@@ -114,25 +114,29 @@ void DriveSet::on_change(DeviceChange change) {
   }
   spdlog::info("drive {} ({}) arrived", change.recorder.id, change.recorder.path);
   // N.B. opening sends INQUIRY: off the strand, so a slow drive delays nobody.
-  openers_.emplace_back([this, recorder = change.recorder, timeout = inquiry_timeout(config_)] {
-    auto device = drives::open_recorder(recorder, timeout);
-    asio::post(io_, [this, recorder, device = std::move(device)]() mutable {
-      if (stopped_)
-        return;
-      if (!device) {
-        // N.B. our own exclusive open of a drive we still hold fails too:
-        // that is a repeated arrival, not a new drive.
-        if (!workers_.contains(recorder.id))
-          spdlog::warn("drive {} ({}) left alone: {}", recorder.id, recorder.path,
-                       device.error().message);
-        return;
-      }
-      // A drive we still hold under this id is stale (its removal went unheard).
-      detach(recorder.id, "replaced by a new arrival at " + recorder.path);
-      if (auto attached = attach(std::move(device.value())); !attached)
-        spdlog::warn("drive {}: {}", recorder.id, attached.error().message);
-    });
-  });
+  const std::uint64_t opener = next_opener_++;
+  openers_.emplace(
+      opener, [this, opener, recorder = change.recorder, timeout = inquiry_timeout(config_)] {
+        auto device = drives::open_recorder(recorder, timeout);
+        asio::post(io_, [this, opener, recorder, device = std::move(device)]() mutable {
+          if (stopped_)
+            return;
+          // N.B. joins a thread that has nothing left to do but return.
+          openers_.erase(opener);
+          if (!device) {
+            // N.B. our own exclusive open of a drive we still hold fails too:
+            // that is a repeated arrival, not a new drive.
+            if (!workers_.contains(recorder.id))
+              spdlog::warn("drive {} ({}) left alone: {}", recorder.id, recorder.path,
+                           device.error().message);
+            return;
+          }
+          // A drive we still hold under this id is stale (its removal went unheard).
+          detach(recorder.id, "replaced by a new arrival at " + recorder.path);
+          if (auto attached = attach(std::move(device.value())); !attached)
+            spdlog::warn("drive {}: {}", recorder.id, attached.error().message);
+        });
+      });
 }
 
 }  // namespace discarbiter::host

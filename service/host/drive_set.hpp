@@ -4,6 +4,7 @@
 // worker retired, and one that comes back is attached again.
 #pragma once
 
+#include <cstdint>
 #include <map>
 #include <memory>
 #include <mutex>
@@ -46,7 +47,10 @@ class DriveSet {
   std::unique_ptr<DeviceWatcher> watcher_;
   std::map<std::string, std::shared_ptr<drives::DriveWorker>> workers_;  // by drive id
   std::vector<std::shared_ptr<drives::DriveWorker>> retired_;
-  std::vector<std::jthread> openers_;  // hot-plug arrivals open off the strand
+  // Hot-plug arrivals open off the strand; each is joined and dropped once
+  // its result is back on the strand.
+  std::map<std::uint64_t, std::jthread> openers_;
+  std::uint64_t next_opener_ = 0;
   bool stopped_ = false;
 };
 

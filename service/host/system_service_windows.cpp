@@ -160,7 +160,11 @@ void WINAPI service_main(DWORD, wchar_t**) {
         g_service.request_stop(g_service.pending_stop);
     };
     hooks.on_stopping = [](const std::string&) {
-      g_service.report(SERVICE_STOP_PENDING, kStopWaitHintMs);
+      // N.B. for stops from elsewhere (a fatal error); the control handler
+      // has already said STOP_PENDING for the SCM's own.
+      std::lock_guard lock(g_service.mutex);
+      if (g_service.status.dwCurrentState != SERVICE_STOP_PENDING)
+        g_service.report_locked(SERVICE_STOP_PENDING, kStopWaitHintMs);
     };
     g_service.exit_code = run_service(*g_service.config, hooks);
     {
