@@ -1,12 +1,15 @@
 // discarb: the DiscArbiter command line (DESIGN.md "CLI").
 #include <CLI/CLI.hpp>
 #include <atomic>
+#include <ctime>
 #include <fstream>
+#include <functional>
 #include <iostream>
 #include <iterator>
 #include <optional>
 #include <thread>
 
+#include <fmt/chrono.h>
 #include <fmt/format.h>
 
 #include "discarbiter/client.hpp"
@@ -170,6 +173,37 @@ int cmd_break(const Globals& g, const std::string& drive) {
   return kExitOk;
 }
 
+/// Waits for stdin to close or a stop signal while a thread reads the
+/// session's events and hands each to `on_event`, which returns false to end
+/// the wait. Returns what ended it; throws the ServiceError if the service
+/// went away first.
+std::string wait_reading_events(Client& client,
+                                const std::function<bool(const proto::Event&)>& on_event) {
+  std::atomic<bool> stop_reading{false};
+  std::optional<ServiceError> service_gone;
+  std::thread reader([&] {
+    try {
+      while (!stop_reading) {
+        // N.B. a bounded read, so the thread sees stop_reading.
+        auto event = client.next_event(std::chrono::milliseconds(200));
+        if (event && !on_event(*event)) {
+          cli::interrupt_wait();
+          return;
+        }
+      }
+    } catch (const ServiceError& e) {
+      service_gone = e;
+      cli::interrupt_wait();
+    }
+  });
+  std::string why = cli::wait_for_stdin_close_or_signal();
+  stop_reading = true;
+  reader.join();
+  if (service_gone)
+    throw *service_gone;
+  return why;
+}
+
 int cmd_hold(const Globals& g, const std::string& drive, const std::string& name, double wait_s,
              unsigned count, bool force) {
   Client client = connect(g, name);
@@ -190,31 +224,15 @@ int cmd_hold(const Globals& g, const std::string& drive, const std::string& name
                lock_count);
   }
   std::fflush(stdout);
-  // N.B. a lock dies with the service: the watcher reads the session (events,
-  // or the end of the connection) so that hold ends when the service does.
-  std::atomic<bool> stop_watching{false};
-  std::optional<ServiceError> service_gone;
+  // N.B. a lock dies with the service: hold reads its session while it waits
+  // so that it ends when the service does, or when its lock is broken.
   std::optional<json> broken;
-  std::thread watcher([&] {
-    try {
-      while (!stop_watching) {
-        auto event = client.next_event(std::chrono::milliseconds(200));
-        if (event && event->name == "lock_broken") {
-          broken = event->body;
-          cli::interrupt_wait();
-          return;
-        }
-      }
-    } catch (const ServiceError& e) {
-      service_gone = e;
-      cli::interrupt_wait();
-    }
+  const std::string why = wait_reading_events(client, [&](const proto::Event& event) {
+    if (event.name != "lock_broken")
+      return true;
+    broken = event.body;
+    return false;
   });
-  const std::string why = cli::wait_for_stdin_close_or_signal();
-  stop_watching = true;
-  watcher.join();
-  if (service_gone)
-    throw *service_gone;
   if (broken) {
     const json by = broken->value("by", json::object());
     fmt::print(stderr, "discarb: the lock on {} was broken by administrator '{}' (user {})\n",
@@ -225,6 +243,49 @@ int cmd_hold(const Globals& g, const std::string& drive, const std::string& name
     lock_count = client.release_exclusive_access(drive);
   }
   fmt::print(stderr, "released {} ({}); lock count {}\n", drive, why, lock_count);
+  return kExitOk;
+}
+
+/// One line per event: "HH:MM:SS drive: what happened".
+std::string describe_event(const proto::Event& event) {
+  const json& b = event.body;
+  const std::string drive = b.value("drive", std::string("-"));
+  const json by = b.value("by", json::object());
+  std::string what;
+  if ((event.name == "acquired" || event.name == "granted") && b.contains("owner")) {
+    what = fmt::format("{} by {}", event.name == "granted" ? "granted from the queue" : "acquired",
+                       describe_owner(b.at("owner").get<proto::OwnerInfo>()));
+  } else if (event.name == "released") {
+    what = fmt::format("released by '{}' (session {})", b.value("client_name", std::string("?")),
+                       b.value("session", 0ULL));
+  } else if (event.name == "lock_broken") {
+    what =
+        fmt::format("lock broken by administrator '{}' (user {})",
+                    by.value("client_name", std::string("?")), by.value("user", std::string("?")));
+  } else if (event.name == "drive_arrived") {
+    what = "arrived";
+  } else if (event.name == "drive_removed") {
+    what = fmt::format("removed ({})", b.value("reason", std::string("no reason given")));
+  } else if (event.name == "drive_error") {
+    what = fmt::format("error: {}", b.value("reason", std::string("no reason given")));
+  } else if (event.name == "drive_recovered") {
+    what = "recovered (TEST UNIT READY answered)";
+  } else {
+    what = fmt::format("{} {}", event.name, b.dump());
+  }
+  return fmt::format("{:%H:%M:%S} {}: {}", fmt::localtime(std::time(nullptr)), drive, what);
+}
+
+int cmd_watch(const Globals& g) {
+  Client client = connect(g, "discarb");
+  client.subscribe();
+  fmt::print(stderr, "watching events; close stdin or send SIGINT/SIGTERM to stop\n");
+  const std::string why = wait_reading_events(client, [&](const proto::Event& event) {
+    fmt::print("{}\n", g.json_output ? event.body.dump() : describe_event(event));
+    std::fflush(stdout);
+    return true;
+  });
+  fmt::print(stderr, "stopped watching ({})\n", why);
   return kExitOk;
 }
 
@@ -356,6 +417,8 @@ int main(int argc, char** argv) {
   auto* brk = app.add_subcommand("break",
                                  "administrators: end another client's lock (it is told; audited)");
   brk->add_option("drive", drive)->required();
+  auto* watch = app.add_subcommand(
+      "watch", "print events (locks, hand-offs, drives arriving or failing) until stopped");
   auto* hold = app.add_subcommand("hold", "acquire and hold until stdin closes or a signal comes");
   hold->add_option("drive", drive)->required();
   hold->add_option("--name", name, "client name")->required();
@@ -396,6 +459,8 @@ int main(int argc, char** argv) {
       return cmd_owner(g, drive);
     if (*brk)
       return cmd_break(g, drive);
+    if (*watch)
+      return cmd_watch(g);
     if (*hold)
       return cmd_hold(g, drive, name, wait_s, count, force);
     if (*exec)

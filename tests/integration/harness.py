@@ -72,12 +72,16 @@ class Service:
         assert r.returncode == 0, r.stderr
         return json.loads(r.stdout)
 
-    def hold(self, drive, name, *extra):
-        """Starts `discarb hold` with stdin kept open; returns (process, stdout reader)."""
-        p = subprocess.Popen([DISCARB, "hold", drive, "--name", name, *extra], env=self.env(),
-                             stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    def spawn(self, *args):
+        """Starts `discarb ARGS` with stdin kept open; returns (process, stdout reader)."""
+        p = subprocess.Popen([DISCARB, *args], env=self.env(), stdin=subprocess.PIPE,
+                             stdout=subprocess.PIPE, stderr=subprocess.PIPE)
         self.children.append(p)
         return p, LineReader(p.stdout)
+
+    def hold(self, drive, name, *extra):
+        """Starts `discarb hold` with stdin kept open; returns (process, stdout reader)."""
+        return self.spawn("hold", drive, "--name", name, *extra)
 
     def stop(self):
         for child in self.children:

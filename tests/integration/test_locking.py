@@ -1,11 +1,12 @@
 """Exclusive access across real processes: counts, LOCKED, waits, SIGKILL."""
+import json
 import os
 import signal
 import subprocess
 import time
 import unittest
 
-from harness import DISCARB, RawClient, Service
+from harness import DISCARB, LineReader, RawClient, Service
 
 
 class Locking(unittest.TestCase):
@@ -119,3 +120,55 @@ class Unreachable(unittest.TestCase):
 
 if __name__ == "__main__":
     unittest.main()
+
+
+class Watch(unittest.TestCase):
+    """`discarb watch`: the session's events, as they happen."""
+
+    def setUp(self):
+        self.service = Service(simulate=2)
+
+    def tearDown(self):
+        self.assertEqual(self.service.stop(), 0)
+
+    def start_watch(self, *args):
+        watch, events = self.service.spawn(*args, "watch")
+        errors = LineReader(watch.stderr)
+        errors.wait_for("watching events")  # subscribed: nothing after this is missed
+        return watch, events, errors
+
+    def test_watch_prints_each_lock_event_as_it_happens(self):
+        watch, events, errors = self.start_watch()
+        holder, out = self.service.hold("sim0", "Burner")
+        out.wait_for("acquired sim0")
+        line = events.wait_for("sim0: acquired by 'Burner'")
+        self.assertIn(f"pid {holder.pid}", line)
+        waiter, waiter_out = self.service.hold("sim0", "Waiter", "--wait", "20")
+        self.service.log.wait_for("waiting drive=sim0 client='Waiter'")
+        holder.stdin.close()
+        events.wait_for("sim0: released by 'Burner'")
+        events.wait_for("sim0: granted from the queue by 'Waiter'")
+        waiter.stdin.close()
+        self.assertEqual(waiter.wait(timeout=10), 0)
+        events.wait_for("sim0: released by 'Waiter'")
+        watch.stdin.close()
+        self.assertEqual(watch.wait(timeout=10), 0)
+        errors.wait_for("stopped watching (stdin closed)")
+
+    def test_watch_json_prints_one_event_object_per_line(self):
+        watch, events, _ = self.start_watch("--json")
+        r = self.service.discarb("exec", "sim1", "--name", "Prober", "--cdb", "00 00 00 00 00 00")
+        self.assertEqual(r.returncode, 0, r.stderr)
+        acquired = json.loads(events.wait_for('"event":"acquired"'))
+        self.assertEqual((acquired["drive"], acquired["owner"]["client_name"]), ("sim1", "Prober"))
+        released = json.loads(events.wait_for('"event":"released"'))
+        self.assertEqual((released["drive"], released["client_name"]), ("sim1", "Prober"))
+        watch.send_signal(signal.SIGTERM)
+        self.assertEqual(watch.wait(timeout=10), 0)
+
+    def test_watch_ends_with_exit_6_when_the_service_stops(self):
+        watch, _, errors = self.start_watch()
+        self.service.proc.send_signal(signal.SIGTERM)  # N.B. stop() would kill the watch first
+        self.assertEqual(watch.wait(timeout=10), 6)
+        errors.wait_for("DA_E_CONNECTION_LOST")
+        self.assertEqual(self.service.proc.wait(timeout=15), 0)
