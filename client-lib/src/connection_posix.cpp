@@ -110,6 +110,12 @@ std::unique_ptr<Connection> connect_to_service(const std::string& endpoint, Conn
   // N.B. a local connect does not block for long: it succeeds, or fails at
   // once when nothing listens (ECONNREFUSED/ENOENT).
   if (::connect(fd.get(), reinterpret_cast<const sockaddr*>(&addr), sizeof addr) != 0) {
+    if (errno == EACCES) {
+      throw ServiceError(Error{errc::access_denied,
+                               fmt::format("cannot connect to {}: {}; the service lets in root "
+                                           "and the members of its socket_group",
+                                           endpoint, errno_text())});
+    }
     throw ServiceError(Error{errc::service_unavailable,
                              fmt::format("cannot connect to {}: {} (is discarbiterd running?)",
                                          endpoint, errno_text())});

@@ -122,6 +122,10 @@ std::unique_ptr<Connection> connect_to_service(const std::string& endpoint,
                                            "`sc start DiscArbiter`",
                                            endpoint)});
     }
+    if (error == ERROR_ACCESS_DENIED) {
+      throw ServiceError(
+          Error{errc::access_denied, describe(fmt::format("open {}", endpoint), error)});
+    }
     if (error != ERROR_PIPE_BUSY) {
       throw ServiceError(
           Error{errc::service_unavailable, describe(fmt::format("open {}", endpoint), error)});

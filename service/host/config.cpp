@@ -140,6 +140,7 @@ Result<Config> parse_config(const json& document) {
         c.listener.socket_mode = static_cast<std::uint32_t>(v);
       }
     }
+    top.take("socket_group", c.listener.socket_group);
     top.take("admin_group", c.listener.admin_group);
     top.take("simulate", c.simulate);
     if (const json* d = top.object("drives")) {

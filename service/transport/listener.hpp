@@ -20,6 +20,7 @@ namespace discarbiter::transport {
 struct ListenerOptions {
   std::string endpoint;
   std::uint32_t socket_mode = 0660;  // POSIX: permissions of the socket file
+  std::string socket_group;          // POSIX: group of the socket file ("": root's)
   std::string admin_group;           // POSIX: its members may `break` (as may uid 0)
   std::uint32_t max_sessions = 256;
   std::uint32_t max_sessions_per_user = 32;
@@ -40,6 +41,15 @@ class Listener {
 std::unique_ptr<Listener> make_listener(boost::asio::io_context& io, ServiceContext& context,
                                         ListenerOptions options);
 
+/// Answers a connection the service will not serve with one error frame
+/// (best effort: the client may be gone already); the caller logs why.
+template <typename Stream>
+void refuse_connection(Stream& stream, const Error& why) {
+  const auto frame = proto::encode_frame(proto::make_error_reply(std::nullopt, why));
+  boost::system::error_code ignored;
+  boost::asio::write(stream, boost::asio::buffer(frame), ignored);
+}
+
 /// Refuses a new connection with an error frame when a limit is reached;
 /// otherwise starts a Session for it, registered in `registry` until it ends.
 template <typename Stream>
@@ -48,9 +58,7 @@ void admit_connection(SessionRegistry& registry, Stream stream, ServiceContext& 
                       proto::Bytes already_read = {}) {
   if (auto refusal = registry.refusal(peer.user)) {
     spdlog::warn("refusing connection from pid {} ({}): {}", peer.pid, peer.user, refusal->message);
-    const auto frame = proto::encode_frame(proto::make_error_reply(std::nullopt, *refusal));
-    boost::system::error_code ignored;
-    boost::asio::write(stream, boost::asio::buffer(frame), ignored);
+    refuse_connection(stream, *refusal);
     return;
   }
   auto session = std::make_shared<Session<Stream>>(

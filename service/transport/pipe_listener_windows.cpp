@@ -138,6 +138,12 @@ class PipeListener final : public Listener {
                                "BUILTIN\\Administrators and SYSTEM",
                                options_.admin_group)};
     }
+    if (!options_.socket_group.empty()) {
+      return Error{errc::invalid_arg,
+                   fmt::format("socket_group '{}' is for Linux; on Windows the pipe's DACL lets "
+                               "every authenticated user in",
+                               options_.socket_group)};
+    }
     if (!options_.endpoint.starts_with(kPipePrefix) ||
         options_.endpoint.size() == kPipePrefix.size()) {
       return Error{
@@ -278,9 +284,7 @@ class PipeListener final : public Listener {
     auto peer = identify_client(greeting.pipe->native_handle());
     if (!peer) {
       spdlog::warn("refusing pipe client: {}", peer.error().message);
-      const auto frame = proto::encode_frame(proto::make_error_reply(std::nullopt, peer.error()));
-      boost::system::error_code ignored;
-      asio::write(*greeting.pipe, asio::buffer(frame), ignored);
+      refuse_connection(*greeting.pipe, peer.error());
       return;
     }
     admit_connection(sessions_, std::move(*greeting.pipe), context_, std::move(*peer),

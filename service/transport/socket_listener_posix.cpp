@@ -9,6 +9,7 @@
 #include <boost/asio/local/stream_protocol.hpp>
 #include <filesystem>
 #include <optional>
+#include <string_view>
 
 #include "listener.hpp"
 
@@ -33,15 +34,16 @@ bool peer_in_group(Socket& socket, gid_t primary, gid_t gid) {
   return std::find(groups.begin(), end, gid) != end;
 }
 
-/// An administrator: uid 0, or a member of the configured admin group.
-core::PeerIdentity peer_identity(Socket& socket, std::optional<gid_t> admin_gid) {
+/// Who the peer is, from SO_PEERCRED; an administrator is uid 0 or a member
+/// of the configured admin group. A peer the kernel will not name is refused.
+Result<core::PeerIdentity> peer_identity(Socket& socket, std::optional<gid_t> admin_gid) {
   core::PeerIdentity peer;
   ucred cred{};
   socklen_t len = sizeof cred;
   if (::getsockopt(socket.native_handle(), SOL_SOCKET, SO_PEERCRED, &cred, &len) != 0) {
-    spdlog::warn("SO_PEERCRED failed: {}",
-                 std::error_code(errno, std::system_category()).message());
-    return peer;
+    return Error{errc::access_denied,
+                 fmt::format("SO_PEERCRED failed: {}",
+                             std::error_code(errno, std::system_category()).message())};
   }
   peer.pid = static_cast<std::uint32_t>(cred.pid);
   peer.uid = cred.uid;
@@ -61,14 +63,15 @@ core::PeerIdentity peer_identity(Socket& socket, std::optional<gid_t> admin_gid)
   return peer;
 }
 
-Result<gid_t> group_id(const std::string& name) {
+/// `key` names the configuration key, for the error.
+Result<gid_t> group_id(const std::string& name, std::string_view key) {
   group gr{};
   group* found = nullptr;
   std::array<char, 4096> buf{};
   const int rc = ::getgrnam_r(name.c_str(), &gr, buf.data(), buf.size(), &found);
   if (rc != 0 || !found) {
     return Error{errc::invalid_arg,
-                 fmt::format("admin_group '{}' is not a group on this system", name)};
+                 fmt::format("{} '{}' is not a group on this system", key, name)};
   }
   return found->gr_gid;
 }
@@ -85,10 +88,17 @@ class SocketListener final : public Listener {
   Result<Done> open() override {
     namespace fs = std::filesystem;
     if (!options_.admin_group.empty()) {
-      auto gid = group_id(options_.admin_group);
+      auto gid = group_id(options_.admin_group, "admin_group");
       if (!gid)
         return gid.error();
       admin_gid_ = *gid;
+    }
+    std::optional<gid_t> socket_gid;
+    if (!options_.socket_group.empty()) {
+      auto gid = group_id(options_.socket_group, "socket_group");
+      if (!gid)
+        return gid.error();
+      socket_gid = *gid;
     }
     const fs::path path(options_.endpoint);
     std::error_code ec;
@@ -118,6 +128,12 @@ class SocketListener final : public Listener {
       acceptor_.bind(endpoint, bec);
     if (bec) {
       return Error{errc::fail, fmt::format("bind {}: {}", path.string(), bec.message())};
+    }
+    // N.B. group before mode: the socket is never open to a group it was not meant for.
+    if (socket_gid && ::chown(path.c_str(), static_cast<uid_t>(-1), *socket_gid) != 0) {
+      return Error{errc::fail,
+                   fmt::format("chgrp {} {}: {}", options_.socket_group, path.string(),
+                               std::error_code(errno, std::system_category()).message())};
     }
     if (::chmod(path.c_str(), static_cast<mode_t>(options_.socket_mode)) != 0) {
       return Error{errc::fail,
@@ -151,8 +167,13 @@ class SocketListener final : public Listener {
       if (ec) {
         spdlog::error("accept on {}: {}", options_.endpoint, ec.message());
       } else {
-        core::PeerIdentity peer = peer_identity(socket, admin_gid_);
-        admit_connection(sessions_, std::move(socket), context_, std::move(peer), options_.session);
+        if (auto peer = peer_identity(socket, admin_gid_)) {
+          admit_connection(sessions_, std::move(socket), context_, std::move(*peer),
+                           options_.session);
+        } else {
+          spdlog::warn("refusing connection on {}: {}", options_.endpoint, peer.error().message);
+          refuse_connection(socket, peer.error());
+        }
       }
       accept();
     });

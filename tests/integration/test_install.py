@@ -1,6 +1,7 @@
 """`cmake --install` and the systemd unit (installer/linux): the tree it
 lays out, `systemd-analyze verify` on the unit it writes, and the installed
 default configuration starting the installed service."""
+import grp
 import os
 import shutil
 import signal
@@ -62,6 +63,10 @@ class Install(unittest.TestCase):
                                 stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
         try:
             LineReader(proc.stderr).wait_for("listening on " + endpoint)
+            # Burning apps run as users: the cdrom group's members get in.
+            socket = os.stat(endpoint)
+            self.assertEqual((socket.st_gid, socket.st_mode & 0o777),
+                             (grp.getgrnam("cdrom").gr_gid, 0o660))
             proc.send_signal(signal.SIGTERM)
             self.assertEqual(proc.wait(timeout=10), 0)
         finally:

@@ -8,7 +8,7 @@ import subprocess
 import time
 import unittest
 
-from harness import RawClient, Service
+from harness import DISCARB, RawClient, Service
 
 NOBODY = 65534
 # N.B. the system's Python: one under /root (pyenv) is out of nobody's reach.
@@ -122,6 +122,43 @@ class Authorization(unittest.TestCase):
         self.assertIn("broke the lock of 'Victim'", r.stdout)
         self.assertEqual(holder.wait(timeout=10), 3)
         self.assertIn("broken by administrator", holder.stderr.read().decode())
+
+
+@unittest.skipUnless(os.geteuid() == 0, "needs root to connect as a second uid (CI runs as root)")
+class SocketAccess(unittest.TestCase):
+    """socket_mode 0660 with socket_group: the OS lets in root and the group."""
+
+    def setUp(self):
+        self.service = Service(config={"socket_group": "cdrom"})
+        os.chmod(self.service.dir.name, 0o755)  # N.B. so that nobody can reach the socket
+
+    def tearDown(self):
+        self.assertEqual(self.service.stop(), 0)
+
+    def as_nobody(self, args, groups=()):
+        return subprocess.run(args, user=NOBODY, group=NOBODY, extra_groups=list(groups),
+                              capture_output=True, text=True, timeout=30,
+                              cwd=os.path.dirname(PEER), env=self.service.env())
+
+    def test_the_socket_belongs_to_the_group_with_mode_0660(self):
+        socket = os.stat(self.service.endpoint)
+        self.assertEqual((socket.st_gid, socket.st_mode & 0o777),
+                         (grp.getgrnam("cdrom").gr_gid, 0o660))
+
+    def test_a_member_of_the_group_is_served(self):
+        cdrom = grp.getgrnam("cdrom").gr_gid
+        out = self.as_nobody([PYTHON, PEER, self.service.endpoint, "requests", "Member",
+                              json.dumps([{"op": "list_drives"}])], groups=[cdrom])
+        self.assertEqual(out.returncode, 0, out.stderr)
+        self.assertTrue(json.loads(out.stdout)[1]["ok"])
+
+    def test_anyone_else_is_refused_by_the_os_with_a_message_that_says_so(self):
+        out = self.as_nobody([DISCARB, "status"])
+        self.assertEqual(out.returncode, 1, out.stderr)
+        self.assertIn("E_ACCESSDENIED", out.stderr)
+        self.assertIn("members of its socket_group", out.stderr)
+        self.assertEqual([c["uid"] for c in self.service.status()["clients"]], [0],
+                         "the service never saw it: the only session is root's status")
 
 
 @unittest.skipUnless(os.geteuid() == 0, "needs root to flood as a second uid (CI runs as root)")

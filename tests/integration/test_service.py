@@ -240,6 +240,12 @@ class Configuration(unittest.TestCase):
         self.assertEqual(r.returncode, 2)
         self.assertIn("tray_lock must be true or false", r.stderr)
 
+    def test_a_group_that_does_not_exist_stops_start_up_naming_the_key(self):
+        for key in ("socket_group", "admin_group"):
+            r = self.run_with(json.dumps({key: "no-such-group-here", "simulate": 1}))
+            self.assertEqual(r.returncode, 1, r.stderr)
+            self.assertIn(f"{key} 'no-such-group-here' is not a group on this system", r.stderr)
+
     def test_invalid_json_is_named(self):
         r = self.run_with('{"tray_lock": ')
         self.assertEqual(r.returncode, 2)

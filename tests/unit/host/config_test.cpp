@@ -28,7 +28,8 @@ TEST(Config, AnEmptyDocumentGivesTheDefaults) {
 
 TEST(Config, EveryKeyIsRead) {
   const auto c = parse_config(json::parse(R"({
-    "endpoint": "/tmp/x.sock", "socket_mode": "0666", "simulate": 3, "log_level": "debug",
+    "endpoint": "/tmp/x.sock", "socket_mode": "0666", "socket_group": "cdrom",
+    "admin_group": "wheel", "simulate": 3, "log_level": "debug",
     "tray_lock": false, "drives": {"discover": false, "paths": ["/dev/sr1", "/dev/sg4"]},
     "timeouts": {"default_s": 5, "max_s": 600, "watchdog_grace_s": 7,
                  "opcodes": {"0x12": 2, "42": 300}},
@@ -40,6 +41,8 @@ TEST(Config, EveryKeyIsRead) {
                      .value();
   EXPECT_EQ(c.endpoint, "/tmp/x.sock");
   EXPECT_EQ(c.listener.socket_mode, 0666U);
+  EXPECT_EQ(c.listener.socket_group, "cdrom");
+  EXPECT_EQ(c.listener.admin_group, "wheel");
   EXPECT_EQ(c.simulate, 3U);
   EXPECT_FALSE(c.arbiter.tray_lock);
   EXPECT_FALSE(c.discover);
