@@ -141,7 +141,7 @@ std::shared_ptr<spdlog::logger> configure_service_logging(const Config& config) 
   return std::make_shared<spdlog::logger>("eventlog", event_log);
 }
 
-void WINAPI service_main(DWORD, wchar_t**) {
+void WINAPI service_main(DWORD argc, wchar_t** argv) {
   g_service.handle =
       ::RegisterServiceCtrlHandlerExW(service_name().c_str(), control_handler, nullptr);
   if (!g_service.handle)
@@ -150,6 +150,17 @@ void WINAPI service_main(DWORD, wchar_t**) {
   try {
     auto events = configure_service_logging(*g_service.config);
     events->set_level(spdlog::level::info);
+    if (argc > 1) {
+      // N.B. argv[0] is the service name; the configuration comes from the
+      // binPath's arguments and the config file, read before the SCM called.
+      std::string ignored;
+      for (DWORD i = 1; i < argc; ++i)
+        ignored += (ignored.empty() ? "" : " ") + win32::to_utf8(argv[i]);
+      spdlog::warn(
+          "start parameters ignored ({}): set options in the service's binPath or "
+          "its config file",
+          ignored);
+    }
     RunHooks hooks;
     hooks.on_ready = [&](RequestStop request_stop) {
       std::lock_guard lock(g_service.mutex);

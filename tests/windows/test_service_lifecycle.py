@@ -54,12 +54,12 @@ def wait_for_state(want, timeout=30.0):
     raise AssertionError(f"service state {state}, not {want}, after {timeout} s")
 
 
-def start_service(timeout=60.0):
+def start_service(*parameters, timeout=60.0):
     """sc start; retried while Wine's SCM is still auto-starting its own
     services at boot (it holds the start lock: error 1055)."""
     deadline = time.monotonic() + timeout
     while True:
-        out = sc("start", "DiscArbiter")
+        out = sc("start", "DiscArbiter", *parameters)
         failed = re.search(r"failed to start service (\d+)", out.stderr)
         if not failed:
             return out
@@ -214,8 +214,11 @@ class ServiceLifecycle(unittest.TestCase):
         self.assertEqual(again.returncode, 1, again.stdout + again.stderr)
         self.assertIn("already installed", again.stderr)
 
-        start_service()
+        earlier = len(service_log())
+        start_service("--simulate", "2")
         wait_for_state("RUNNING")
+        this_start = service_log()[earlier:]
+        self.assertIn("start parameters ignored (--simulate 2)", this_start, this_start[-2000:])
         drives = discarb("drives")
         self.assertEqual(drives.returncode, 0, drives.stderr)
         self.assertIn("sim0", drives.stdout)
