@@ -256,8 +256,12 @@ std::string describe_event(const proto::Event& event) {
     what = fmt::format("{} by {}", event.name == "granted" ? "granted from the queue" : "acquired",
                        describe_owner(b.at("owner").get<proto::OwnerInfo>()));
   } else if (event.name == "released") {
-    what = fmt::format("released by '{}' (session {})", b.value("client_name", std::string("?")),
-                       b.value("session", 0ULL));
+    const std::string cause = b.value("cause", std::string("released"));
+    what = fmt::format("released by '{}' (session {}){}", b.value("client_name", std::string("?")),
+                       b.value("session", 0ULL),
+                       cause == "session_ended" ? ": its session ended (the client exited or died)"
+                       : cause == "broken"      ? ": an administrator broke the lock"
+                                                : "");
   } else if (event.name == "lock_broken") {
     what =
         fmt::format("lock broken by administrator '{}' (user {})",

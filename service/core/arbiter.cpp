@@ -48,6 +48,7 @@ struct Arbiter::Drive {
   proto::OwnerInfo owner_info;  // identity snapshot at first acquire; outlives the session
   std::uint32_t lock_count = 0;
   bool granted_from_queue = false;
+  ReleaseCause release_cause = ReleaseCause::released;  // of the release in flight
   bool tray_locked = false;
   bool removed = false;
   std::optional<std::string> error;  // why the drive is in "error"; cleared by an answered TUR
@@ -264,7 +265,7 @@ void Arbiter::close_session(SessionId id) {
     if (drive->owner == id && drive->state == Drive::LockState::owned) {
       audit(AuditKind::session_ended, *drive, id,
             fmt::format("session ended holding {} lock(s)", drive->lock_count));
-      start_release(*drive, nullptr);
+      start_release(*drive, ReleaseCause::session_ended, nullptr);
     }
     // ACQUIRING: finish_acquire sees the session gone and releases at once.
     // RELEASING: already on its way to FREE.
@@ -329,7 +330,7 @@ void Arbiter::release_exclusive_access(SessionId id, const std::string& drive_id
     handler(drive->lock_count);
     return;
   }
-  start_release(*drive, std::move(handler));
+  start_release(*drive, ReleaseCause::released, std::move(handler));
 }
 
 Result<std::optional<proto::OwnerInfo>> Arbiter::exclusive_access_owner(
@@ -390,8 +391,9 @@ void Arbiter::break_exclusive_access(SessionId id, const std::string& drive_id,
       owner->events(event);
     notify(event);
   }
-  start_release(drive, [former = std::move(former), h = std::move(handler)](
-                           Result<std::uint32_t>) mutable { h(std::move(former)); });
+  start_release(drive, ReleaseCause::broken,
+                [former = std::move(former),
+                 h = std::move(handler)](Result<std::uint32_t>) mutable { h(std::move(former)); });
 }
 
 Result<Arbiter::RequestTarget> Arbiter::request_target(SessionId id, const std::string& drive_id,
@@ -566,7 +568,7 @@ void Arbiter::finish_acquire(Drive& drive, SessionId id, Result<Done> outcome,
       // The client went away while its acquire was in flight: the lock dies
       // at once, as by a final release.
       audit(AuditKind::session_ended, drive, id, "session ended while acquiring");
-      start_release(drive, nullptr);
+      start_release(drive, ReleaseCause::session_ended, nullptr);
       return;
     }
     std::string how = drive.granted_from_queue ? "granted from the queue" : "";
@@ -591,8 +593,9 @@ void Arbiter::finish_acquire(Drive& drive, SessionId id, Result<Done> outcome,
   check_all_free();
 }
 
-void Arbiter::start_release(Drive& drive, CountHandler handler) {
+void Arbiter::start_release(Drive& drive, ReleaseCause cause, CountHandler handler) {
   drive.state = Drive::LockState::releasing;
+  drive.release_cause = cause;
   drive.lock_count = 0;
   Drive* d = &drive;
   auto unlock = [this, d](CountHandler h) mutable {
@@ -626,14 +629,27 @@ void Arbiter::start_release(Drive& drive, CountHandler handler) {
   });
 }
 
+std::string_view Arbiter::name_of(ReleaseCause cause) {
+  switch (cause) {
+    case ReleaseCause::released:
+      return "released";
+    case ReleaseCause::session_ended:
+      return "session_ended";
+    case ReleaseCause::broken:
+      return "broken";
+  }
+  return "released";
+}
+
 void Arbiter::finish_release(Drive& drive, CountHandler handler) {
   const SessionId former = drive.owner;
   drive.state = Drive::LockState::free;
   audit(AuditKind::freed, drive, former);
   drive.owner = 0;
-  notify(proto::make_event(
-      "released",
-      {{"drive", drive.id()}, {"client_name", drive.owner_info.client_name}, {"session", former}}));
+  notify(proto::make_event("released", {{"drive", drive.id()},
+                                        {"client_name", drive.owner_info.client_name},
+                                        {"session", former},
+                                        {"cause", name_of(drive.release_cause)}}));
   if (handler) {
     handler(0U);
   }

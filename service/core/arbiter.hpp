@@ -141,7 +141,10 @@ class Arbiter {
 
   void start_acquire(Drive& drive, SessionId session, AcquireOptions options, CountHandler handler);
   void finish_acquire(Drive& drive, SessionId session, Result<Done> outcome, CountHandler handler);
-  void start_release(Drive& drive, CountHandler handler);
+  /// Why a lock ends; subscribers read it in the `released` event.
+  enum class ReleaseCause { released, session_ended, broken };
+  static std::string_view name_of(ReleaseCause cause);
+  void start_release(Drive& drive, ReleaseCause cause, CountHandler handler);
   /// The owner's one answer after `break`: the error for its next request
   /// on the drive, if its lock there was broken.
   std::optional<Error> take_broken_notice(Session& session, const std::string& drive);

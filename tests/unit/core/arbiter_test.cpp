@@ -451,6 +451,33 @@ TEST_F(ArbiterTest, SubscribersHearOfAcquiresAndReleases) {
   EXPECT_EQ(events, (std::vector<std::string>{"acquired", "released"}));
 }
 
+TEST_F(ArbiterTest, TheReleasedEventSaysWhyTheLockEnded) {
+  std::vector<std::string> causes;
+  const auto watcher = arbiter.open_session({}, [&](const nlohmann::json& e) {
+    if (e["event"] == "released")
+      causes.push_back(e["cause"]);
+  });
+  ASSERT_TRUE(arbiter.hello(watcher, "Watcher", 9).ok());
+  arbiter.subscribe(watcher);
+  const auto a = client("A", 1);
+  ASSERT_TRUE(acquire(a, "sim0").ok());
+  ASSERT_TRUE(release(a, "sim0").ok());
+  ASSERT_TRUE(acquire(a, "sim0").ok());
+  arbiter.close_session(a);
+  scheduler.run();
+  const auto b = client("B", 2);
+  ASSERT_TRUE(acquire(b, "sim0").ok());
+  PeerIdentity root{3, "root", 0, {}, "/bin/discarb"};
+  root.administrator = true;
+  const auto admin = arbiter.open_session(root, {});
+  ASSERT_TRUE(arbiter.hello(admin, "Admin", 3).ok());
+  bool broke = false;
+  arbiter.break_exclusive_access(admin, "sim0", [&](auto r) { broke = r.ok(); });
+  scheduler.run();
+  EXPECT_TRUE(broke);
+  EXPECT_EQ(causes, (std::vector<std::string>{"released", "session_ended", "broken"}));
+}
+
 TEST_F(ArbiterTest, BreakIsForAdministratorsOnlyAndChangesNothingOtherwise) {
   const auto owner_session = client("Burner", 1), user = client("User", 2);
   ASSERT_TRUE(acquire(owner_session, "sim0").ok());
