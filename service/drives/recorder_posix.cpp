@@ -147,13 +147,7 @@ class SgioDevice final : public ScsiDevice {
   }
 
   Result<Done> read_inquiry(std::chrono::seconds timeout) {
-    auto inquiry = core::parse_inquiry(execute(core::inquiry_command(timeout)), info_.path);
-    if (!inquiry)
-      return inquiry.error();
-    description_.vendor = std::move(inquiry->vendor);
-    description_.product = std::move(inquiry->product);
-    description_.revision = std::move(inquiry->revision);
-    return Done{};
+    return read_identity(*this, description_, timeout);
   }
 
   DriveDescription describe() override { return description_; }

@@ -67,13 +67,7 @@ class SptiDevice final : public ScsiDevice {
     if (auto opened = reopen(); !opened)
       return opened;
     query_adapter();
-    auto inquiry = core::parse_inquiry(execute(core::inquiry_command(inquiry_timeout)), info_.path);
-    if (!inquiry)
-      return inquiry.error();
-    description_.vendor = std::move(inquiry->vendor);
-    description_.product = std::move(inquiry->product);
-    description_.revision = std::move(inquiry->revision);
-    return Done{};
+    return read_identity(*this, description_, inquiry_timeout);
   }
 
   DriveDescription describe() override { return description_; }

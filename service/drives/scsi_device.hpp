@@ -2,7 +2,9 @@
 // worker thread (drive_worker.hpp). Implementations: simulated, sgio, spti.
 #pragma once
 
+#include <chrono>
 #include <string>
+#include <utility>
 
 #include "discarbiter/proto/result.hpp"
 #include "drive_channel.hpp"
@@ -27,5 +29,19 @@ class ScsiDevice {
   /// Makes a blocked execute return soon (service stop). Thread-safe.
   virtual void cancel() = 0;
 };
+
+/// Identifies a real drive by INQUIRY: fills `description`'s vendor, product
+/// and revision, or fails naming its path and what went wrong.
+inline Result<Done> read_identity(ScsiDevice& device, DriveDescription& description,
+                                  std::chrono::seconds timeout) {
+  auto inquiry =
+      core::parse_inquiry(device.execute(core::inquiry_command(timeout)), description.path);
+  if (!inquiry)
+    return inquiry.error();
+  description.vendor = std::move(inquiry->vendor);
+  description.product = std::move(inquiry->product);
+  description.revision = std::move(inquiry->revision);
+  return Done{};
+}
 
 }  // namespace discarbiter::drives
