@@ -21,6 +21,9 @@ struct Arbiter::Session {
   WallClock::time_point connected_since;
   bool subscribed = false;
   std::uint32_t waits = 0;
+  std::uint32_t commands = 0;                 // queued or in flight, over all drives
+  std::uint64_t payload_bytes = 0;            // data-out queued plus data-in reserved by those
+  std::uint32_t deferred = 0;                 // requests waiting for a transition to end
   std::map<std::string, std::string> broken;  // drive -> who broke this session's lock there
 
   bool greeted() const { return !client_name.empty(); }
@@ -39,6 +42,17 @@ struct Arbiter::Waiter {
   WallClock::time_point deadline;
 };
 
+struct Arbiter::ChannelCall {
+  SessionId session = 0;  // whose command; 0: the arbiter's own (never dropped)
+  std::function<void(std::uint64_t ticket)> start;  // hands it to the channel
+  std::function<void(const Error&)> drop;           // answers it without the drive
+};
+
+struct Arbiter::Deferred {
+  SessionId session = 0;
+  std::function<void()> request;  // asks again
+};
+
 struct Arbiter::Drive {
   enum class LockState { free, acquiring, owned, releasing };
 
@@ -53,7 +67,13 @@ struct Arbiter::Drive {
   bool removed = false;
   std::optional<std::string> error;  // why the drive is in "error"; cleared by an answered TUR
   std::deque<Waiter> waiters;
-  std::vector<std::function<void()>> deferred;
+  std::vector<Deferred> deferred;
+  // N.B. the channel gets one call at a time: the watchdog of a call starts
+  // when the drive does, and what waits here can still be dropped.
+  std::deque<ChannelCall> calls;
+  std::uint64_t call_in_flight = 0;  // the ticket of the call the channel has; 0: idle
+  std::uint64_t next_call = 1;
+  std::uint32_t commands = 0;  // clients' commands queued or in flight
   struct {
     std::uint64_t commands = 0, timeouts = 0, errors = 0;
   } stats;
@@ -144,6 +164,7 @@ Result<Done> Arbiter::add_drive(std::shared_ptr<DriveChannel> channel) {
     // The same drive came back (hot-plug): a fresh start on the new channel.
     // N.B. the removal already ended its lock and its waits.
     d->channel = std::move(channel);
+    d->call_in_flight = 0;  // N.B. a call stuck on the old channel answers there, not here
     d->removed = false;
     d->error.reset();
     d->tray_locked = false;
@@ -180,6 +201,10 @@ void Arbiter::remove_drive(const std::string& id, const std::string& reason) {
 
 void Arbiter::mark_removed(Drive& drive, const std::string& reason) {
   drive.removed = true;
+  drop_commands(drive, std::nullopt,
+                Error{errc::dev_not_exist,
+                      fmt::format("drive '{}' was removed before it started the command: {}",
+                                  drive.id(), reason)});
   audit(AuditKind::drive_removed, drive, drive.owner, reason);
   notify(proto::make_event("drive_removed", {{"drive", drive.id()}, {"reason", reason}}));
   auto waiters = std::exchange(drive.waiters, {});
@@ -262,6 +287,8 @@ void Arbiter::close_session(SessionId id) {
   }
   sessions_.erase(it);
   for (auto& drive : drives_) {
+    drop_commands(*drive, id,
+                  Error{errc::fail, "the session ended before the drive started the command"});
     if (drive->owner == id && drive->state == Drive::LockState::owned) {
       audit(AuditKind::session_ended, *drive, id,
             fmt::format("session ended holding {} lock(s)", drive->lock_count));
@@ -284,7 +311,11 @@ void Arbiter::acquire_exclusive_access(SessionId id, const std::string& drive_id
   if (drive.state == Drive::LockState::releasing ||
       (drive.owner == id && drive.state == Drive::LockState::acquiring)) {
     // The answer depends on how the transition ends: ask again then.
-    drive.deferred.push_back([this, id, drive_id, options, h = std::move(handler)]() mutable {
+    if (auto limit = deferral_limit(session)) {
+      handler(std::move(*limit));
+      return;
+    }
+    defer(drive, session, [this, id, drive_id, options, h = std::move(handler)]() mutable {
       acquire_exclusive_access(id, drive_id, options, std::move(h));
     });
     return;
@@ -320,7 +351,11 @@ void Arbiter::release_exclusive_access(SessionId id, const std::string& drive_id
     return;
   }
   if (drive->in_transition()) {
-    drive->deferred.push_back([this, id, drive_id, h = std::move(handler)]() mutable {
+    if (auto limit = deferral_limit(*target->session)) {
+      handler(std::move(*limit));
+      return;
+    }
+    defer(*drive, *target->session, [this, id, drive_id, h = std::move(handler)]() mutable {
       release_exclusive_access(id, drive_id, std::move(h));
     });
     return;
@@ -362,7 +397,11 @@ void Arbiter::break_exclusive_access(SessionId id, const std::string& drive_id,
   }
   Drive& drive = **found;
   if (drive.in_transition()) {
-    drive.deferred.push_back([this, id, drive_id, h = std::move(handler)]() mutable {
+    if (auto limit = deferral_limit(*session)) {
+      handler(std::move(*limit));
+      return;
+    }
+    defer(drive, *session, [this, id, drive_id, h = std::move(handler)]() mutable {
       break_exclusive_access(id, drive_id, std::move(h));
     });
     return;
@@ -430,15 +469,10 @@ void Arbiter::execute(SessionId id, const std::string& drive_id, ScsiCommand com
     handler(target.error());
     return;
   }
+  Session& session = *target->session;
   Drive& drive = *target->drive;
-  if (drive.owner == id && drive.state == Drive::LockState::acquiring) {
-    drive.deferred.push_back([this, id, drive_id, c = std::move(command), requested_timeout_s,
-                              h = std::move(handler)]() mutable {
-      execute(id, drive_id, std::move(c), requested_timeout_s, std::move(h));
-    });
-    return;
-  }
-  if (drive.owner != id || drive.state != Drive::LockState::owned) {
+  const bool acquiring = drive.owner == id && drive.state == Drive::LockState::acquiring;
+  if (!acquiring && (drive.owner != id || drive.state != Drive::LockState::owned)) {
     handler(drive.owner == id || drive.owner == 0
                 ? Error{errc::recorder_locked,
                         fmt::format("only the owner of drive '{}' may send commands; acquire it "
@@ -462,22 +496,89 @@ void Arbiter::execute(SessionId id, const std::string& drive_id, ScsiCommand com
                               drive_id, max_transfer)});
     return;
   }
+  // N.B. what the command holds while it waits: its data-out, and the
+  // data-in buffer the drive will fill.
+  const std::uint64_t bytes =
+      command.data_out.size() + (command.direction == Direction::in ? command.data_in_len : 0);
+  if (auto limit = command_limit(session, drive, bytes)) {
+    handler(std::move(*limit));
+    return;
+  }
+  if (acquiring) {
+    if (auto limit = deferral_limit(session)) {
+      handler(std::move(*limit));
+      return;
+    }
+    // Held while deferred too: its payload is in the closure.
+    hold_command(session, drive, bytes);
+    Drive* d = &drive;
+    defer(drive, session,
+          [this, id, d, bytes, drive_id, c = std::move(command), requested_timeout_s,
+           h = std::move(handler)]() mutable {
+            let_go_command(id, *d, bytes);
+            execute(id, drive_id, std::move(c), requested_timeout_s, std::move(h));
+          });
+    return;
+  }
   command.timeout = config_.timeouts.timeout_for(command.opcode(), requested_timeout_s);
   const std::uint8_t op = command.opcode();
   const auto timeout = command.timeout;
   const bool prevent = command.cdb.size() > 4 && (command.cdb[4] & 0x01) != 0;
+  hold_command(session, drive, bytes);
   Drive* d = &drive;
-  send(drive, std::move(command), [d, op, timeout, prevent, h = std::move(handler)](ScsiResult r) {
-    if (op == opcode::prevent_allow_medium_removal && r.good()) {
-      d->tray_locked = prevent;  // the owner may lock or unlock the tray itself
-    }
-    if (!r.answered()) {
-      h(Error{r.transport, fmt::format("opcode 0x{:02X} on drive '{}' (timeout {} s): {}", op,
-                                       d->id(), timeout.count(), r.transport_message)});
-      return;
-    }
-    h(std::move(r));
-  });
+  send(
+      drive, std::move(command),
+      [this, id, d, bytes, op, timeout, prevent, h = std::move(handler)](ScsiResult r) {
+        let_go_command(id, *d, bytes);
+        if (op == opcode::prevent_allow_medium_removal && r.good()) {
+          d->tray_locked = prevent;  // the owner may lock or unlock the tray itself
+        }
+        if (!r.answered()) {
+          h(Error{r.transport, fmt::format("opcode 0x{:02X} on drive '{}' (timeout {} s): {}", op,
+                                           d->id(), timeout.count(), r.transport_message)});
+          return;
+        }
+        h(std::move(r));
+      },
+      id);
+}
+
+std::optional<Error> Arbiter::command_limit(const Session& session, const Drive& drive,
+                                            std::uint64_t bytes) const {
+  if (session.commands >= config_.max_commands_per_session) {
+    return Error{errc::limit_reached,
+                 fmt::format("this client already has {} commands queued or in flight "
+                             "(limits.max_commands_per_session = {})",
+                             session.commands, config_.max_commands_per_session)};
+  }
+  if (drive.commands >= config_.max_commands_per_drive) {
+    return Error{errc::limit_reached,
+                 fmt::format("drive '{}' already has {} commands queued or in flight "
+                             "(limits.max_commands_per_drive = {})",
+                             drive.id(), drive.commands, config_.max_commands_per_drive)};
+  }
+  if (session.payload_bytes + bytes > config_.max_payload_bytes_per_session) {
+    return Error{errc::limit_reached,
+                 fmt::format("this client's commands already hold {} payload bytes; {} more would "
+                             "pass limits.max_payload_bytes_per_session = {}",
+                             session.payload_bytes, bytes, config_.max_payload_bytes_per_session)};
+  }
+  return std::nullopt;
+}
+
+void Arbiter::hold_command(Session& session, Drive& drive, std::uint64_t bytes) {
+  ++session.commands;
+  session.payload_bytes += bytes;
+  ++drive.commands;
+}
+
+void Arbiter::let_go_command(SessionId id, Drive& drive, std::uint64_t bytes) {
+  // N.B. the session may have ended meanwhile; ids are never reused.
+  if (Session* session = find_session(id)) {
+    --session->commands;
+    session->payload_bytes -= bytes;
+  }
+  --drive.commands;
 }
 
 // ---- transitions ------------------------------------------------------------
@@ -594,6 +695,19 @@ void Arbiter::finish_acquire(Drive& drive, SessionId id, Result<Done> outcome,
 }
 
 void Arbiter::start_release(Drive& drive, ReleaseCause cause, CountHandler handler) {
+  if (cause != ReleaseCause::released) {
+    // N.B. before ALLOW is queued: nothing of a departed or broken owner
+    // reaches the drive after its lock is freed. (A final release keeps its
+    // own earlier commands: they run before the ALLOW.)
+    drop_commands(
+        drive, drive.owner,
+        cause == ReleaseCause::broken
+            ? Error{errc::recorder_locked,
+                    fmt::format("the lock on drive '{}' was broken before the drive "
+                                "started the command",
+                                drive.id())}
+            : Error{errc::fail, "the session ended before the drive started the command"});
+  }
   drive.state = Drive::LockState::releasing;
   drive.release_cause = cause;
   drive.lock_count = 0;
@@ -730,10 +844,26 @@ void Arbiter::grant_next_waiter(Drive& drive) {
   }
 }
 
+std::optional<Error> Arbiter::deferral_limit(const Session& session) const {
+  if (session.deferred < config_.max_deferred_per_session)
+    return std::nullopt;
+  return Error{errc::limit_reached,
+               fmt::format("this client already has {} requests waiting for a drive to finish "
+                           "changing hands (limits.max_deferred_per_session = {})",
+                           session.deferred, config_.max_deferred_per_session)};
+}
+
+void Arbiter::defer(Drive& drive, Session& session, std::function<void()> request) {
+  ++session.deferred;
+  drive.deferred.push_back(Deferred{session.id, std::move(request)});
+}
+
 void Arbiter::run_deferred(Drive& drive) {
   auto deferred = std::exchange(drive.deferred, {});
-  for (auto& fn : deferred) {
-    fn();
+  for (auto& d : deferred) {
+    if (Session* session = find_session(d.session))
+      --session->deferred;
+    d.request();
   }
 }
 
@@ -764,41 +894,114 @@ std::function<void(R)> Arbiter::watch(std::chrono::seconds limit, std::function<
   };
 }
 
-void Arbiter::send(Drive& drive, ScsiCommand command, std::function<void(ScsiResult)> handler) {
-  const std::uint8_t op = command.opcode();
-  const auto limit = command.timeout;
+void Arbiter::send(Drive& drive, ScsiCommand command, std::function<void(ScsiResult)> handler,
+                   SessionId session) {
+  // N.B. shared: a ChannelCall is copyable, and either start or drop answers.
+  auto h = std::make_shared<std::function<void(ScsiResult)>>(std::move(handler));
+  auto c = std::make_shared<ScsiCommand>(std::move(command));
   Drive* d = &drive;
-  auto channel = drive.channel;  // N.B. a re-attached drive has a new one; answer on the old
-  channel->async_execute(
-      std::move(command),
-      watch<ScsiResult>(
-          limit,
-          [limit] {
-            return ScsiResult::failed(
-                errc::recorder_command_timeout,
-                fmt::format("the drive's backend did not return within the {} s "
-                            "timeout (plus grace); the command may still be stuck",
-                            limit.count()));
-          },
-          [this, d, op, h = std::move(handler)](ScsiResult r) {
-            note_command_result(*d, op, r);
-            h(std::move(r));
-          }));
+  enqueue_call(
+      drive, ChannelCall{
+                 session,
+                 [this, d, c, h](std::uint64_t ticket) {
+                   const std::uint8_t op = c->opcode();
+                   const auto limit = c->timeout;
+                   auto channel =
+                       d->channel;  // N.B. a re-attached drive has a new one; answer on the old
+                   channel->async_execute(
+                       std::move(*c),
+                       watch<ScsiResult>(
+                           limit,
+                           [limit] {
+                             return ScsiResult::failed(
+                                 errc::recorder_command_timeout,
+                                 fmt::format("the drive's backend did not return within the {} s "
+                                             "timeout (plus grace); the command may still be stuck",
+                                             limit.count()));
+                           },
+                           [this, d, op, ticket, h](ScsiResult r) {
+                             call_finished(*d, ticket);
+                             note_command_result(*d, op, r);
+                             (*h)(std::move(r));
+                             hand_next_call(*d);
+                           }));
+                 },
+                 [h](const Error& why) { (*h)(ScsiResult::failed(why.code, why.message)); }});
 }
 
 void Arbiter::os_lock(Drive& drive, std::string client_name, bool force,
                       std::function<void(Result<Done>)> handler) {
   const auto limit = config_.timeouts.default_timeout;
-  drive.channel->async_os_lock(
-      std::move(client_name), force,
-      watch<Result<Done>>(
-          limit, [limit] { return os_call_overrun("lock", limit); }, std::move(handler)));
+  auto h = std::make_shared<std::function<void(Result<Done>)>>(std::move(handler));
+  Drive* d = &drive;
+  enqueue_call(
+      drive,
+      ChannelCall{0,
+                  [this, d, limit, h, name = std::move(client_name), force](std::uint64_t ticket) {
+                    d->channel->async_os_lock(
+                        name, force,
+                        watch<Result<Done>>(
+                            limit, [limit] { return os_call_overrun("lock", limit); },
+                            [this, d, ticket, h](Result<Done> r) {
+                              call_finished(*d, ticket);
+                              (*h)(std::move(r));
+                              hand_next_call(*d);
+                            }));
+                  },
+                  [h](const Error& why) { (*h)(why); }});
 }
 
 void Arbiter::os_unlock(Drive& drive, std::function<void(Result<Done>)> handler) {
   const auto limit = config_.timeouts.default_timeout;
-  drive.channel->async_os_unlock(watch<Result<Done>>(
-      limit, [limit] { return os_call_overrun("unlock", limit); }, std::move(handler)));
+  auto h = std::make_shared<std::function<void(Result<Done>)>>(std::move(handler));
+  Drive* d = &drive;
+  enqueue_call(drive, ChannelCall{0,
+                                  [this, d, limit, h](std::uint64_t ticket) {
+                                    d->channel->async_os_unlock(watch<Result<Done>>(
+                                        limit, [limit] { return os_call_overrun("unlock", limit); },
+                                        [this, d, ticket, h](Result<Done> r) {
+                                          call_finished(*d, ticket);
+                                          (*h)(std::move(r));
+                                          hand_next_call(*d);
+                                        }));
+                                  },
+                                  [h](const Error& why) { (*h)(why); }});
+}
+
+void Arbiter::enqueue_call(Drive& drive, ChannelCall call) {
+  drive.calls.push_back(std::move(call));
+  hand_next_call(drive);
+}
+
+void Arbiter::hand_next_call(Drive& drive) {
+  if (drive.call_in_flight != 0 || drive.calls.empty())
+    return;
+  ChannelCall call = std::move(drive.calls.front());
+  drive.calls.pop_front();
+  drive.call_in_flight = drive.next_call++;
+  // N.B. a channel never completes inside the call, so this cannot re-enter.
+  call.start(drive.call_in_flight);
+}
+
+void Arbiter::call_finished(Drive& drive, std::uint64_t ticket) {
+  // N.B. after a watchdog answer the backend may still be stuck on the call;
+  // the next call is handed anyway (and waits in the backend), or release
+  // could never finish on a hung drive. The drive is in "error" by then.
+  if (drive.call_in_flight == ticket)
+    drive.call_in_flight = 0;
+}
+
+void Arbiter::drop_commands(Drive& drive, std::optional<SessionId> session, const Error& why) {
+  std::deque<ChannelCall> kept;
+  std::vector<ChannelCall> dropped;
+  for (auto& call : drive.calls) {
+    const bool drop = call.session != 0 && (!session || call.session == *session);
+    (drop ? dropped.emplace_back(std::move(call)) : kept.emplace_back(std::move(call)));
+  }
+  drive.calls = std::move(kept);
+  // N.B. answered after the queue is settled: a handler may queue again.
+  for (auto& call : dropped)
+    call.drop(why);
 }
 
 Result<Done> Arbiter::os_call_overrun(std::string_view what, std::chrono::seconds limit) {

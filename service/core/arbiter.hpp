@@ -20,6 +20,17 @@
 //
 // While a drive is ACQUIRING or RELEASING for S, S's own further requests on
 // it wait ("deferred") and run again when the transition ends.
+//
+// A drive is handed one channel call at a time; the rest wait in the
+// arbiter, in order. So a command's watchdog runs only while the drive works
+// on it, and the commands of a session that ends (or whose lock is broken)
+// are dropped before the release's ALLOW: nothing of a departed owner reaches
+// the drive after its lock is freed.
+//
+// Everything a session can make the service hold is bounded by ArbiterConfig:
+// its commands and payload bytes queued or in flight, its deferred requests,
+// its waits. Beyond a bound the request fails with DA_E_LIMIT_REACHED naming
+// the limit, and nothing else changes.
 #pragma once
 
 #include <chrono>
@@ -52,6 +63,15 @@ struct ArbiterConfig {
   std::uint32_t max_waits_per_session = 16;
   std::uint32_t max_waits_per_drive = 64;
   std::uint32_t max_transfer_bytes = 1024 * 1024;
+  /// Commands a session may have queued or in flight, over all drives.
+  std::uint32_t max_commands_per_session = 32;
+  /// Commands queued or in flight on one drive.
+  std::uint32_t max_commands_per_drive = 64;
+  /// Data-out bytes queued plus data-in bytes reserved, per session; at least
+  /// max_transfer_bytes (the configuration checks it).
+  std::uint64_t max_payload_bytes_per_session = 8 * 1024 * 1024;
+  /// Requests a session may have waiting for a drive's transition to end.
+  std::uint32_t max_deferred_per_session = 64;
   /// How long past a command's timeout the arbiter waits for a backend that
   /// overruns before failing the caller itself (the drive goes to "error").
   std::chrono::seconds watchdog_grace{2};
@@ -124,6 +144,8 @@ class Arbiter {
   struct Session;
   struct Drive;
   struct Waiter;
+  struct ChannelCall;
+  struct Deferred;
 
   Session* find_session(SessionId id);
   const Drive* find_drive(const std::string& id) const;
@@ -152,11 +174,19 @@ class Arbiter {
   void enqueue_waiter(Drive& drive, Session& session, AcquireOptions options, CountHandler handler);
   void expire_waiter(const std::string& drive, std::uint64_t ticket);
   void grant_next_waiter(Drive& drive);
+  /// A request that waits for the drive's transition to end, within the
+  /// session's max_deferred_per_session (the error if not).
+  std::optional<Error> deferral_limit(const Session& session) const;
+  void defer(Drive& drive, Session& session, std::function<void()> request);
   void run_deferred(Drive& drive);
-  /// Every channel call goes through these: a watchdog answers for a backend
-  /// that overruns its timeout, and results are counted before the handler
-  /// runs. Handlers never run after the arbiter is gone.
-  void send(Drive& drive, ScsiCommand command, std::function<void(ScsiResult)> handler);
+  /// Every channel call goes through these: it waits its turn in the drive's
+  /// queue (session: whose command it is; 0 for the arbiter's own TUR,
+  /// PREVENT, ALLOW and OS calls), its watchdog starts when the drive gets it
+  /// and answers for a backend that overruns its timeout, and results are
+  /// counted before the handler runs. Handlers never run after the arbiter is
+  /// gone.
+  void send(Drive& drive, ScsiCommand command, std::function<void(ScsiResult)> handler,
+            SessionId session = 0);
   void os_lock(Drive& drive, std::string client_name, bool force,
                std::function<void(Result<Done>)> handler);
   void os_unlock(Drive& drive, std::function<void(Result<Done>)> handler);
@@ -164,6 +194,19 @@ class Arbiter {
   std::function<void(R)> watch(std::chrono::seconds limit, std::function<R()> overrun,
                                std::function<void(R)> handler);
   static Result<Done> os_call_overrun(std::string_view what, std::chrono::seconds limit);
+  void enqueue_call(Drive& drive, ChannelCall call);
+  void hand_next_call(Drive& drive);
+  /// The drive has answered (or its watchdog has) the call with this ticket.
+  void call_finished(Drive& drive, std::uint64_t ticket);
+  /// Answers the not-yet-started commands of `session` (every client's when
+  /// nullopt) with `why`; they never reach the drive.
+  void drop_commands(Drive& drive, std::optional<SessionId> session, const Error& why);
+  /// The bounds on commands and payload bytes a session may have queued or
+  /// in flight (the error naming the first one `bytes` more would pass).
+  std::optional<Error> command_limit(const Session& session, const Drive& drive,
+                                     std::uint64_t bytes) const;
+  void hold_command(Session& session, Drive& drive, std::uint64_t bytes);
+  void let_go_command(SessionId session, Drive& drive, std::uint64_t bytes);
   void note_command_result(Drive& drive, std::uint8_t opcode, const ScsiResult& result);
   void mark_removed(Drive& drive, const std::string& reason);
   void check_all_free();

@@ -193,6 +193,18 @@ Result<Config> parse_config(const json& document) {
       r.take("max_json_bytes", lo.session.frames.max_json_bytes);
       r.take("max_transfer_bytes", c.arbiter.max_transfer_bytes);
       r.take("max_outbox_bytes", outbox);
+      r.take("max_commands_per_session", c.arbiter.max_commands_per_session);
+      r.take("max_commands_per_drive", c.arbiter.max_commands_per_drive);
+      r.take("max_payload_bytes_per_session", c.arbiter.max_payload_bytes_per_session);
+      r.take("max_deferred_per_session", c.arbiter.max_deferred_per_session);
+      if (c.arbiter.max_payload_bytes_per_session < c.arbiter.max_transfer_bytes) {
+        r.fail(r.name("max_payload_bytes_per_session"),
+               fmt::format("must be at least max_transfer_bytes ({}): one transfer of the "
+                           "largest size must fit",
+                           c.arbiter.max_transfer_bytes));
+      }
+      if (c.arbiter.max_commands_per_session == 0 || c.arbiter.max_commands_per_drive == 0)
+        r.fail(r.name("max_commands_per_session"), "and max_commands_per_drive must be at least 1");
       lo.session.handshake = std::chrono::milliseconds(handshake_ms);
       lo.session.idle = std::chrono::seconds(idle_s);
       lo.session.max_outbox_bytes = outbox;
