@@ -649,5 +649,251 @@ TEST_F(ArbiterTest, ARemovedDriveEndsItsLockFailsItsWaitersAndComesBackFree) {
             errc::invalid_arg);
 }
 
+// ---- bounds: what a session can make the arbiter hold (issue 11, finding 3) ----
+
+/// An arbiter with its own limits and one drive, for the bounds.
+class ArbiterBoundsTest : public ::testing::Test {
+ protected:
+  using Reply = std::shared_ptr<std::optional<Result<ScsiResult>>>;
+
+  void start(ArbiterConfig config) {
+    arbiter = std::make_unique<Arbiter>(scheduler, audit, config);
+    drive = std::make_shared<FakeDrive>(scheduler, "sim0");
+    ASSERT_TRUE(arbiter->add_drive(drive).ok());
+    scheduler.run();
+    drive->commands.clear();  // forget the start-up ALLOW
+  }
+
+  SessionId client(const std::string& name, std::uint32_t pid = 100, bool admin = false) {
+    PeerIdentity peer{pid, "user" + std::to_string(pid), pid, {}, "/bin/" + name};
+    peer.administrator = admin;
+    const SessionId s = arbiter->open_session(std::move(peer), {});
+    EXPECT_TRUE(arbiter->hello(s, name, pid).ok());
+    return s;
+  }
+
+  SessionId owner() {
+    const SessionId s = client("Owner");
+    Answer a;
+    arbiter->acquire_exclusive_access(s, "sim0", {}, a.handler());
+    scheduler.run();
+    EXPECT_TRUE(a.ok());
+    drive->commands.clear();  // forget TUR and PREVENT
+    return s;
+  }
+
+  static ScsiCommand read(std::uint32_t bytes = 2048) {
+    return {{opcode::read10, 0, 0, 0, 0, 0, 0, 0, 1, 0}, Direction::in, {}, bytes, {}};
+  }
+  static ScsiCommand write(std::size_t bytes = 2048) {
+    return {{0x2A, 0, 0, 0, 0, 0, 0, 0, 1, 0}, Direction::out, proto::Bytes(bytes, 0xA5), 0, {}};
+  }
+
+  Reply exec(SessionId s, ScsiCommand c, std::optional<std::uint32_t> timeout_s = {}) {
+    auto reply = std::make_shared<std::optional<Result<ScsiResult>>>();
+    arbiter->execute(s, "sim0", std::move(c), timeout_s,
+                     [reply](Result<ScsiResult> r) { reply->emplace(std::move(r)); });
+    scheduler.run();
+    return reply;
+  }
+
+  /// The owner's READ the drive sits on until answer_stuck().
+  Reply stuck_read(SessionId s, std::uint32_t bytes = 2048, std::uint32_t timeout_s = 30) {
+    drive->stuck.insert(opcode::read10);
+    return exec(s, read(bytes), timeout_s);
+  }
+  void answer_stuck() {
+    auto h = std::move(drive->stuck_handlers.front());
+    drive->stuck_handlers.erase(drive->stuck_handlers.begin());
+    h(ScsiResult{});
+    scheduler.run();
+  }
+
+  static void expect_limit(const Reply& reply, std::string_view key_and_value) {
+    ASSERT_TRUE(reply->has_value());
+    ASSERT_FALSE((*reply)->ok());
+    EXPECT_EQ((*reply)->error().code, errc::limit_reached);
+    EXPECT_NE((*reply)->error().message.find(key_and_value), std::string::npos)
+        << (*reply)->error().message;
+  }
+
+  FakeScheduler scheduler;
+  RecordingAudit audit;
+  std::unique_ptr<Arbiter> arbiter;
+  std::shared_ptr<FakeDrive> drive;
+};
+
+TEST_F(ArbiterBoundsTest, CommandsBeyondThePerSessionLimitAreRefusedAndNothingChanges) {
+  ArbiterConfig c;
+  c.max_commands_per_session = 3;
+  start(c);
+  const auto s = owner();
+  const auto slow = stuck_read(s);
+  const auto w1 = exec(s, write());
+  const auto w2 = exec(s, write());
+  const auto before = arbiter->status();
+  const auto refused = exec(s, write());
+  expect_limit(refused, "limits.max_commands_per_session = 3");
+  EXPECT_EQ(arbiter->status(), before);
+  EXPECT_EQ(drive->opcodes(), std::vector<std::uint8_t>{opcode::read10});  // one at a time
+  // The held ones run in order once the drive is free, and make room again.
+  answer_stuck();
+  ASSERT_TRUE(w1->has_value() && w2->has_value());
+  EXPECT_TRUE((*w1)->ok() && (*w2)->ok());
+  EXPECT_EQ(drive->opcodes(), (std::vector<std::uint8_t>{opcode::read10, 0x2A, 0x2A}));
+  const auto again = exec(s, write());
+  ASSERT_TRUE(again->has_value());
+  EXPECT_TRUE((*again)->ok());
+}
+
+TEST_F(ArbiterBoundsTest, CommandsBeyondThePerDriveLimitAreRefusedAndNothingChanges) {
+  ArbiterConfig c;
+  c.max_commands_per_drive = 2;
+  start(c);
+  const auto s = owner();
+  const auto slow = stuck_read(s);
+  const auto w1 = exec(s, write());
+  const auto before = arbiter->status();
+  expect_limit(exec(s, write()), "limits.max_commands_per_drive = 2");
+  EXPECT_EQ(arbiter->status(), before);
+  EXPECT_FALSE(w1->has_value());
+  answer_stuck();
+  EXPECT_TRUE(w1->has_value() && (*w1)->ok());
+}
+
+TEST_F(ArbiterBoundsTest, PayloadBytesBeyondThePerSessionLimitAreRefusedAndNothingChanges) {
+  ArbiterConfig c;
+  c.max_transfer_bytes = 65536;
+  c.max_payload_bytes_per_session = 3 * 65536;
+  start(c);
+  const auto s = owner();
+  const auto slow = stuck_read(s, 65536);  // data-in counts: the buffer it will fill
+  const auto w1 = exec(s, write(65536));
+  const auto w2 = exec(s, write(65536));
+  const auto before = arbiter->status();
+  expect_limit(exec(s, write(2048)), "limits.max_payload_bytes_per_session = 196608");
+  expect_limit(exec(s, read(2048)), "limits.max_payload_bytes_per_session = 196608");
+  EXPECT_EQ(arbiter->status(), before);
+  // A command without data holds no payload.
+  const auto tur =
+      exec(s, ScsiCommand{{opcode::test_unit_ready, 0, 0, 0, 0, 0}, Direction::none, {}, 0, {}});
+  EXPECT_FALSE(tur->has_value());
+  answer_stuck();
+  EXPECT_TRUE(w1->has_value() && w2->has_value() && tur->has_value());
+  const auto again = exec(s, write(65536));
+  EXPECT_TRUE(again->has_value() && (*again)->ok());
+}
+
+TEST_F(ArbiterBoundsTest, RequestsDeferredBeyondThePerSessionLimitAreRefusedAndNothingChanges) {
+  ArbiterConfig c;
+  c.max_deferred_per_session = 2;
+  start(c);
+  const auto a = owner();
+  const auto slow = stuck_read(a);
+  // A's release waits for the READ: the drive is RELEASING meanwhile.
+  Answer released;
+  arbiter->release_exclusive_access(a, "sim0", released.handler());
+  scheduler.run();
+  ASSERT_EQ(arbiter->status()["drives"][0]["lock_state"], "releasing");
+  const auto b = client("Eager", 200);
+  Answer first, second, third;
+  arbiter->acquire_exclusive_access(b, "sim0", {}, first.handler());
+  arbiter->acquire_exclusive_access(b, "sim0", {}, second.handler());
+  const auto before = arbiter->status();
+  arbiter->acquire_exclusive_access(b, "sim0", {}, third.handler());
+  scheduler.run();
+  ASSERT_TRUE(third.done());
+  EXPECT_EQ(third.code(), errc::limit_reached);
+  EXPECT_NE(third.result->error().message.find("limits.max_deferred_per_session = 2"),
+            std::string::npos);
+  EXPECT_FALSE(first.done());
+  EXPECT_FALSE(second.done());
+  EXPECT_EQ(arbiter->status(), before);
+  // The deferred two run when the release ends, in order.
+  answer_stuck();
+  ASSERT_TRUE(released.ok());
+  ASSERT_TRUE(first.ok() && second.ok());
+  EXPECT_EQ(first.count(), 1U);
+  EXPECT_EQ(second.count(), 2U);
+  // Their slots are free again.
+  Answer more;
+  arbiter->acquire_exclusive_access(b, "sim0", {}, more.handler());
+  scheduler.run();
+  EXPECT_EQ(more.count(), 3U);
+}
+
+TEST_F(ArbiterBoundsTest, ADepartedSessionsQueuedCommandsNeverReachTheDrive) {
+  start(ArbiterConfig{});
+  const auto s = owner();
+  const auto slow = stuck_read(s);
+  std::vector<Reply> writes;
+  for (int i = 0; i < 5; ++i)
+    writes.push_back(exec(s, write()));
+  arbiter->close_session(s);
+  // Dropped at once, before the release's ALLOW is even queued.
+  for (const auto& w : writes) {
+    ASSERT_TRUE(w->has_value());
+    EXPECT_FALSE((*w)->ok());
+  }
+  EXPECT_EQ(audit.count(AuditKind::freed), 0U);
+  answer_stuck();  // the READ the drive had started ends; then ALLOW and the OS unlock
+  ASSERT_EQ(audit.count(AuditKind::freed), 1U);
+  EXPECT_EQ(drive->opcodes(),
+            (std::vector<std::uint8_t>{opcode::read10, opcode::prevent_allow_medium_removal}));
+  EXPECT_EQ(drive->unlocks, 1);
+  EXPECT_EQ(arbiter->status()["drives"][0]["lock_state"], "free");
+}
+
+TEST_F(ArbiterBoundsTest, ABrokenOwnersQueuedCommandsNeverReachTheDrive) {
+  start(ArbiterConfig{});
+  const auto s = owner();
+  const auto slow = stuck_read(s);
+  const auto w = exec(s, write());
+  const auto admin = client("Admin", 0, true);
+  bool broke = false;
+  arbiter->break_exclusive_access(admin, "sim0", [&](auto r) { broke = r.ok(); });
+  scheduler.run();
+  ASSERT_TRUE(w->has_value());
+  EXPECT_EQ((*w)->error().code, errc::recorder_locked);
+  answer_stuck();
+  EXPECT_TRUE(broke);
+  EXPECT_EQ(drive->opcodes(),
+            (std::vector<std::uint8_t>{opcode::read10, opcode::prevent_allow_medium_removal}));
+}
+
+TEST_F(ArbiterBoundsTest, TheWatchdogCountsFromWhenTheDriveStartsTheCommand) {
+  start(ArbiterConfig{});
+  const auto s = owner();
+  const auto slow = stuck_read(s, 2048, 30);  // the drive works on it for a long time
+  const auto w = exec(s, write(), 5);         // 5 s, but only once the drive has it
+  scheduler.advance(20s);                     // far past the WRITE's 5 s + 2 s grace
+  EXPECT_FALSE(w->has_value());
+  EXPECT_EQ(drive->opcodes(), std::vector<std::uint8_t>{opcode::read10});
+  auto d = arbiter->status()["drives"][0];
+  EXPECT_EQ(d["state"], "owned");
+  EXPECT_EQ(d["stats"]["timeouts"], 0);
+  answer_stuck();
+  ASSERT_TRUE(w->has_value());
+  EXPECT_TRUE((*w)->ok());
+  d = arbiter->status()["drives"][0];
+  EXPECT_EQ(d["state"], "owned");
+  EXPECT_EQ(d["stats"]["timeouts"], 0);
+}
+
+TEST_F(ArbiterBoundsTest, AfterAGenuineOverrunTheNextCommandIsHandedOn) {
+  start(ArbiterConfig{});
+  const auto s = owner();
+  const auto slow = stuck_read(s, 2048, 30);
+  const auto w = exec(s, write(), 5);
+  scheduler.advance(33s);  // the READ's 30 s + 2 s grace: it is answered for
+  ASSERT_TRUE(slow->has_value());
+  EXPECT_EQ((*slow)->error().code, errc::recorder_command_timeout);
+  ASSERT_TRUE(w->has_value());  // handed on and answered
+  EXPECT_TRUE((*w)->ok());
+  const auto d = arbiter->status()["drives"][0];
+  EXPECT_EQ(d["state"], "error");
+  EXPECT_EQ(d["stats"]["timeouts"], 1);  // the READ's only
+}
+
 }  // namespace
 }  // namespace discarbiter::core

@@ -97,5 +97,29 @@ TEST(Config, FaultsMustNameASimulatedDrive) {
   EXPECT_NE(r.error().message.find("sim4"), std::string::npos);
 }
 
+TEST(Config, TheBoundsOnWhatASessionHoldsAreReadAndChecked) {
+  const auto defaults = parse_config(json::object()).value();
+  EXPECT_EQ(defaults.arbiter.max_commands_per_session, 32U);
+  EXPECT_EQ(defaults.arbiter.max_commands_per_drive, 64U);
+  EXPECT_EQ(defaults.arbiter.max_payload_bytes_per_session, 8U * 1024 * 1024);
+  EXPECT_EQ(defaults.arbiter.max_deferred_per_session, 64U);
+  const auto c = parse_config(json::parse(R"({"limits": {
+    "max_commands_per_session": 5, "max_commands_per_drive": 6,
+    "max_payload_bytes_per_session": 2097152, "max_deferred_per_session": 7}})"))
+                     .value();
+  EXPECT_EQ(c.arbiter.max_commands_per_session, 5U);
+  EXPECT_EQ(c.arbiter.max_commands_per_drive, 6U);
+  EXPECT_EQ(c.arbiter.max_payload_bytes_per_session, 2097152U);
+  EXPECT_EQ(c.arbiter.max_deferred_per_session, 7U);
+  // One transfer of the largest size must fit.
+  EXPECT_NE(
+      error_of(
+          {{"limits", {{"max_transfer_bytes", 1048576}, {"max_payload_bytes_per_session", 65536}}}})
+          .find("limits.max_payload_bytes_per_session must be at least"),
+      std::string::npos);
+  EXPECT_NE(error_of({{"limits", {{"max_commands_per_drive", 0}}}}).find("at least 1"),
+            std::string::npos);
+}
+
 }  // namespace
 }  // namespace discarbiter::host
