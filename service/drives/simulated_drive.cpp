@@ -4,6 +4,7 @@
 #include <cstring>
 
 #include <fmt/format.h>
+#include <fmt/ranges.h>
 
 namespace discarbiter::drives {
 namespace {
@@ -52,8 +53,32 @@ DriveDescription SimulatedDrive::describe() {
                           1024 * 1024};
 }
 
+std::string describe(const SimulatedCommand& c) {
+  std::string data;
+  if (c.data_out_bytes)
+    data = fmt::format(" ({} bytes out)", c.data_out_bytes);
+  else if (c.data_in_len)
+    data = fmt::format(" ({} bytes in)", c.data_in_len);
+  return fmt::format("#{} CDB {:02X}{}, {}", c.sequence, fmt::join(c.cdb, " "), data,
+                     c.exclusive_owner ? fmt::format("OS lock '{}'", *c.exclusive_owner)
+                                       : std::string("no OS lock"));
+}
+
 ScsiResult SimulatedDrive::execute(const ScsiCommand& command) {
   std::unique_lock lock(mutex_);
+  // N.B. logged before any fault: a command that hangs has reached the drive.
+  SimulatedCommand seen{++commands_seen_, command.cdb, command.data_out.size(),
+                        command.direction == Direction::in ? command.data_in_len : 0,
+                        exclusive_owner_};
+  if (command_log_.size() == kCommandLogSize)
+    command_log_.pop_front();
+  command_log_.push_back(seen);
+  if (observer_) {
+    const CommandObserver observer = observer_;
+    lock.unlock();  // N.B. the observer logs; nothing of ours is held meanwhile
+    observer(seen);
+    lock.lock();
+  }
   if (faults_.removed) {
     return {errc::dev_not_exist, "the simulated drive has been removed", 0, {}, {}};
   }
@@ -222,6 +247,16 @@ bool SimulatedDrive::tray_open() const {
 std::optional<std::string> SimulatedDrive::exclusive_owner() const {
   std::lock_guard lock(mutex_);
   return exclusive_owner_;
+}
+
+std::vector<SimulatedCommand> SimulatedDrive::command_log() const {
+  std::lock_guard lock(mutex_);
+  return {command_log_.begin(), command_log_.end()};
+}
+
+void SimulatedDrive::set_command_observer(CommandObserver observer) {
+  std::lock_guard lock(mutex_);
+  observer_ = std::move(observer);
 }
 
 }  // namespace discarbiter::drives

@@ -6,11 +6,14 @@
 #include <chrono>
 #include <condition_variable>
 #include <cstdint>
+#include <deque>
+#include <functional>
 #include <map>
 #include <mutex>
 #include <optional>
 #include <set>
 #include <string>
+#include <vector>
 
 #include "scsi_device.hpp"
 
@@ -24,8 +27,26 @@ struct SimulatedFaults {
   friend bool operator==(const SimulatedFaults&, const SimulatedFaults&) = default;
 };
 
+/// One command as it reached the simulated device, in the order they did:
+/// what tests assert on ("nothing of a departed session reaches the drive
+/// after its lock is freed").
+struct SimulatedCommand {
+  std::uint64_t sequence = 0;  // 1, 2, … per drive
+  proto::Bytes cdb;
+  std::size_t data_out_bytes = 0;
+  std::uint32_t data_in_len = 0;
+  /// Whose OS-level exclusive lock was held then (the client name), if any.
+  std::optional<std::string> exclusive_owner;
+};
+
+/// "#12 CDB 2A 00 … (2048 bytes out), OS lock 'Burner'": one line for the log.
+std::string describe(const SimulatedCommand& command);
+
 class SimulatedDrive final : public ScsiDevice {
  public:
+  /// Sees each command as it reaches the device, on the drive's thread.
+  using CommandObserver = std::function<void(const SimulatedCommand&)>;
+  static constexpr std::size_t kCommandLogSize = 1024;  // the newest kept
   static constexpr std::uint32_t kBlockSize = 2048;
   static constexpr std::uint32_t kBlocks = 1024;  // a 2 MiB disc
   static constexpr std::uint16_t kProfileDvdPlusRw = 0x001A;
@@ -43,6 +64,9 @@ class SimulatedDrive final : public ScsiDevice {
   bool tray_locked() const;
   bool tray_open() const;
   std::optional<std::string> exclusive_owner() const;
+  /// The last kCommandLogSize commands that reached the device, oldest first.
+  std::vector<SimulatedCommand> command_log() const;
+  void set_command_observer(CommandObserver observer);
 
  private:
   ScsiResult answer(const ScsiCommand& command);  // with mutex_ held
@@ -58,6 +82,9 @@ class SimulatedDrive final : public ScsiDevice {
   bool tray_open_ = false;
   std::optional<std::string> exclusive_owner_;
   proto::Bytes disc_;
+  std::uint64_t commands_seen_ = 0;
+  std::deque<SimulatedCommand> command_log_;  // bounded: kCommandLogSize
+  CommandObserver observer_;
 };
 
 }  // namespace discarbiter::drives

@@ -113,5 +113,49 @@ TEST(SimulatedDrive, TheExclusiveLockRecordsItsOwner) {
   EXPECT_EQ(drive.exclusive_owner(), std::nullopt);
 }
 
+TEST(SimulatedDrive, TheCommandLogSaysWhatReachedTheDeviceInOrderAndUnderWhoseLock) {
+  SimulatedDrive drive(0, SimulatedFaults{.delay = {}, .hang = {0x28}, .removed = false});
+  std::vector<std::string> observed;
+  drive.set_command_observer([&](const SimulatedCommand& c) { observed.push_back(describe(c)); });
+  ASSERT_TRUE(drive.execute(cmd(core::cdb_test_unit_ready())).answered());
+  ASSERT_TRUE(drive.lock_exclusive("Burner", false).ok());
+  ASSERT_TRUE(
+      drive
+          .execute(cmd({0x2A, 0, 0, 0, 0, 5, 0, 0, 1, 0}, Direction::out, 0, proto::Bytes(2048, 0)))
+          .good());
+  // A command that hangs has still reached the device.
+  EXPECT_EQ(
+      drive.execute(cmd({0x28, 0, 0, 0, 0, 5, 0, 0, 1, 0}, Direction::in, 2048, {}, 0s)).transport,
+      errc::recorder_command_timeout);
+  ASSERT_TRUE(drive.unlock_exclusive().ok());
+  ASSERT_TRUE(drive.execute(cmd(core::cdb_test_unit_ready())).answered());
+
+  const auto log = drive.command_log();
+  ASSERT_EQ(log.size(), 4U);
+  EXPECT_EQ(log[0].sequence, 1U);
+  EXPECT_EQ(log[0].exclusive_owner, std::nullopt);
+  EXPECT_EQ(log[1].cdb[0], 0x2A);
+  EXPECT_EQ(log[1].data_out_bytes, 2048U);
+  EXPECT_EQ(log[1].exclusive_owner, "Burner");
+  EXPECT_EQ(log[2].cdb[0], 0x28);
+  EXPECT_EQ(log[2].data_in_len, 2048U);
+  EXPECT_EQ(log[2].exclusive_owner, "Burner");
+  EXPECT_EQ(log[3].sequence, 4U);
+  EXPECT_EQ(log[3].exclusive_owner, std::nullopt);
+  ASSERT_EQ(observed.size(), 4U);
+  EXPECT_EQ(observed[1], "#2 CDB 2A 00 00 00 00 05 00 00 01 00 (2048 bytes out), OS lock 'Burner'");
+  EXPECT_EQ(observed[3], "#4 CDB 00 00 00 00 00 00, no OS lock");
+}
+
+TEST(SimulatedDrive, TheCommandLogKeepsOnlyTheNewest) {
+  SimulatedDrive drive(0);
+  for (std::size_t i = 0; i < SimulatedDrive::kCommandLogSize + 10; ++i)
+    ASSERT_TRUE(drive.execute(cmd(core::cdb_test_unit_ready())).answered());
+  const auto log = drive.command_log();
+  ASSERT_EQ(log.size(), SimulatedDrive::kCommandLogSize);
+  EXPECT_EQ(log.front().sequence, 11U);
+  EXPECT_EQ(log.back().sequence, SimulatedDrive::kCommandLogSize + 10);
+}
+
 }  // namespace
 }  // namespace discarbiter::drives
