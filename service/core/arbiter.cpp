@@ -782,13 +782,16 @@ void Arbiter::enqueue_waiter(Drive& drive, Session& session, AcquireOptions opti
     return;
   }
   if (session.waits >= config_.max_waits_per_session) {
-    handler(Error{errc::limit_reached,
-                  fmt::format("this client already has {} queued waits", session.waits)});
+    handler(Error{errc::limit_reached, fmt::format("this client already has {} queued waits "
+                                                   "(limits.max_waits_per_session = {})",
+                                                   session.waits, config_.max_waits_per_session)});
     return;
   }
   if (drive.waiters.size() >= config_.max_waits_per_drive) {
-    handler(Error{errc::limit_reached, fmt::format("drive '{}' already has {} queued waits",
-                                                   drive.id(), drive.waiters.size())});
+    handler(Error{errc::limit_reached,
+                  fmt::format("drive '{}' already has {} queued waits "
+                              "(limits.max_waits_per_drive = {})",
+                              drive.id(), drive.waiters.size(), config_.max_waits_per_drive)});
     return;
   }
   Waiter w;

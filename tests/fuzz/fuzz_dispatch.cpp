@@ -69,6 +69,11 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size
   config.max_waits_per_drive = 4;
   config.max_waits_per_session = 2;
   config.max_transfer_bytes = 64 * 1024;
+  // N.B. small, so that pipelined commands and deferred requests hit them.
+  config.max_commands_per_session = 3;
+  config.max_commands_per_drive = 4;
+  config.max_payload_bytes_per_session = 2 * 64 * 1024;
+  config.max_deferred_per_session = 2;
   core::Arbiter arbiter(scheduler, audit, config);
   for (unsigned i = 0; i < 2; ++i)
     require(arbiter.add_drive(std::make_shared<SimulatedChannel>(scheduler, i)).ok());
