@@ -698,15 +698,18 @@ void Arbiter::start_release(Drive& drive, ReleaseCause cause, CountHandler handl
   if (cause != ReleaseCause::released) {
     // N.B. before ALLOW is queued: nothing of a departed or broken owner
     // reaches the drive after its lock is freed. (A final release keeps its
-    // own earlier commands: they run before the ALLOW.)
-    drop_commands(
-        drive, drive.owner,
+    // own earlier commands: they run before the ALLOW.) What a backend holds
+    // unstarted is the owner's too: its acquire's calls were answered before
+    // it owned the drive, and the channel runs calls in order.
+    const Error why =
         cause == ReleaseCause::broken
             ? Error{errc::recorder_locked,
-                    fmt::format("the lock on drive '{}' was broken before the drive "
-                                "started the command",
+                    fmt::format("the lock on drive '{}' was broken before the drive started the "
+                                "command",
                                 drive.id())}
-            : Error{errc::fail, "the session ended before the drive started the command"});
+            : Error{errc::fail, "the session ended before the drive started the command"};
+    drop_commands(drive, drive.owner, why);
+    drive.channel->cancel_queued(why);
   }
   drive.state = Drive::LockState::releasing;
   drive.release_cause = cause;

@@ -37,6 +37,12 @@ class DriveChannel {
   /// the client name; a no-op where the service's open already excludes).
   virtual void async_os_lock(std::string client_name, bool force, LockHandler handler) = 0;
   virtual void async_os_unlock(LockHandler handler) = 0;
+  /// Calls made but not yet started complete with `why` instead (as every
+  /// call does: on the strand, in order); the one the drive works on is left
+  /// alone. The arbiter hands one call at a time, so normally nothing waits
+  /// here; after a watchdog answered for a backend that overran, the calls
+  /// it handed on may, and a departing owner's must not reach the drive.
+  virtual void cancel_queued(const Error& /*why*/) {}
 };
 
 }  // namespace discarbiter::core

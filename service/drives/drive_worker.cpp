@@ -39,15 +39,15 @@ void DriveWorker::retire() {
       return;
     retired_ = true;
     // N.B. the last job: it runs after everything already queued.
-    jobs_.emplace_back([this] {
-      std::lock_guard closing(mutex_);  // N.B. stop() reads device_ from another thread
-      device_.reset();
-    });
+    jobs_.push_back(Job{[this] {
+                          std::lock_guard closing(mutex_);  // N.B. stop() reads device_ too
+                          device_.reset();
+                        },
+                        {}});
   }
   wake_.notify_one();
 }
 
-template <typename Job>
 bool DriveWorker::submit(Job job) {
   {
     std::lock_guard lock(mutex_);
@@ -74,37 +74,55 @@ std::string gone_message(const core::DriveDescription& d) {
 }
 }  // namespace
 
+void DriveWorker::cancel_queued(const Error& why) {
+  std::deque<Job> cancelled;
+  {
+    std::lock_guard lock(mutex_);
+    std::deque<Job> kept;
+    for (auto& job : jobs_)
+      (job.cancel ? cancelled : kept).push_back(std::move(job));
+    jobs_ = std::move(kept);
+  }
+  for (auto& job : cancelled)
+    job.cancel(why);
+}
+
 void DriveWorker::async_execute(ScsiCommand command, ExecuteHandler handler) {
-  auto job = [this, command = std::move(command), handler]() mutable {
-    auto result = device_->execute(command);
-    post_([handler = std::move(handler), result = std::move(result)]() mutable {
-      handler(std::move(result));
-    });
-  };
+  Job job{[this, command = std::move(command), handler]() mutable {
+            auto result = device_->execute(command);
+            post_([handler = std::move(handler), result = std::move(result)]() mutable {
+              handler(std::move(result));
+            });
+          },
+          [this, handler](const Error& why) {
+            fail_later(handler, ScsiResult::failed(why.code, why.message));
+          }};
   if (!submit(std::move(job)))
     fail_later(std::move(handler),
                ScsiResult::failed(errc::dev_not_exist, gone_message(description_)));
 }
 
 void DriveWorker::async_os_lock(std::string client_name, bool force, LockHandler handler) {
-  auto job = [this, client_name = std::move(client_name), force, handler]() mutable {
-    auto result = device_->lock_exclusive(client_name, force);
-    post_([handler = std::move(handler), result = std::move(result)]() mutable {
-      handler(std::move(result));
-    });
-  };
+  Job job{[this, client_name = std::move(client_name), force, handler]() mutable {
+            auto result = device_->lock_exclusive(client_name, force);
+            post_([handler = std::move(handler), result = std::move(result)]() mutable {
+              handler(std::move(result));
+            });
+          },
+          [this, handler](const Error& why) { fail_later(handler, Result<Done>(why)); }};
   if (!submit(std::move(job)))
     fail_later(std::move(handler),
                Result<Done>(Error{errc::dev_not_exist, gone_message(description_)}));
 }
 
 void DriveWorker::async_os_unlock(LockHandler handler) {
-  auto job = [this, handler]() mutable {
-    auto result = device_->unlock_exclusive();
-    post_([handler = std::move(handler), result = std::move(result)]() mutable {
-      handler(std::move(result));
-    });
-  };
+  Job job{[this, handler]() mutable {
+            auto result = device_->unlock_exclusive();
+            post_([handler = std::move(handler), result = std::move(result)]() mutable {
+              handler(std::move(result));
+            });
+          },
+          [this, handler](const Error& why) { fail_later(handler, Result<Done>(why)); }};
   if (!submit(std::move(job)))
     fail_later(std::move(handler),
                Result<Done>(Error{errc::dev_not_exist, gone_message(description_)}));
@@ -112,7 +130,7 @@ void DriveWorker::async_os_unlock(LockHandler handler) {
 
 void DriveWorker::run() {
   for (;;) {
-    std::function<void()> job;
+    Job job;
     {
       std::unique_lock lock(mutex_);
       wake_.wait(lock, [this] { return stopping_ || !jobs_.empty(); });
@@ -121,7 +139,7 @@ void DriveWorker::run() {
       job = std::move(jobs_.front());
       jobs_.pop_front();
     }
-    job();
+    job.run();
   }
 }
 

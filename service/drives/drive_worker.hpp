@@ -28,6 +28,7 @@ class DriveWorker final : public core::DriveChannel {
   void async_execute(ScsiCommand command, ExecuteHandler handler) override;
   void async_os_lock(std::string client_name, bool force, LockHandler handler) override;
   void async_os_unlock(LockHandler handler) override;
+  void cancel_queued(const Error& why) override;
 
   /// Interrupts the current command, drops queued ones and joins the thread.
   void stop();
@@ -37,8 +38,11 @@ class DriveWorker final : public core::DriveChannel {
   void retire();
 
  private:
+  struct Job {
+    std::function<void()> run;
+    std::function<void(const Error&)> cancel;  // empty: not cancellable
+  };
   /// Queues job; false when the worker is stopping or retired.
-  template <typename Job>
   bool submit(Job job);
   template <typename Handler, typename Failure>
   void fail_later(Handler handler, Failure failure);
@@ -49,7 +53,7 @@ class DriveWorker final : public core::DriveChannel {
   PostToArbiter post_;
   std::mutex mutex_;
   std::condition_variable wake_;
-  std::deque<std::function<void()>> jobs_;
+  std::deque<Job> jobs_;
   bool stopping_ = false;
   bool retired_ = false;
   std::thread thread_;  // N.B. last: it starts in the constructor and uses the members above

@@ -651,6 +651,27 @@ TEST_F(ArbiterTest, ARemovedDriveEndsItsLockFailsItsWaitersAndComesBackFree) {
 
 // ---- bounds: what a session can make the arbiter hold (issue 11, finding 3) ----
 
+/// A FakeDrive that also counts cancel_queued() (FakeDrive runs every call at
+/// once, so it never holds one unstarted).
+class CancelCountingChannel final : public DriveChannel {
+ public:
+  explicit CancelCountingChannel(std::shared_ptr<FakeDrive> inner) : inner_(std::move(inner)) {}
+  const DriveDescription& description() const override { return inner_->description(); }
+  void async_execute(ScsiCommand c, ExecuteHandler h) override {
+    inner_->async_execute(std::move(c), std::move(h));
+  }
+  void async_os_lock(std::string name, bool force, LockHandler h) override {
+    inner_->async_os_lock(std::move(name), force, std::move(h));
+  }
+  void async_os_unlock(LockHandler h) override { inner_->async_os_unlock(std::move(h)); }
+  void cancel_queued(const Error& why) override { cancelled.push_back(why); }
+
+  std::vector<Error> cancelled;
+
+ private:
+  std::shared_ptr<FakeDrive> inner_;
+};
+
 /// An arbiter with its own limits and one drive, for the bounds.
 class ArbiterBoundsTest : public ::testing::Test {
  protected:
@@ -659,7 +680,8 @@ class ArbiterBoundsTest : public ::testing::Test {
   void start(ArbiterConfig config) {
     arbiter = std::make_unique<Arbiter>(scheduler, audit, config);
     drive = std::make_shared<FakeDrive>(scheduler, "sim0");
-    ASSERT_TRUE(arbiter->add_drive(drive).ok());
+    channel = std::make_shared<CancelCountingChannel>(drive);
+    ASSERT_TRUE(arbiter->add_drive(channel).ok());
     scheduler.run();
     drive->commands.clear();  // forget the start-up ALLOW
   }
@@ -721,6 +743,7 @@ class ArbiterBoundsTest : public ::testing::Test {
   RecordingAudit audit;
   std::unique_ptr<Arbiter> arbiter;
   std::shared_ptr<FakeDrive> drive;
+  std::shared_ptr<CancelCountingChannel> channel;
 };
 
 TEST_F(ArbiterBoundsTest, CommandsBeyondThePerSessionLimitAreRefusedAndNothingChanges) {
@@ -744,6 +767,12 @@ TEST_F(ArbiterBoundsTest, CommandsBeyondThePerSessionLimitAreRefusedAndNothingCh
   const auto again = exec(s, write());
   ASSERT_TRUE(again->has_value());
   EXPECT_TRUE((*again)->ok());
+  // A final release keeps the owner's own earlier commands: nothing cancelled.
+  Answer released;
+  arbiter->release_exclusive_access(s, "sim0", released.handler());
+  scheduler.run();
+  EXPECT_TRUE(released.ok());
+  EXPECT_TRUE(channel->cancelled.empty());
 }
 
 TEST_F(ArbiterBoundsTest, CommandsBeyondThePerDriveLimitAreRefusedAndNothingChanges) {
@@ -830,11 +859,14 @@ TEST_F(ArbiterBoundsTest, ADepartedSessionsQueuedCommandsNeverReachTheDrive) {
   for (int i = 0; i < 5; ++i)
     writes.push_back(exec(s, write()));
   arbiter->close_session(s);
-  // Dropped at once, before the release's ALLOW is even queued.
+  // Dropped at once, before the release's ALLOW is even queued; and what the
+  // backend might hold unstarted (after a watchdog answer) is cancelled too.
   for (const auto& w : writes) {
     ASSERT_TRUE(w->has_value());
     EXPECT_FALSE((*w)->ok());
   }
+  ASSERT_EQ(channel->cancelled.size(), 1U);
+  EXPECT_EQ(drive->opcodes(), std::vector<std::uint8_t>{opcode::read10});
   EXPECT_EQ(audit.count(AuditKind::freed), 0U);
   answer_stuck();  // the READ the drive had started ends; then ALLOW and the OS unlock
   ASSERT_EQ(audit.count(AuditKind::freed), 1U);
@@ -855,6 +887,8 @@ TEST_F(ArbiterBoundsTest, ABrokenOwnersQueuedCommandsNeverReachTheDrive) {
   scheduler.run();
   ASSERT_TRUE(w->has_value());
   EXPECT_EQ((*w)->error().code, errc::recorder_locked);
+  ASSERT_EQ(channel->cancelled.size(), 1U);
+  EXPECT_EQ(channel->cancelled[0].code, errc::recorder_locked);
   answer_stuck();
   EXPECT_TRUE(broke);
   EXPECT_EQ(drive->opcodes(),

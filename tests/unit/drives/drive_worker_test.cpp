@@ -42,5 +42,52 @@ TEST(DriveWorker, ARetiredWorkerFinishesQueuedWorkThenFailsWithDevNotExist) {
   EXPECT_TRUE(watch.expired()) << "the retired device was closed";
 }
 
+TEST(DriveWorker, CancelQueuedAnswersWhatHasNotStartedAndLeavesTheRunningCallAlone) {
+  auto device = std::make_shared<SimulatedDrive>(
+      0, SimulatedFaults{.delay = {}, .hang = {core::opcode::read10}, .removed = false});
+  std::promise<void> read_started;
+  device->set_command_observer([&](const SimulatedCommand& c) {
+    if (c.cdb[0] == core::opcode::read10)
+      read_started.set_value();
+  });
+  DriveWorker worker(device, run_inline());
+  // The READ hangs for its 1 s timeout; three WRITEs and an OS lock queue behind it.
+  std::promise<ScsiResult> read_done;
+  worker.async_execute(
+      ScsiCommand{
+          {core::opcode::read10, 0, 0, 0, 0, 0, 0, 0, 1, 0}, core::Direction::in, {}, 2048, 1s},
+      [&](ScsiResult r) { read_done.set_value(std::move(r)); });
+  ASSERT_EQ(read_started.get_future().wait_for(10s), std::future_status::ready);
+  std::vector<std::promise<ScsiResult>> writes(3);
+  for (auto& w : writes) {
+    worker.async_execute(
+        ScsiCommand{
+            {0x2A, 0, 0, 0, 0, 0, 0, 0, 1, 0}, core::Direction::out, proto::Bytes(2048, 0), 0, 10s},
+        [&w](ScsiResult r) { w.set_value(std::move(r)); });
+  }
+  std::promise<Result<Done>> locked;
+  worker.async_os_lock("Late", false, [&](Result<Done> r) { locked.set_value(std::move(r)); });
+
+  worker.cancel_queued(Error{errc::fail, "the session ended"});
+  for (auto& w : writes) {
+    auto answer = w.get_future();
+    ASSERT_EQ(answer.wait_for(10s), std::future_status::ready);
+    const auto r = answer.get();
+    EXPECT_EQ(r.transport, errc::fail);
+    EXPECT_EQ(r.transport_message, "the session ended");
+  }
+  EXPECT_EQ(locked.get_future().get().error().code, errc::fail);
+  // The running READ was left alone: it ends at its own timeout.
+  EXPECT_EQ(read_done.get_future().get().transport, errc::recorder_command_timeout);
+  EXPECT_EQ(run(worker, ScsiCommand{core::cdb_test_unit_ready(), core::Direction::none, {}, 0, 10s})
+                .transport,
+            errc::ok);
+  const auto log = device->command_log();
+  ASSERT_EQ(log.size(), 2U);  // the READ and the TUR; nothing cancelled reached the device
+  EXPECT_EQ(log[0].cdb[0], core::opcode::read10);
+  EXPECT_EQ(log[1].cdb[0], core::opcode::test_unit_ready);
+  EXPECT_EQ(device->exclusive_owner(), std::nullopt);
+}
+
 }  // namespace
 }  // namespace discarbiter::drives
