@@ -21,8 +21,15 @@ MAX_DEFERRED = 64
 # (before the bounds, 264 MB): the 8 MiB a session may hold, frames in
 # transit, allocator slack.
 RSS_GROWTH_BOUND = 48 * MiB
+# What 100,000 pipelined acquires may add while the drive is releasing
+# (before the bounds, 25 MB of deferred requests).
+DEFERRED_RSS_GROWTH_BOUND = 8 * MiB
 # What may stay after the session ended (allocator caches).
 RSS_RESIDUE_BOUND = 16 * MiB
+# N.B. under ASan (quarantine, shadow memory) and TSan the service's RSS
+# says nothing about what it holds: the figures are printed, not asserted.
+# The sanitizer test presets set these variables.
+SANITIZED = any(v in os.environ for v in ("ASAN_OPTIONS", "TSAN_OPTIONS"))
 
 
 def memory(pid):
@@ -179,20 +186,22 @@ class Bounds(unittest.TestCase):
         self.assertEqual([line for line in before_freed if "CDB 2A" in line], [],
                          "its queued WRITEs were dropped, not run")
         probe.close()
-        after_trim, _ = memory(self.pid)
+        after, _ = memory(self.pid)
         print(f"\n256 x 1 MiB WRITEs behind a hung READ: RSS before {before / MiB:.1f} MiB, "
               f"peak {peak / MiB:.1f} MiB (+{(peak - before) / MiB:.1f}), "
-              f"after the session ended {after_trim / MiB:.1f} MiB; "
+              f"after the session ended {after / MiB:.1f} MiB; "
               f"{len(refused)} refused with DA_E_LIMIT_REACHED, {held} held")
-        self.assertLess(peak - before, RSS_GROWTH_BOUND)
-        self.assertLess(after_trim - before, RSS_RESIDUE_BOUND)
+        if not SANITIZED:
+            self.assertLess(peak - before, RSS_GROWTH_BOUND)
+            self.assertLess(after - before, RSS_RESIDUE_BOUND)
 
     def test_100000_pipelined_acquires_while_the_drive_is_releasing_stay_bounded(self):
         owner = RawClient(self.service.endpoint)
         hello(owner, "Owner")
         self.assertTrue(owner.request({"id": 1, "op": "acquire", "drive": "sim0"})["ok"])
-        # The READ hangs for 30 s; the release waits behind it: RELEASING.
-        owner.send(encode_frame(dict(read_cdb(30), id=2)))
+        # The READ hangs for 60 s (the service stops before); the release
+        # waits behind it: RELEASING.
+        owner.send(encode_frame(dict(read_cdb(60), id=2)))
         owner.send(encode_frame({"id": 3, "op": "release", "drive": "sim0"}))
         status = owner.request({"id": 4, "op": "status"})
         self.assertEqual(status["status"]["drives"][0]["lock_state"], "releasing", status)
@@ -233,7 +242,8 @@ class Bounds(unittest.TestCase):
         print(f"\n{frames} pipelined acquires while releasing: {refused} refused with DA_E_LIMIT_REACHED "
               f"in {took:.1f} s, {MAX_DEFERRED} deferred; RSS before {before / MiB:.1f} MiB, "
               f"peak {peak / MiB:.1f} MiB (+{(peak - before) / MiB:.1f})")
-        self.assertLess(peak - before, 8 * MiB)
+        if not SANITIZED:
+            self.assertLess(peak - before, DEFERRED_RSS_GROWTH_BOUND)
 
 
 if __name__ == "__main__":
