@@ -447,6 +447,10 @@ void Arbiter::execute(SessionId id, const std::string& drive_id, ScsiCommand com
                 : locked_error(drive));
     return;
   }
+  if (auto allowed = config_.commands.check(command.cdb, target->session->peer); !allowed) {
+    handler(std::move(allowed.error()));  // N.B. before anything is sent or counted
+    return;
+  }
   const std::uint32_t max_transfer =
       std::min(config_.max_transfer_bytes, drive.channel->description().max_transfer_bytes);
   if (command.cdb.size() < 6 || command.cdb.size() > 16) {

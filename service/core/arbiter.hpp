@@ -35,6 +35,7 @@
 #include <nlohmann/json.hpp>
 
 #include "audit.hpp"
+#include "command_policy.hpp"
 #include "discarbiter/proto/messages.hpp"
 #include "discarbiter/proto/result.hpp"
 #include "drive_channel.hpp"
@@ -55,6 +56,8 @@ struct ArbiterConfig {
   /// How long past a command's timeout the arbiter waits for a backend that
   /// overruns before failing the caller itself (the drive goes to "error").
   std::chrono::seconds watchdog_grace{2};
+  /// Which CDBs an owner may send (docs/command-policy.md).
+  CommandPolicy commands;
 };
 
 struct AcquireOptions {

@@ -178,6 +178,26 @@ Result<Config> parse_config(const json& document) {
       c.arbiter.timeouts.max_timeout = std::chrono::seconds(max_s);
     }
 
+    if (const json* cm = top.object("commands")) {
+      ObjectReader r(*cm, "commands", error);
+      if (const json* allow = r.object("allow")) {
+        if (!allow->is_array()) {
+          r.fail("commands.allow", "must be an array of opcodes such as \"0xD8\"");
+        } else {
+          for (const auto& a : *allow) {
+            const auto op = a.is_string() ? parse_opcode(a.get<std::string>()) : std::nullopt;
+            if (!op) {
+              r.fail("commands.allow", fmt::format("holds {}, which is not an opcode string "
+                                                   "(\"0x00\" to \"0xFF\")",
+                                                   a.dump()));
+              break;
+            }
+            c.arbiter.commands.extra_allowed.insert(*op);
+          }
+        }
+      }
+    }
+
     if (const json* l = top.object("limits")) {
       ObjectReader r(*l, "limits", error);
       auto& lo = c.listener;
