@@ -1,5 +1,6 @@
 """The command policy (docs/command-policy.md) with an ordinary user as a
-second uid (nobody) next to root (issue 11 finding 2)."""
+second uid (nobody) next to root, and the tray preventions an owner may
+leave (issue 11 findings 2 and 4)."""
 import json
 import os
 import subprocess
@@ -103,6 +104,50 @@ class CommandPolicy(unittest.TestCase):
             self.assertEqual(reply.get("name"), "S_IMAPI_COMMAND_HAS_SENSE_DATA", reply)
         after = self.service.status()["drives"][0]["stats"]["commands"]
         self.assertEqual(after, before + len(REFUSED))
+
+
+class TrayPrevention(unittest.TestCase):
+    """Neither of MMC's tray preventions outlives the lock of the owner that set it."""
+
+    def tearDown(self):
+        self.assertEqual(self.service.stop(), 0)
+
+    def owner(self):
+        owner = RawClient(self.service.endpoint)
+        self.assertTrue(owner.request({"id": 1, "op": "hello", "protocol": 1,
+                                       "client_name": "Preventer", "pid": 1})["ok"])
+        self.assertTrue(owner.request({"id": 2, "op": "acquire", "drive": "sim0"})["ok"])
+        return owner
+
+    def tray(self):
+        drive = self.service.status()["drives"][0]
+        return drive["tray_locked"], drive["tray_persistent"]
+
+    def test_a_persistent_prevent_is_cleared_when_the_owners_session_ends(self):
+        self.service = Service(config={"tray_lock": False})
+        owner = self.owner()
+        reply = owner.request(dict(execute("1E0000000300"), id=3))  # persistent prevent
+        self.assertEqual(outcome(reply), "ok", reply)
+        self.assertEqual(self.tray(), (True, True))
+        owner.close()  # N.B. the session ends without a release
+        self.service.log.wait_for("freed drive=sim0 client='Preventer'")
+        self.assertEqual(self.tray(), (False, False))
+        # The next owner can eject (tray_lock is off, so it adds no lock of
+        # its own): the simulated drive refuses while either prevention is set.
+        r = self.service.discarb("eject", "sim0", "--name", "Next", "--keep-tray-lock")
+        self.assertEqual(r.returncode, 0, r.stdout + r.stderr)
+
+    def test_a_persistent_allow_leaves_the_services_own_prevent_to_the_release(self):
+        # 1E .. 02 is MMC's persistent ALLOW: bit 0 clear, yet the ordinary
+        # prevention the service set at acquire (tray_lock) is still there.
+        self.service = Service()
+        owner = self.owner()
+        self.assertEqual(self.tray(), (True, False))
+        reply = owner.request(dict(execute("1E0000000200"), id=3))
+        self.assertEqual(outcome(reply), "ok", reply)
+        self.assertEqual(self.tray(), (True, False), "the tray is still locked")
+        self.assertTrue(owner.request({"id": 4, "op": "release", "drive": "sim0"})["ok"])
+        self.assertEqual(self.tray(), (False, False), "the release sent ALLOW")
 
 
 if __name__ == "__main__":
