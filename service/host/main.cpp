@@ -5,6 +5,7 @@
 //   discarbiterd install [--start auto|demand] [options]
 //   discarbiterd uninstall
 #include <CLI/CLI.hpp>
+#include <cstdlib>
 #include <filesystem>
 #include <iostream>
 
@@ -12,6 +13,7 @@
 #include <spdlog/spdlog.h>
 
 #include "config.hpp"
+#include "logging.hpp"
 #include "service_app.hpp"
 #include "system_service.hpp"
 #include "version.hpp"
@@ -19,6 +21,9 @@
 namespace {
 
 using namespace discarbiter;
+
+/// How long the queued log records may take to be written at exit.
+constexpr auto kLogDrainLimit = std::chrono::seconds(2);
 
 /// The options every mode shares; they also make up an installed binPath.
 struct ServiceOptions {
@@ -84,8 +89,8 @@ std::optional<host::Config> make_config(const ServiceOptions& options, bool read
 
 int run_in_console(const host::Config& config) {
   // N.B. stderr: journald and the console both read it; stdout stays free.
-  spdlog::set_default_logger(spdlog::stderr_color_mt("discarbiterd"));
-  spdlog::set_level(spdlog::level::from_str(config.log_level));
+  host::start_async_logging({std::make_shared<spdlog::sinks::stderr_color_sink_mt>()},
+                            {config.log_level, config.log_queue});
   spdlog::set_pattern("%Y-%m-%dT%H:%M:%S.%e %^%l%$ %v");
   try {
     return host::run_service(config);
@@ -146,5 +151,11 @@ int main(int argc, char** argv) {
   const auto config = make_config(options, !*run);
   if (!config)
     return 2;
-  return *run ? run_in_console(*config) : host::run_as_system_service(*config);
+  const int code = *run ? run_in_console(*config) : host::run_as_system_service(*config);
+  if (!host::drain_logging(kLogDrainLimit)) {
+    // N.B. a sink is stalled (nobody reads our stderr): the records still
+    // queued are lost either way, and an orderly exit would wait for ever.
+    std::_Exit(code);
+  }
+  return code;
 }

@@ -17,6 +17,7 @@
 #include "discarbiter/win32/error.hpp"
 #include "discarbiter/win32/handle.hpp"
 #include "discarbiter/win32/wide.hpp"
+#include "logging.hpp"
 #include "service_app.hpp"
 #include "system_service.hpp"
 #include "version.hpp"
@@ -122,7 +123,8 @@ std::filesystem::path program_data() {
 
 /// The service's log: a rotating file under %ProgramData%\DiscArbiter\logs
 /// (everything), and the Event Log (warnings and errors; start and stop go
-/// there explicitly).
+/// there explicitly), both written by the asynchronous logger's worker
+/// (logging.hpp).
 std::shared_ptr<spdlog::logger> configure_service_logging(const Config& config) {
   const auto dir = program_data() / "DiscArbiter" / "logs";
   std::error_code ec;
@@ -131,11 +133,7 @@ std::shared_ptr<spdlog::logger> configure_service_logging(const Config& config) 
       (dir / "discarbiterd.log").string(), kLogFileBytes, kLogFiles);
   auto event_log = std::make_shared<spdlog::sinks::win_eventlog_sink_mt>(std::string(kServiceName));
   event_log->set_level(spdlog::level::warn);
-  auto logger =
-      std::make_shared<spdlog::logger>("discarbiterd", spdlog::sinks_init_list{file, event_log});
-  logger->set_level(spdlog::level::from_str(config.log_level));
-  logger->flush_on(spdlog::level::info);
-  spdlog::set_default_logger(logger);
+  start_async_logging({file, event_log}, {config.log_level, config.log_queue});
   spdlog::set_pattern("%Y-%m-%dT%H:%M:%S.%e %l %v");
   // N.B. a logger of its own, so start and stop reach the Event Log at info.
   return std::make_shared<spdlog::logger>("eventlog", event_log);
