@@ -7,6 +7,8 @@
 
 #include <fmt/format.h>
 
+#include "logging.hpp"
+
 namespace discarbiter::host {
 namespace {
 
@@ -157,6 +159,17 @@ Result<Config> parse_config(const json& document) {
       }
     }
     top.take("log_level", c.log_level);
+    if (const json* l = top.object("logging")) {
+      ObjectReader r(*l, "logging", error);
+      r.take("queue", c.log_queue);
+      r.take("warning_burst", c.warnings.burst);
+      r.take("warnings_per_minute", c.warnings.per_minute);
+      if (c.log_queue < kMinLogQueue || c.log_queue > kMaxLogQueue)
+        r.fail("logging.queue",
+               fmt::format("must be between {} and {}", kMinLogQueue, kMaxLogQueue));
+      if (c.warnings.burst == 0)
+        r.fail("logging.warning_burst", "must be at least 1");
+    }
     top.take("tray_lock", c.arbiter.tray_lock);
 
     if (const json* t = top.object("timeouts")) {

@@ -12,6 +12,7 @@
 
 #include "discarbiter/proto/result.hpp"
 #include "dispatcher.hpp"
+#include "log_limiter.hpp"
 #include "session.hpp"
 #include "session_registry.hpp"
 
@@ -57,7 +58,10 @@ void admit_connection(SessionRegistry& registry, Stream stream, ServiceContext& 
                       core::PeerIdentity peer, const SessionLimits& limits,
                       proto::Bytes already_read = {}) {
   if (auto refusal = registry.refusal(peer.user)) {
-    spdlog::warn("refusing connection from pid {} ({}): {}", peer.pid, peer.user, refusal->message);
+    if (const auto admitted = client_warnings().admit(peer_key(peer.user))) {
+      spdlog::warn("refusing connection from pid {} ({}): {}{}", peer.pid, peer.user,
+                   refusal->message, suppressed_note(admitted));
+    }
     refuse_connection(stream, *refusal);
     return;
   }

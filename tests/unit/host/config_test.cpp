@@ -89,6 +89,26 @@ TEST(Config, IllTypedKeysAreNamed) {
   EXPECT_NE(error_of(json::array()).find("must be an object"), std::string::npos);
 }
 
+TEST(Config, LoggingKeysAreReadAndTheQueueIsBounded) {
+  const auto defaults = parse_config(json::object()).value();
+  EXPECT_EQ(defaults.log_queue, 8192U);
+  EXPECT_EQ(defaults.warnings.burst, 20U);
+  EXPECT_EQ(defaults.warnings.per_minute, 30U);
+  const auto c = parse_config(json::parse(
+                                  R"({"logging": {"queue": 64, "warning_burst": 3,
+                                                  "warnings_per_minute": 7}})"))
+                     .value();
+  EXPECT_EQ(c.log_queue, 64U);
+  EXPECT_EQ(c.warnings.burst, 3U);
+  EXPECT_EQ(c.warnings.per_minute, 7U);
+  EXPECT_EQ(error_of(json::parse(R"({"logging": {"queue": 2}})")),
+            "config: logging.queue must be between 16 and 1048576");
+  EXPECT_EQ(error_of(json::parse(R"({"logging": {"warning_burst": 0}})")),
+            "config: logging.warning_burst must be at least 1");
+  EXPECT_EQ(error_of(json::parse(R"({"logging": {"level": "info"}})")),
+            "config: logging.level is not a known key");
+}
+
 TEST(Config, FaultsMustNameASimulatedDrive) {
   auto c =
       parse_config({{"simulate", 1}, {"simulated_faults", {{"sim4", json::object()}}}}).value();
