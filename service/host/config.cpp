@@ -219,6 +219,8 @@ Result<Config> parse_config(const json& document) {
       std::uint32_t idle_s = static_cast<std::uint32_t>(lo.session.idle.count());
       r.take("max_sessions", lo.max_sessions);
       r.take("max_sessions_per_user", lo.max_sessions_per_user);
+      r.take("admin_reserved_sessions", lo.admin_reserved_sessions);
+      r.take("max_pending_connections", lo.max_pending_connections);
       r.take("handshake_ms", handshake_ms);
       r.take("idle_s", idle_s);
       r.take("max_waits_per_session", c.arbiter.max_waits_per_session);
@@ -229,6 +231,16 @@ Result<Config> parse_config(const json& document) {
       lo.session.handshake = std::chrono::milliseconds(handshake_ms);
       lo.session.idle = std::chrono::seconds(idle_s);
       lo.session.max_outbox_bytes = outbox;
+      if (!l->contains("admin_reserved_sessions"))
+        lo.admin_reserved_sessions = std::min(lo.admin_reserved_sessions, lo.max_sessions / 2);
+      if (lo.admin_reserved_sessions >= lo.max_sessions && lo.max_sessions > 0) {
+        r.fail("limits.admin_reserved_sessions",
+               fmt::format("({}) must be less than limits.max_sessions ({}), or no one but an "
+                           "administrator could connect",
+                           lo.admin_reserved_sessions, lo.max_sessions));
+      }
+      if (lo.max_pending_connections == 0)
+        r.fail("limits.max_pending_connections", "must be at least 1");
     }
     // N.B. a data-out payload is at most one transfer.
     c.listener.session.frames.max_payload_bytes = c.arbiter.max_transfer_bytes;

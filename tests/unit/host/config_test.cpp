@@ -109,6 +109,29 @@ TEST(Config, LoggingKeysAreReadAndTheQueueIsBounded) {
             "config: logging.level is not a known key");
 }
 
+TEST(Config, TheAdministratorsReserveIsBelowMaxSessions) {
+  const auto defaults = parse_config(json::object()).value();
+  EXPECT_EQ(defaults.listener.admin_reserved_sessions, 8U);
+  EXPECT_EQ(defaults.listener.max_pending_connections, 64U);
+  const auto set = parse_config({{"limits",
+                                  {{"max_sessions", 20},
+                                   {"admin_reserved_sessions", 5},
+                                   {"max_pending_connections", 7}}}})
+                       .value();
+  EXPECT_EQ(set.listener.admin_reserved_sessions, 5U);
+  EXPECT_EQ(set.listener.max_pending_connections, 7U);
+  // A small max_sessions without a reserve of its own keeps half for everyone.
+  EXPECT_EQ(
+      parse_config({{"limits", {{"max_sessions", 6}}}}).value().listener.admin_reserved_sessions,
+      3U);
+  EXPECT_NE(error_of({{"limits", {{"max_sessions", 8}, {"admin_reserved_sessions", 8}}}})
+                .find("limits.admin_reserved_sessions (8) must be less than limits.max_sessions"),
+            std::string::npos);
+  EXPECT_NE(error_of({{"limits", {{"max_pending_connections", 0}}}})
+                .find("limits.max_pending_connections must be at least 1"),
+            std::string::npos);
+}
+
 TEST(Config, FaultsMustNameASimulatedDrive) {
   auto c =
       parse_config({{"simulate", 1}, {"simulated_faults", {{"sim4", json::object()}}}}).value();
