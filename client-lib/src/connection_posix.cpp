@@ -1,10 +1,12 @@
 #include <fcntl.h>
 #include <poll.h>
+#include <pwd.h>
 #include <sys/socket.h>
 #include <sys/un.h>
 #include <unistd.h>
 
 #include <algorithm>
+#include <array>
 #include <cerrno>
 #include <cstring>
 
@@ -93,6 +95,40 @@ class SocketConnection final : public Connection {
   UniqueFd fd_;
 };
 
+/// "uid 65534 (nobody)", or "uid 65534" when the name is unknown.
+std::string describe_uid(uid_t uid) {
+  passwd pw{};
+  passwd* found = nullptr;
+  std::array<char, 1024> buf{};
+  if (::getpwuid_r(uid, &pw, buf.data(), buf.size(), &found) == 0 && found)
+    return fmt::format("uid {} ({})", uid, found->pw_name);
+  return fmt::format("uid {}", uid);
+}
+
+/// Refuses a server that is neither root nor this process's own user: anyone
+/// else serving the endpoint (a socket planted while the service was down, a
+/// directory another user can write) must not learn what this client sends
+/// nor answer for the service. The kernel records the server's credentials
+/// when it calls listen(), so they cannot be faked.
+void check_server_is_trusted(int fd, const std::string& endpoint) {
+  ucred server{};
+  socklen_t len = sizeof server;
+  if (::getsockopt(fd, SOL_SOCKET, SO_PEERCRED, &server, &len) != 0) {
+    throw ServiceError(
+        Error{errc::access_denied,
+              fmt::format("cannot tell who serves {} (SO_PEERCRED: {}); not talking to it",
+                          endpoint, errno_text())});
+  }
+  const uid_t me = ::geteuid();
+  if (server.uid == 0 || server.uid == me)
+    return;
+  throw ServiceError(
+      Error{errc::access_denied,
+            fmt::format("{} is served by {}, pid {}, which is neither root nor this user ({}); not "
+                        "talking to it: it may be impersonating the service",
+                        endpoint, describe_uid(server.uid), server.pid, describe_uid(me))});
+}
+
 }  // namespace
 
 std::unique_ptr<Connection> connect_to_service(const std::string& endpoint, Connection::Deadline) {
@@ -120,6 +156,7 @@ std::unique_ptr<Connection> connect_to_service(const std::string& endpoint, Conn
                              fmt::format("cannot connect to {}: {} (is discarbiterd running?)",
                                          endpoint, errno_text())});
   }
+  check_server_is_trusted(fd.get(), endpoint);
   return std::make_unique<SocketConnection>(std::move(fd));
 }
 

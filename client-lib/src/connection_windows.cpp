@@ -2,7 +2,12 @@
 // that every call honours its deadline.
 #include <windows.h>
 
+#include <aclapi.h>
+#include <sddl.h>
+
 #include <algorithm>
+#include <array>
+#include <vector>
 
 #include <fmt/format.h>
 
@@ -102,6 +107,81 @@ class PipeConnection final : public Connection {
   win32::unique_handle event_;
 };
 
+std::string sid_text(PSID sid) {
+  wchar_t* text = nullptr;
+  if (!::ConvertSidToStringSidW(sid, &text))
+    return "an unreadable SID";
+  const win32::unique_hlocal owner(text);
+  return win32::to_utf8(text);
+}
+
+/// "DOMAIN\\name (S-1-…)", or the SID alone for an account without a name.
+std::string describe_sid(PSID sid) {
+  std::array<wchar_t, 256> name{};
+  std::array<wchar_t, 256> domain{};
+  DWORD name_len = static_cast<DWORD>(name.size());
+  DWORD domain_len = static_cast<DWORD>(domain.size());
+  SID_NAME_USE use{};
+  if (!::LookupAccountSidW(nullptr, sid, name.data(), &name_len, domain.data(), &domain_len, &use))
+    return sid_text(sid);
+  std::wstring full = domain_len ? std::wstring(domain.data(), domain_len) + L"\\" : L"";
+  full.append(name.data(), name_len);
+  return fmt::format("{} ({})", win32::to_utf8(full), sid_text(sid));
+}
+
+/// This process's user SID (TOKEN_USER, in its buffer).
+std::vector<std::uint8_t> own_user() {
+  HANDLE raw = nullptr;
+  if (!::OpenProcessToken(::GetCurrentProcess(), TOKEN_QUERY, &raw))
+    throw ServiceError(Error{errc::fail, describe("OpenProcessToken", ::GetLastError())});
+  const win32::unique_handle token(raw);
+  DWORD size = 0;
+  ::GetTokenInformation(token.get(), TokenUser, nullptr, 0, &size);
+  std::vector<std::uint8_t> buffer(size);
+  if (size == 0 || !::GetTokenInformation(token.get(), TokenUser, buffer.data(), size, &size)) {
+    throw ServiceError(
+        Error{errc::fail, describe("GetTokenInformation(TokenUser)", ::GetLastError())});
+  }
+  return buffer;
+}
+
+/// Refuses a pipe whose owner is neither LocalSystem, the Administrators
+/// group (the default owner of what an elevated administrator or SYSTEM
+/// creates) nor this process's user: the pipe name is free while the service
+/// restarts, and any user could create it then and answer for the service.
+/// N.B. the pipe's owner, not the server process's token: a standard user may
+/// not open a LocalSystem process's token, while READ_CONTROL on the pipe is
+/// granted to every client (the service's DACL); and a user cannot make
+/// anyone but itself the owner of what it creates.
+void check_server_is_trusted(HANDLE pipe, const std::string& endpoint) {
+  ULONG server_pid = 0;
+  ::GetNamedPipeServerProcessId(pipe, &server_pid);  // N.B. only to name it; Wine says 0
+  PSID owner = nullptr;
+  PSECURITY_DESCRIPTOR raw_descriptor = nullptr;
+  const DWORD got = ::GetSecurityInfo(pipe, SE_KERNEL_OBJECT, OWNER_SECURITY_INFORMATION, &owner,
+                                      nullptr, nullptr, nullptr, &raw_descriptor);
+  if (got != ERROR_SUCCESS) {
+    throw ServiceError(
+        Error{errc::access_denied, fmt::format("cannot tell who serves {} ({}); not talking to it",
+                                               endpoint, describe("GetSecurityInfo(owner)", got))});
+  }
+  const win32::unique_hlocal descriptor(raw_descriptor);
+  const auto me = own_user();
+  PSID my_sid = reinterpret_cast<const TOKEN_USER*>(me.data())->User.Sid;
+  if (owner != nullptr &&
+      (::IsWellKnownSid(owner, WinLocalSystemSid) ||
+       ::IsWellKnownSid(owner, WinBuiltinAdministratorsSid) || ::EqualSid(owner, my_sid))) {
+    return;
+  }
+  throw ServiceError(
+      Error{errc::access_denied,
+            fmt::format("{} is served by a pipe that {} created (server pid {}), which is neither "
+                        "LocalSystem, the Administrators nor this user ({}); not talking to it: it "
+                        "may be impersonating the service",
+                        endpoint, owner ? describe_sid(owner) : std::string("no owner"), server_pid,
+                        describe_sid(my_sid))});
+}
+
 }  // namespace
 
 std::unique_ptr<Connection> connect_to_service(const std::string& endpoint,
@@ -113,8 +193,10 @@ std::unique_ptr<Connection> connect_to_service(const std::string& endpoint,
     win32::unique_hfile pipe(::CreateFileW(
         name.c_str(), GENERIC_READ | GENERIC_WRITE, 0, nullptr, OPEN_EXISTING,
         FILE_FLAG_OVERLAPPED | SECURITY_SQOS_PRESENT | SECURITY_IDENTIFICATION, nullptr));
-    if (pipe)
+    if (pipe) {
+      check_server_is_trusted(pipe.get(), endpoint);
       return std::make_unique<PipeConnection>(std::move(pipe));
+    }
     const DWORD error = ::GetLastError();
     if (error == ERROR_FILE_NOT_FOUND) {
       throw ServiceError(Error{errc::service_unavailable,

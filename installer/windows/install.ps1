@@ -2,9 +2,11 @@
 .SYNOPSIS
   Installs DiscArbiter as the Windows service "DiscArbiter" (LocalSystem).
 .DESCRIPTION
-  Copies discarbiterd.exe and discarb.exe to $InstallDir, then runs the same
-  sc.exe commands as README / docs/windows.md: create, description, failure
-  actions, failure flag, start. Run from an elevated PowerShell.
+  Copies discarbiterd.exe and discarb.exe to $InstallDir, creates
+  %ProgramData%\DiscArbiter with its protected DACL (discarbiterd prepare-data),
+  then runs the same sc.exe commands as README / docs/windows.md: create,
+  description, failure actions, failure flag, start. Run from an elevated
+  PowerShell.
 .EXAMPLE
   .\install.ps1 -BinDir .\build\msvc -Start auto -Arguments "--simulate 2"
 #>
@@ -37,6 +39,14 @@ foreach ($exe in 'discarbiterd.exe', 'discarb.exe') {
   if (-not $source) { throw "$exe not found under $BinDir" }
   Copy-Item -Force $source.FullName (Join-Path $InstallDir $exe)
 }
+
+# %ProgramData%\DiscArbiter and logs\ with their protected DACL
+# (D:P(A;OICI;FA;;;SY)(A;OICI;FA;;;BA)(A;OICI;0x1200a9;;;BU)), exactly as the
+# service and the MSI make them. A folder that exists and that someone other
+# than SYSTEM or Administrators could change is refused, not repaired: remove
+# it (after looking at what is in it) and run this again.
+& (Join-Path $InstallDir 'discarbiterd.exe') prepare-data
+if ($LASTEXITCODE -ne 0) { throw "discarbiterd prepare-data failed with exit code $LASTEXITCODE" }
 
 $binPath = '"' + (Join-Path $InstallDir 'discarbiterd.exe') + '"'
 if ($Arguments) { $binPath += " $Arguments" }

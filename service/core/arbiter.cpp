@@ -12,6 +12,22 @@ using nlohmann::json;
 using proto::format_rfc3339;
 using WallClock = std::chrono::system_clock;
 
+namespace {
+
+// The PREVENT field's bits (MMC-6 PREVENT ALLOW MEDIUM REMOVAL, byte 4).
+constexpr std::uint8_t kPreventBit = 0x01;
+constexpr std::uint8_t kPersistentBit = 0x02;
+
+/// The PREVENT field (byte 4 bits 1:0) if the command is a PREVENT ALLOW
+/// MEDIUM REMOVAL.
+std::optional<std::uint8_t> prevent_field(const ScsiCommand& command) {
+  if (command.opcode() != opcode::prevent_allow_medium_removal || command.cdb.size() < 5)
+    return std::nullopt;
+  return static_cast<std::uint8_t>(command.cdb[4] & (kPersistentBit | kPreventBit));
+}
+
+}  // namespace
+
 struct Arbiter::Session {
   SessionId id = 0;
   PeerIdentity peer;
@@ -63,7 +79,13 @@ struct Arbiter::Drive {
   std::uint32_t lock_count = 0;
   bool granted_from_queue = false;
   ReleaseCause release_cause = ReleaseCause::released;  // of the release in flight
+  // MMC's two tray preventions (PREVENT ALLOW MEDIUM REMOVAL byte 4: bit 1
+  // Persistent, bit 0 Prevent), as the drive last accepted them, and the
+  // owner's PREVENTs still in flight: the release clears what may be set.
   bool tray_locked = false;
+  bool tray_persistent = false;
+  std::uint32_t prevents_in_flight = 0;
+  std::uint32_t persistent_prevents_in_flight = 0;
   bool removed = false;
   std::optional<std::string> error;  // why the drive is in "error"; cleared by an answered TUR
   std::deque<Waiter> waiters;
@@ -104,6 +126,32 @@ struct Arbiter::Drive {
   }
   bool in_transition() const {
     return state == LockState::acquiring || state == LockState::releasing;
+  }
+  bool may_prevent() const { return tray_locked || prevents_in_flight > 0; }
+  bool may_prevent_persistently() const {
+    return tray_persistent || persistent_prevents_in_flight > 0;
+  }
+  /// A PREVENT ALLOW MEDIUM REMOVAL with this PREVENT field went out: one
+  /// that sets a prevention counts as set until it is answered.
+  void prevent_sent(std::uint8_t field) {
+    if ((field & kPreventBit) != 0)
+      ++((field & kPersistentBit) != 0 ? persistent_prevents_in_flight : prevents_in_flight);
+  }
+  /// ... and was answered: the drive's answer decides, and no answer counts
+  /// as done for one that sets (the drive may have done it).
+  void prevent_answered(std::uint8_t field, const ScsiResult& r) {
+    const bool sets = (field & kPreventBit) != 0;
+    const bool persistent = (field & kPersistentBit) != 0;
+    if (sets) {
+      auto& in_flight = persistent ? persistent_prevents_in_flight : prevents_in_flight;
+      in_flight -= in_flight > 0 ? 1 : 0;
+    }
+    bool& prevented = persistent ? tray_persistent : tray_locked;
+    if (r.good()) {
+      prevented = sets;
+    } else if (sets && !r.answered()) {
+      prevented = true;
+    }
   }
 };
 
@@ -168,6 +216,7 @@ Result<Done> Arbiter::add_drive(std::shared_ptr<DriveChannel> channel) {
     d->removed = false;
     d->error.reset();
     d->tray_locked = false;
+    d->tray_persistent = false;
   } else {
     auto drive = std::make_unique<Drive>();
     drive->channel = std::move(channel);
@@ -176,19 +225,9 @@ Result<Done> Arbiter::add_drive(std::shared_ptr<DriveChannel> channel) {
   }
   audit(AuditKind::drive_arrived, *d, 0, d->channel->description().path);
   notify(proto::make_event("drive_arrived", {{"drive", d->id()}}));
-  send(*d,
-       ScsiCommand{cdb_prevent_allow_medium_removal(false),
-                   Direction::none,
-                   {},
-                   0,
-                   config_.timeouts.timeout_for(opcode::prevent_allow_medium_removal)},
-       [this, d](ScsiResult r) {
-         if (!r.good()) {
-           audit(AuditKind::drive_error, *d, 0,
-                 fmt::format("start-up ALLOW MEDIUM REMOVAL failed: {}",
-                             r.answered() ? describe_sense(r.sense) : r.transport_message));
-         }
-       });
+  // N.B. both preventions: a crash (ours or another program's) may have left
+  // either, and a persistent one survives every ordinary ALLOW.
+  allow_medium_removal(*d, true, true, "start-up ", [] {});
   return Done{};
 }
 
@@ -223,6 +262,7 @@ void Arbiter::mark_removed(Drive& drive, const std::string& reason) {
     drive.owner = 0;
     drive.lock_count = 0;
     drive.tray_locked = false;
+    drive.tray_persistent = false;
     check_all_free();
   }
 }
@@ -481,6 +521,10 @@ void Arbiter::execute(SessionId id, const std::string& drive_id, ScsiCommand com
                 : locked_error(drive));
     return;
   }
+  if (auto allowed = config_.commands.check(command.cdb, target->session->peer); !allowed) {
+    handler(std::move(allowed.error()));  // N.B. before anything is sent or counted
+    return;
+  }
   const std::uint32_t max_transfer =
       std::min(config_.max_transfer_bytes, drive.channel->description().max_transfer_bytes);
   if (command.cdb.size() < 6 || command.cdb.size() > 16) {
@@ -523,16 +567,17 @@ void Arbiter::execute(SessionId id, const std::string& drive_id, ScsiCommand com
   command.timeout = config_.timeouts.timeout_for(command.opcode(), requested_timeout_s);
   const std::uint8_t op = command.opcode();
   const auto timeout = command.timeout;
-  const bool prevent = command.cdb.size() > 4 && (command.cdb[4] & 0x01) != 0;
+  const auto prevent = prevent_field(command);
+  if (prevent)
+    drive.prevent_sent(*prevent);
   hold_command(session, drive, bytes);
   Drive* d = &drive;
   send(
       drive, std::move(command),
       [this, id, d, bytes, op, timeout, prevent, h = std::move(handler)](ScsiResult r) {
         let_go_command(id, *d, bytes);
-        if (op == opcode::prevent_allow_medium_removal && r.good()) {
-          d->tray_locked = prevent;  // the owner may lock or unlock the tray itself
-        }
+        if (prevent)
+          d->prevent_answered(*prevent, r);  // the owner may lock or unlock the tray itself
         if (!r.answered()) {
           h(Error{r.transport, fmt::format("opcode 0x{:02X} on drive '{}' (timeout {} s): {}", op,
                                            d->id(), timeout.count(), r.transport_message)});
@@ -723,27 +768,50 @@ void Arbiter::start_release(Drive& drive, ReleaseCause cause, CountHandler handl
       finish_release(*d, std::move(h));
     });
   };
-  if (!drive.tray_locked) {
-    unlock(std::move(handler));
-    return;
-  }
-  ScsiCommand allow{cdb_prevent_allow_medium_removal(false),
-                    Direction::none,
-                    {},
-                    0,
-                    config_.timeouts.timeout_for(opcode::prevent_allow_medium_removal)};
-  send(drive, std::move(allow), [this, d, unlock, h = std::move(handler)](ScsiResult r) mutable {
-    if (r.good()) {
-      d->tray_locked = false;
-    } else {
-      // N.B. the lock dies regardless: a drive that refuses ALLOW must
-      // not keep a departed client's lock alive.
-      audit(AuditKind::drive_error, *d, d->owner,
-            "ALLOW MEDIUM REMOVAL failed: " +
-                (r.answered() ? describe_sense(r.sense) : r.transport_message));
-    }
-    unlock(std::move(h));
-  });
+  // Whatever the owner did to the tray, none of it outlives the lock.
+  allow_medium_removal(drive, drive.may_prevent(), drive.may_prevent_persistently(), "",
+                       [unlock, h = std::move(handler)]() mutable { unlock(std::move(h)); });
+}
+
+void Arbiter::allow_medium_removal(Drive& drive, bool prevent, bool persistent,
+                                   std::string_view when, std::function<void()> done) {
+  Drive* d = &drive;
+  auto step = [this, d, when = std::string(when)](std::uint8_t field, std::function<void()> next) {
+    ScsiCommand allow{cdb_prevent_allow_medium_removal(false, (field & kPersistentBit) != 0),
+                      Direction::none,
+                      {},
+                      0,
+                      config_.timeouts.timeout_for(opcode::prevent_allow_medium_removal)};
+    send(*d, std::move(allow), [this, d, field, when, next = std::move(next)](ScsiResult r) {
+      d->prevent_answered(field, r);
+      // N.B. MMC-3 drives take bit 1 for a changer's and refuse it with
+      // INVALID FIELD IN CDB: they have no persistent prevention to clear.
+      const bool no_persistent_prevention = (field & kPersistentBit) != 0 && r.answered() &&
+                                            r.sense.size() > 12 && (r.sense[2] & 0x0F) == 0x05 &&
+                                            r.sense[12] == 0x24;
+      if (no_persistent_prevention) {
+        d->tray_persistent = false;
+      } else if (!r.good()) {
+        // N.B. the next step runs regardless: a drive that refuses ALLOW
+        // must not keep a departed client's lock alive.
+        audit(AuditKind::drive_error, *d, d->owner,
+              fmt::format("{}{}ALLOW MEDIUM REMOVAL failed: {}", when,
+                          (field & kPersistentBit) != 0 ? "PERSISTENT " : "",
+                          r.answered() ? describe_sense(r.sense) : r.transport_message));
+      }
+      next();
+    });
+  };
+  auto then_persistent = [step, persistent, done = std::move(done)]() mutable {
+    if (persistent)
+      step(kPersistentBit, std::move(done));
+    else
+      done();
+  };
+  if (prevent)
+    step(0, std::move(then_persistent));
+  else
+    then_persistent();
 }
 
 std::string_view Arbiter::name_of(ReleaseCause cause) {
@@ -1077,7 +1145,8 @@ json Arbiter::status() const {
     const Drive& drive = *drives_[i];
     json d = summaries[i];
     d["lock_state"] = drive.lock_state_name();
-    d["tray_locked"] = drive.tray_locked;
+    d["tray_locked"] = drive.tray_locked || drive.tray_persistent;
+    d["tray_persistent"] = drive.tray_persistent;
     if (drive.error)
       d["error"] = *drive.error;
     json waiters = json::array();

@@ -46,6 +46,7 @@
 #include <nlohmann/json.hpp>
 
 #include "audit.hpp"
+#include "command_policy.hpp"
 #include "discarbiter/proto/messages.hpp"
 #include "discarbiter/proto/result.hpp"
 #include "drive_channel.hpp"
@@ -75,6 +76,8 @@ struct ArbiterConfig {
   /// How long past a command's timeout the arbiter waits for a backend that
   /// overruns before failing the caller itself (the drive goes to "error").
   std::chrono::seconds watchdog_grace{2};
+  /// Which CDBs an owner may send (docs/command-policy.md).
+  CommandPolicy commands;
 };
 
 struct AcquireOptions {
@@ -167,6 +170,11 @@ class Arbiter {
   enum class ReleaseCause { released, session_ended, broken };
   static std::string_view name_of(ReleaseCause cause);
   void start_release(Drive& drive, ReleaseCause cause, CountHandler handler);
+  /// ALLOW MEDIUM REMOVAL when `prevent`, then PERSISTENT ALLOW when
+  /// `persistent`; a failure is audited (`when` prefixes it) and the next
+  /// step runs regardless, then `done`.
+  void allow_medium_removal(Drive& drive, bool prevent, bool persistent, std::string_view when,
+                            std::function<void()> done);
   /// The owner's one answer after `break`: the error for its next request
   /// on the drive, if its lock there was broken.
   std::optional<Error> take_broken_notice(Session& session, const std::string& drive);

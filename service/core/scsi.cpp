@@ -69,10 +69,10 @@ Bytes cdb_test_unit_ready() {
   return Bytes(6, 0);
 }
 
-Bytes cdb_prevent_allow_medium_removal(bool prevent) {
+Bytes cdb_prevent_allow_medium_removal(bool prevent, bool persistent) {
   Bytes cdb(6, 0);
   cdb[0] = opcode::prevent_allow_medium_removal;
-  cdb[4] = prevent ? 1 : 0;
+  cdb[4] = static_cast<std::uint8_t>((persistent ? 2 : 0) | (prevent ? 1 : 0));
   return cdb;
 }
 

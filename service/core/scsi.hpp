@@ -87,6 +87,8 @@ struct InquiryData {
 Result<InquiryData> parse_inquiry(const ScsiResult& result, std::string_view path);
 
 Bytes cdb_test_unit_ready();
-Bytes cdb_prevent_allow_medium_removal(bool prevent);
+/// MMC's PREVENT field is byte 4 bits 1:0 (Persistent, Prevent): 00 allow,
+/// 01 prevent, 10 persistent allow, 11 persistent prevent.
+Bytes cdb_prevent_allow_medium_removal(bool prevent, bool persistent = false);
 
 }  // namespace discarbiter::core

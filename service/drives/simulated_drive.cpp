@@ -134,13 +134,15 @@ ScsiResult SimulatedDrive::answer(const ScsiCommand& c) {
       return ok;
     }
     case opcode::prevent_allow_medium_removal:
-      tray_locked_ = (cdb[4] & 0x01) != 0;
+      // MMC: byte 4 bit 1 chooses the persistent prevention, bit 0 sets or
+      // clears it; each is independent of the other.
+      ((cdb[4] & 0x02) != 0 ? tray_persistent_ : tray_locked_) = (cdb[4] & 0x01) != 0;
       return ok;
     case opcode::start_stop_unit: {
       const bool load_eject = (cdb[4] & 0x02) != 0;
       const bool start = (cdb[4] & 0x01) != 0;
       if (load_eject && !start) {
-        if (tray_locked_) {
+        if (tray_locked_ || tray_persistent_) {
           return check_condition(0x05, 0x53, 0x02);  // medium removal prevented
         }
         tray_open_ = true;
@@ -236,7 +238,17 @@ void SimulatedDrive::set_faults(SimulatedFaults faults) {
 
 bool SimulatedDrive::tray_locked() const {
   std::lock_guard lock(mutex_);
+  return tray_locked_ || tray_persistent_;
+}
+
+bool SimulatedDrive::tray_prevented() const {
+  std::lock_guard lock(mutex_);
   return tray_locked_;
+}
+
+bool SimulatedDrive::tray_persistently_prevented() const {
+  std::lock_guard lock(mutex_);
+  return tray_persistent_;
 }
 
 bool SimulatedDrive::tray_open() const {

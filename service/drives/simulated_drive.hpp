@@ -61,7 +61,11 @@ class SimulatedDrive final : public ScsiDevice {
 
   // Fault injection and inspection; thread-safe.
   void set_faults(SimulatedFaults faults);
+  /// Either prevention (PREVENT ALLOW MEDIUM REMOVAL 01 or 11) is set; an
+  /// eject is refused with 5/53/02 while it is.
   bool tray_locked() const;
+  bool tray_prevented() const;               // 01 set it, 00 cleared it
+  bool tray_persistently_prevented() const;  // 11 set it, 10 cleared it
   bool tray_open() const;
   std::optional<std::string> exclusive_owner() const;
   /// The last kCommandLogSize commands that reached the device, oldest first.
@@ -79,6 +83,7 @@ class SimulatedDrive final : public ScsiDevice {
   bool cancel_ = false;
   SimulatedFaults faults_;
   bool tray_locked_ = false;
+  bool tray_persistent_ = false;
   bool tray_open_ = false;
   std::optional<std::string> exclusive_owner_;
   proto::Bytes disc_;

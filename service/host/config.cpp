@@ -7,6 +7,8 @@
 
 #include <fmt/format.h>
 
+#include "logging.hpp"
+
 namespace discarbiter::host {
 namespace {
 
@@ -157,6 +159,17 @@ Result<Config> parse_config(const json& document) {
       }
     }
     top.take("log_level", c.log_level);
+    if (const json* l = top.object("logging")) {
+      ObjectReader r(*l, "logging", error);
+      r.take("queue", c.log_queue);
+      r.take("warning_burst", c.warnings.burst);
+      r.take("warnings_per_minute", c.warnings.per_minute);
+      if (c.log_queue < kMinLogQueue || c.log_queue > kMaxLogQueue)
+        r.fail("logging.queue",
+               fmt::format("must be between {} and {}", kMinLogQueue, kMaxLogQueue));
+      if (c.warnings.burst == 0)
+        r.fail("logging.warning_burst", "must be at least 1");
+    }
     top.take("tray_lock", c.arbiter.tray_lock);
 
     if (const json* t = top.object("timeouts")) {
@@ -178,6 +191,26 @@ Result<Config> parse_config(const json& document) {
       c.arbiter.timeouts.max_timeout = std::chrono::seconds(max_s);
     }
 
+    if (const json* cm = top.object("commands")) {
+      ObjectReader r(*cm, "commands", error);
+      if (const json* allow = r.object("allow")) {
+        if (!allow->is_array()) {
+          r.fail("commands.allow", "must be an array of opcodes such as \"0xD8\"");
+        } else {
+          for (const auto& a : *allow) {
+            const auto op = a.is_string() ? parse_opcode(a.get<std::string>()) : std::nullopt;
+            if (!op) {
+              r.fail("commands.allow", fmt::format("holds {}, which is not an opcode string "
+                                                   "(\"0x00\" to \"0xFF\")",
+                                                   a.dump()));
+              break;
+            }
+            c.arbiter.commands.extra_allowed.insert(*op);
+          }
+        }
+      }
+    }
+
     if (const json* l = top.object("limits")) {
       ObjectReader r(*l, "limits", error);
       auto& lo = c.listener;
@@ -186,6 +219,8 @@ Result<Config> parse_config(const json& document) {
       std::uint32_t idle_s = static_cast<std::uint32_t>(lo.session.idle.count());
       r.take("max_sessions", lo.max_sessions);
       r.take("max_sessions_per_user", lo.max_sessions_per_user);
+      r.take("admin_reserved_sessions", lo.admin_reserved_sessions);
+      r.take("max_pending_connections", lo.max_pending_connections);
       r.take("handshake_ms", handshake_ms);
       r.take("idle_s", idle_s);
       r.take("max_waits_per_session", c.arbiter.max_waits_per_session);
@@ -208,6 +243,16 @@ Result<Config> parse_config(const json& document) {
       lo.session.handshake = std::chrono::milliseconds(handshake_ms);
       lo.session.idle = std::chrono::seconds(idle_s);
       lo.session.max_outbox_bytes = outbox;
+      if (!l->contains("admin_reserved_sessions"))
+        lo.admin_reserved_sessions = std::min(lo.admin_reserved_sessions, lo.max_sessions / 2);
+      if (lo.admin_reserved_sessions >= lo.max_sessions && lo.max_sessions > 0) {
+        r.fail("limits.admin_reserved_sessions",
+               fmt::format("({}) must be less than limits.max_sessions ({}), or no one but an "
+                           "administrator could connect",
+                           lo.admin_reserved_sessions, lo.max_sessions));
+      }
+      if (lo.max_pending_connections == 0)
+        r.fail("limits.max_pending_connections", "must be at least 1");
     }
     // N.B. a data-out payload is at most one transfer.
     c.listener.session.frames.max_payload_bytes = c.arbiter.max_transfer_bytes;

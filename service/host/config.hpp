@@ -13,6 +13,7 @@
 #include "arbiter.hpp"
 #include "discarbiter/proto/result.hpp"
 #include "listener.hpp"
+#include "log_limiter.hpp"
 #include "simulated_drive.hpp"
 
 namespace discarbiter::host {
@@ -23,6 +24,8 @@ struct Config {
   bool discover = true;                  // find the OS's recorders and follow hot-plug
   std::vector<std::string> drive_paths;  // opened explicitly (--drive); failure stops start-up
   std::string log_level = "info";
+  std::size_t log_queue = 8192;   // logging.queue: records waiting to be written
+  transport::LogLimits warnings;  // logging.warning_burst, logging.warnings_per_minute
   core::ArbiterConfig arbiter;
   transport::ListenerOptions listener;  // limits; endpoint is filled at start
   std::map<std::string, drives::SimulatedFaults> simulated_faults;  // by drive id

@@ -4,7 +4,9 @@
 //   discarbiterd [options]            as started by the service manager (SCM)
 //   discarbiterd install [--start auto|demand] [options]
 //   discarbiterd uninstall
+//   discarbiterd prepare-data           the data directory, protected (Windows)
 #include <CLI/CLI.hpp>
+#include <cstdlib>
 #include <filesystem>
 #include <iostream>
 
@@ -12,6 +14,7 @@
 #include <spdlog/spdlog.h>
 
 #include "config.hpp"
+#include "logging.hpp"
 #include "service_app.hpp"
 #include "system_service.hpp"
 #include "version.hpp"
@@ -19,6 +22,9 @@
 namespace {
 
 using namespace discarbiter;
+
+/// How long the queued log records may take to be written at exit.
+constexpr auto kLogDrainLimit = std::chrono::seconds(2);
 
 /// The options every mode shares; they also make up an installed binPath.
 struct ServiceOptions {
@@ -47,18 +53,22 @@ struct ServiceOptions {
   }
 };
 
-/// The configuration the options describe; exit code 2 and a message if bad.
-std::optional<host::Config> make_config(const ServiceOptions& options, bool read_default_file) {
+/// The configuration the options describe, or why not. As the system
+/// service (`as_service`), the default config file is read when no --config
+/// is given, and only a file the platform says the service may trust.
+Result<host::Config> make_config(const ServiceOptions& options, bool as_service) {
   host::Config config;
   std::string file = options.config_file;
-  if (file.empty() && read_default_file && std::filesystem::exists(host::default_config_path()))
+  if (file.empty() && as_service && std::filesystem::exists(host::default_config_path()))
     file = host::default_config_path();
   if (!file.empty()) {
-    auto loaded = host::load_config(file);
-    if (!loaded) {
-      std::cerr << "discarbiterd: " << loaded.error().message << "\n";
-      return std::nullopt;
+    if (as_service) {
+      if (auto trusted = host::check_config_file(file); !trusted)
+        return trusted.error();
     }
+    auto loaded = host::load_config(file);
+    if (!loaded)
+      return loaded.error();
     config = std::move(*loaded);
   }
   if (!options.endpoint.empty())
@@ -70,22 +80,18 @@ std::optional<host::Config> make_config(const ServiceOptions& options, bool read
     config.discover = false;
   if (!options.log_level.empty())
     config.log_level = options.log_level;
-  if (auto checked = host::check_simulated_faults(config); !checked) {
-    std::cerr << "discarbiterd: " << checked.error().message << "\n";
-    return std::nullopt;
-  }
+  if (auto checked = host::check_simulated_faults(config); !checked)
+    return checked.error();
   const auto level = spdlog::level::from_str(config.log_level);
-  if (level == spdlog::level::off && config.log_level != "off") {
-    std::cerr << "discarbiterd: unknown log level '" << config.log_level << "'\n";
-    return std::nullopt;
-  }
+  if (level == spdlog::level::off && config.log_level != "off")
+    return Error{errc::invalid_arg, fmt::format("unknown log level '{}'", config.log_level)};
   return config;
 }
 
 int run_in_console(const host::Config& config) {
   // N.B. stderr: journald and the console both read it; stdout stays free.
-  spdlog::set_default_logger(spdlog::stderr_color_mt("discarbiterd"));
-  spdlog::set_level(spdlog::level::from_str(config.log_level));
+  host::start_async_logging({std::make_shared<spdlog::sinks::stderr_color_sink_mt>()},
+                            {config.log_level, config.log_queue});
   spdlog::set_pattern("%Y-%m-%dT%H:%M:%S.%e %^%l%$ %v");
   try {
     return host::run_service(config);
@@ -132,19 +138,42 @@ int main(int argc, char** argv) {
   install->fallthrough();
   install->add_option("--start", start, "auto or demand")->check(CLI::IsMember({"auto", "demand"}));
   auto* uninstall = app.add_subcommand("uninstall", "stop the service if it runs, and remove it");
+  auto* prepare_data = app.add_subcommand(
+      "prepare-data",
+      "Windows: create %ProgramData%\\DiscArbiter with its protected DACL, or check it (the "
+      "MSI runs this)");
 
   CLI11_PARSE(app, argc, argv);
 
   if (*install) {
-    if (!make_config(options, false))
+    if (auto config = make_config(options, false); !config) {
+      std::cerr << "discarbiterd: " << config.error().message << "\n";
       return 2;
+    }
     return report("install", host::install_system_service({.start_automatically = start == "auto",
                                                            .arguments = options.as_arguments()}));
   }
   if (*uninstall)
     return report("uninstall", host::uninstall_system_service());
-  const auto config = make_config(options, !*run);
-  if (!config)
-    return 2;
-  return *run ? run_in_console(*config) : host::run_as_system_service(*config);
+  if (*prepare_data)
+    return report("prepare-data", host::prepare_data_directory());
+  int code = 0;
+  if (*run) {
+    auto config = make_config(options, false);
+    if (!config) {
+      std::cerr << "discarbiterd: " << config.error().message << "\n";
+      return 2;
+    }
+    code = run_in_console(*config);
+  } else {
+    // N.B. the service loads its configuration itself, once it has checked
+    // the folder the file is in.
+    code = host::run_as_system_service([&] { return make_config(options, true); });
+  }
+  if (!host::drain_logging(kLogDrainLimit)) {
+    // N.B. a sink is stalled (nobody reads our stderr): the records still
+    // queued are lost either way, and an orderly exit would wait for ever.
+    std::_Exit(code);
+  }
+  return code;
 }

@@ -13,6 +13,8 @@
 #include "asio_scheduler.hpp"
 #include "drive_set.hpp"
 #include "listener.hpp"
+#include "log_limiter.hpp"
+#include "logging.hpp"
 #include "platform.hpp"
 #include "version.hpp"
 
@@ -22,18 +24,49 @@ namespace {
 namespace asio = boost::asio;
 
 /// Every lock decision, in the log, with the owner's identity.
+///
+/// N.B. levels: what changes who holds a drive (first acquire, final
+/// release, break, session end, timeouts, drive errors) is always logged at
+/// info or warn. A nested acquire or release changes nothing anyone else
+/// sees: debug. What a client can repeat at will without holding anything
+/// (a failed acquire, a wait that joins, expires or is dropped) goes through
+/// the per-peer and per-session limiter.
 class LoggingAudit final : public core::AuditLog {
  public:
   void record(const core::AuditRecord& r) override {
-    const auto level = r.kind == core::AuditKind::command_timeout ||
-                               r.kind == core::AuditKind::drive_error ||
-                               r.kind == core::AuditKind::acquire_failed
-                           ? spdlog::level::warn
-                           : spdlog::level::info;
-    spdlog::log(level, "{} drive={} client='{}' session={} pid={} user={} lock_count={}{}{}",
+    std::string note;
+    switch (r.kind) {
+      case core::AuditKind::nested:
+      case core::AuditKind::released:
+        return write(spdlog::level::debug, r, note);
+      case core::AuditKind::acquire_failed:
+      case core::AuditKind::waiting:
+      case core::AuditKind::wait_expired:
+      case core::AuditKind::wait_dropped: {
+        const auto admitted = transport::client_warnings().admit(transport::peer_key(r.user),
+                                                                 transport::session_key(r.session));
+        if (!admitted)
+          return;
+        note = transport::suppressed_note(admitted);
+        return write(
+            r.kind == core::AuditKind::acquire_failed ? spdlog::level::warn : spdlog::level::info,
+            r, note);
+      }
+      case core::AuditKind::command_timeout:
+      case core::AuditKind::drive_error:
+        return write(spdlog::level::warn, r, note);
+      default:
+        return write(spdlog::level::info, r, note);
+    }
+  }
+
+ private:
+  static void write(spdlog::level::level_enum level, const core::AuditRecord& r,
+                    const std::string& note) {
+    spdlog::log(level, "{} drive={} client='{}' session={} pid={} user={} lock_count={}{}{}{}",
                 core::to_string(r.kind), r.drive, r.client_name, r.session, r.pid,
-                r.user.empty() ? "?" : r.user, r.lock_count, r.detail.empty() ? "" : ": ",
-                r.detail);
+                r.user.empty() ? "?" : r.user, r.lock_count, r.detail.empty() ? "" : ": ", r.detail,
+                note);
   }
 };
 
@@ -45,6 +78,7 @@ int run_service(const Config& config, const RunHooks& hooks) {
   asio::io_context io(1);  // N.B. one thread: it is the arbiter's strand
   transport::AsioScheduler scheduler(io);
   LoggingAudit audit;
+  transport::client_warnings().set_limits(config.warnings);
   core::Arbiter arbiter(scheduler, audit, config.arbiter);
 
   // N.B. before anything is announced: a signal that comes early waits in
@@ -67,6 +101,7 @@ int run_service(const Config& config, const RunHooks& hooks) {
             {"pid", current_pid()},
             {"platform", platform_name()},
             {"endpoint", options.endpoint},
+            {"log_dropped", log_records_dropped()},
             {"uptime_s",
              std::chrono::duration<double>(std::chrono::steady_clock::now() - started).count()}};
       }};

@@ -3,6 +3,7 @@
 // system_service_posix.cpp: systemd starts `discarbiterd run`, see README).
 #pragma once
 
+#include <functional>
 #include <string>
 #include <vector>
 
@@ -17,10 +18,32 @@ inline constexpr std::string_view kServiceDisplayName = "Disc Arbiter (optical d
 inline constexpr std::string_view kServiceDescription =
     "Arbitrates exclusive access to CD/DVD/BD recorders between burning applications.";
 
+/// Makes the service's configuration (the command line and the config file).
+using ConfigLoader = std::function<Result<Config>()>;
+
 /// Runs as the service the service manager started (discarbiterd with no
-/// subcommand). Returns the exit code; 2 with a message when the process was
-/// not started by the service manager.
-int run_as_system_service(const Config& config);
+/// subcommand). The configuration is loaded only once the service trusts its
+/// data directory (Windows: %ProgramData%\DiscArbiter, see
+/// data_directory_windows.hpp). Returns the exit code; 2 with a message when
+/// the process was not started by the service manager.
+int run_as_system_service(const ConfigLoader& load_config);
+
+/// Windows: creates %ProgramData%\DiscArbiter and its logs\ with their
+/// protected DACL, or checks the ones that exist (a folder someone else could
+/// change is refused, never repaired). `discarbiterd install`, the MSI
+/// (`discarbiterd prepare-data`) and the service at every start do this.
+/// POSIX: nothing to do.
+Result<Done> prepare_data_directory();
+
+/// Exit code of a service that refuses its data directory or configuration
+/// file because someone other than SYSTEM or Administrators could change it.
+inline constexpr int kUntrustedDataExitCode = 3;
+
+/// Whether the service may read this configuration file. Windows: it, and
+/// the folder it is in, can be changed only by SYSTEM and Administrators
+/// (check_trusted_path). POSIX: not checked here (the unit's file under
+/// /etc belongs to root).
+Result<Done> check_config_file(const std::string& path);
 
 struct InstallOptions {
   bool start_automatically = true;  // `--start auto` (else demand)

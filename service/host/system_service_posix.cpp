@@ -4,7 +4,7 @@
 
 namespace discarbiter::host {
 
-int run_as_system_service(const Config&) {
+int run_as_system_service(const ConfigLoader&) {
   std::cerr << "discarbiterd: say what to do: `discarbiterd run` runs the service (systemd's unit "
                "runs exactly that); see --help\n";
   return 2;
@@ -18,6 +18,14 @@ Result<Done> install_system_service(const InstallOptions&) {
 
 Result<Done> uninstall_system_service() {
   return install_system_service({});
+}
+
+Result<Done> prepare_data_directory() {
+  return Done{};
+}
+
+Result<Done> check_config_file(const std::string&) {
+  return Done{};
 }
 
 std::string default_config_path() {

@@ -14,9 +14,11 @@
 #include <spdlog/sinks/win_eventlog_sink.h>
 #include <spdlog/spdlog.h>
 
+#include "data_directory_windows.hpp"
 #include "discarbiter/win32/error.hpp"
 #include "discarbiter/win32/handle.hpp"
 #include "discarbiter/win32/wide.hpp"
+#include "logging.hpp"
 #include "service_app.hpp"
 #include "system_service.hpp"
 #include "version.hpp"
@@ -48,7 +50,7 @@ struct ServiceState {
   std::mutex mutex;
   SERVICE_STATUS_HANDLE handle = nullptr;
   SERVICE_STATUS status{};
-  const Config* config = nullptr;
+  const ConfigLoader* load_config = nullptr;
   RequestStop request_stop;  // set while the service runs
   std::string pending_stop;  // a stop asked for before the service was ready
   int exit_code = 0;
@@ -111,34 +113,27 @@ DWORD WINAPI control_handler(DWORD control, DWORD, void*, void*) {
   return NO_ERROR;
 }
 
-std::filesystem::path program_data() {
-  std::array<wchar_t, MAX_PATH> buffer{};
-  const DWORD n =
-      ::GetEnvironmentVariableW(L"ProgramData", buffer.data(), static_cast<DWORD>(buffer.size()));
-  if (n == 0 || n >= buffer.size())
-    return L"C:\\ProgramData";
-  return std::filesystem::path(std::wstring(buffer.data(), n));
+std::filesystem::path logs_directory() {
+  return data_directory() / L"logs";
 }
 
 /// The service's log: a rotating file under %ProgramData%\DiscArbiter\logs
-/// (everything), and the Event Log (warnings and errors; start and stop go
-/// there explicitly).
-std::shared_ptr<spdlog::logger> configure_service_logging(const Config& config) {
-  const auto dir = program_data() / "DiscArbiter" / "logs";
-  std::error_code ec;
-  std::filesystem::create_directories(dir, ec);
+/// (everything) and the Event Log (warnings and errors), both written by the
+/// asynchronous logger's worker (logging.hpp).
+void configure_service_logging(const Config& config, spdlog::sink_ptr event_log) {
   auto file = std::make_shared<spdlog::sinks::rotating_file_sink_mt>(
-      (dir / "discarbiterd.log").string(), kLogFileBytes, kLogFiles);
-  auto event_log = std::make_shared<spdlog::sinks::win_eventlog_sink_mt>(std::string(kServiceName));
+      (logs_directory() / L"discarbiterd.log").string(), kLogFileBytes, kLogFiles);
   event_log->set_level(spdlog::level::warn);
-  auto logger =
-      std::make_shared<spdlog::logger>("discarbiterd", spdlog::sinks_init_list{file, event_log});
-  logger->set_level(spdlog::level::from_str(config.log_level));
-  logger->flush_on(spdlog::level::info);
-  spdlog::set_default_logger(logger);
+  start_async_logging({file, std::move(event_log)}, {config.log_level, config.log_queue});
   spdlog::set_pattern("%Y-%m-%dT%H:%M:%S.%e %l %v");
-  // N.B. a logger of its own, so start and stop reach the Event Log at info.
-  return std::make_shared<spdlog::logger>("eventlog", event_log);
+}
+
+/// The data directory and its logs\ folder, created protected or checked;
+/// then the configuration, read only from a file the service may trust.
+Result<Config> prepare_to_start() {
+  if (auto prepared = prepare_data_directory(); !prepared)
+    return prepared.error();
+  return (*g_service.load_config)();
 }
 
 void WINAPI service_main(DWORD argc, wchar_t** argv) {
@@ -148,11 +143,25 @@ void WINAPI service_main(DWORD argc, wchar_t** argv) {
     return;  // the SCM gave us no way to report; nothing else can be done
   g_service.report(SERVICE_START_PENDING, kStartWaitHintMs);
   try {
-    auto events = configure_service_logging(*g_service.config);
+    // N.B. a logger of its own, synchronous, so start, stop and a refused
+    // start reach the Event Log at info even before the log file exists.
+    const auto event_log =
+        std::make_shared<spdlog::sinks::win_eventlog_sink_mt>(std::string(kServiceName));
+    const auto events = std::make_shared<spdlog::logger>("eventlog", event_log);
     events->set_level(spdlog::level::info);
+    auto config = prepare_to_start();
+    if (!config) {
+      const bool untrusted = config.error().code == errc::access_denied;
+      g_service.exit_code = untrusted ? kUntrustedDataExitCode : 2;
+      events->error("DiscArbiter cannot start: {}", config.error().message);
+      std::fprintf(stderr, "discarbiterd: cannot start: %s\n", config.error().message.c_str());
+      g_service.report(SERVICE_STOPPED);
+      return;
+    }
+    configure_service_logging(*config, event_log);
     if (argc > 1) {
       // N.B. argv[0] is the service name; the configuration comes from the
-      // binPath's arguments and the config file, read before the SCM called.
+      // binPath's arguments and the config file.
       std::string ignored;
       for (DWORD i = 1; i < argc; ++i)
         ignored += (ignored.empty() ? "" : " ") + win32::to_utf8(argv[i]);
@@ -177,7 +186,7 @@ void WINAPI service_main(DWORD argc, wchar_t** argv) {
       if (g_service.status.dwCurrentState != SERVICE_STOP_PENDING)
         g_service.report_locked(SERVICE_STOP_PENDING, kStopWaitHintMs);
     };
-    g_service.exit_code = run_service(*g_service.config, hooks);
+    g_service.exit_code = run_service(*config, hooks);
     {
       std::lock_guard lock(g_service.mutex);
       g_service.request_stop = nullptr;  // N.B. it refers to run_service's frame
@@ -186,7 +195,7 @@ void WINAPI service_main(DWORD argc, wchar_t** argv) {
       events->info("DiscArbiter stopped; every lock was released");
     else
       events->error("DiscArbiter stopped with exit code {} (see the log under {})",
-                    g_service.exit_code, (program_data() / "DiscArbiter" / "logs").string());
+                    g_service.exit_code, logs_directory().string());
   } catch (const std::exception& e) {
     g_service.exit_code = 1;
     try {
@@ -255,8 +264,8 @@ void register_event_source(const std::wstring& exe) {
 
 }  // namespace
 
-int run_as_system_service(const Config& config) {
-  g_service.config = &config;
+int run_as_system_service(const ConfigLoader& load_config) {
+  g_service.load_config = &load_config;
   std::wstring name = service_name();
   const std::array<SERVICE_TABLE_ENTRYW, 2> table = {
       {{name.data(), service_main}, {nullptr, nullptr}}};
@@ -288,6 +297,10 @@ Result<Done> install_system_service(const InstallOptions& options) {
       ::OpenSCManagerW(nullptr, nullptr, SC_MANAGER_CONNECT | SC_MANAGER_CREATE_SERVICE));
   if (!scm)
     return scm_error("OpenSCManagerW", ::GetLastError());
+  // N.B. after the SCM let us in (an administrator): a folder created by
+  // an ordinary user would be theirs, and the service would refuse it.
+  if (auto prepared = prepare_data_directory(); !prepared)
+    return prepared;
   const std::wstring display = win32::to_wide(kServiceDisplayName);
   // N.B. a null account is LocalSystem (`sc.exe create … obj= LocalSystem`).
   win32::unique_schandle service(::CreateServiceW(
@@ -362,8 +375,23 @@ Result<Done> uninstall_system_service() {
   return Done{};
 }
 
+Result<Done> prepare_data_directory() {
+  for (const auto& dir : {data_directory(), logs_directory()}) {
+    if (auto trusted = create_trusted_directory(dir); !trusted)
+      return trusted;
+  }
+  return Done{};
+}
+
+Result<Done> check_config_file(const std::string& path) {
+  const std::filesystem::path file(win32::to_wide(path));
+  if (auto folder = check_trusted_path(std::filesystem::absolute(file).parent_path()); !folder)
+    return folder;
+  return check_trusted_path(file);
+}
+
 std::string default_config_path() {
-  return (program_data() / "DiscArbiter" / "discarbiter.json").string();
+  return (data_directory() / L"discarbiter.json").string();
 }
 
 }  // namespace discarbiter::host

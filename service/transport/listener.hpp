@@ -12,6 +12,7 @@
 
 #include "discarbiter/proto/result.hpp"
 #include "dispatcher.hpp"
+#include "log_limiter.hpp"
 #include "session.hpp"
 #include "session_registry.hpp"
 
@@ -24,6 +25,11 @@ struct ListenerOptions {
   std::string admin_group;           // POSIX: its members may `break` (as may uid 0)
   std::uint32_t max_sessions = 256;
   std::uint32_t max_sessions_per_user = 32;
+  /// Of max_sessions, the last this many only administrators may take.
+  std::uint32_t admin_reserved_sessions = 8;
+  /// Windows: connected pipe instances that have not yet sent their first
+  /// bytes (so are not yet identified, and count against no user).
+  std::uint32_t max_pending_connections = 64;
   SessionLimits session;
 };
 
@@ -56,8 +62,11 @@ template <typename Stream>
 void admit_connection(SessionRegistry& registry, Stream stream, ServiceContext& context,
                       core::PeerIdentity peer, const SessionLimits& limits,
                       proto::Bytes already_read = {}) {
-  if (auto refusal = registry.refusal(peer.user)) {
-    spdlog::warn("refusing connection from pid {} ({}): {}", peer.pid, peer.user, refusal->message);
+  if (auto refusal = registry.refusal(peer.user, peer.administrator)) {
+    if (const auto admitted = client_warnings().admit(peer_key(peer.user))) {
+      spdlog::warn("refusing connection from pid {} ({}): {}{}", peer.pid, peer.user,
+                   refusal->message, suppressed_note(admitted));
+    }
     refuse_connection(stream, *refusal);
     return;
   }

@@ -74,6 +74,22 @@ bool token_has(HANDLE token, WELL_KNOWN_SID_TYPE group) {
   return ::CheckTokenMembership(token, sid.data(), &member) && member;
 }
 
+/// This process's user SID as text ("S-1-5-18" for LocalSystem).
+Result<std::wstring> own_user_sid() {
+  HANDLE raw = nullptr;
+  if (!::OpenProcessToken(::GetCurrentProcess(), TOKEN_QUERY, &raw))
+    return Error{errc::fail, describe("OpenProcessToken", ::GetLastError())};
+  const win32::unique_handle token(raw);
+  const auto user = token_information(token.get(), TokenUser);
+  if (user.empty())
+    return Error{errc::fail, describe("GetTokenInformation(TokenUser)", ::GetLastError())};
+  wchar_t* text = nullptr;
+  if (!::ConvertSidToStringSidW(reinterpret_cast<const TOKEN_USER*>(user.data())->User.Sid, &text))
+    return Error{errc::fail, describe("ConvertSidToStringSidW", ::GetLastError())};
+  const win32::unique_hlocal owner(text);
+  return std::wstring(text);
+}
+
 /// Who is on the other end of a connected pipe instance, by impersonation.
 Result<core::PeerIdentity> identify_client(HANDLE pipe) {
   core::PeerIdentity peer;
@@ -129,7 +145,8 @@ class PipeListener final : public Listener {
         context_(context),
         options_(std::move(options)),
         retry_(io),
-        sessions_(options_.max_sessions, options_.max_sessions_per_user) {}
+        sessions_(options_.max_sessions, options_.max_sessions_per_user,
+                  options_.admin_reserved_sessions) {}
 
   Result<Done> open() override {
     if (!options_.admin_group.empty()) {
@@ -151,8 +168,16 @@ class PipeListener final : public Listener {
           fmt::format(R"(endpoint '{}' is not a pipe name (\\.\pipe\NAME))", options_.endpoint)};
     }
     name_ = win32::to_wide(options_.endpoint);
+    // N.B. the owner is this process's user, said explicitly: clients trust
+    // the pipe by its owner (LocalSystem, or their own user), and a token's
+    // default owner may be a group (Administrators; Wine: the user's primary
+    // group).
+    const auto owner = own_user_sid();
+    if (!owner)
+      return owner.error();
+    const std::wstring sddl = L"O:" + *owner + kPipeSddl;
     PSECURITY_DESCRIPTOR descriptor = nullptr;
-    if (!::ConvertStringSecurityDescriptorToSecurityDescriptorW(kPipeSddl, SDDL_REVISION_1,
+    if (!::ConvertStringSecurityDescriptorToSecurityDescriptorW(sddl.c_str(), SDDL_REVISION_1,
                                                                 &descriptor, nullptr)) {
       return Error{errc::fail, describe("ConvertStringSecurityDescriptorToSecurityDescriptorW",
                                         ::GetLastError())};
@@ -251,8 +276,25 @@ class PipeListener final : public Listener {
   }
 
   /// Reads the client's first bytes within the handshake deadline, then
-  /// identifies it and hands the pipe to a Session.
+  /// identifies it and hands the pipe to a Session. At most
+  /// max_pending_connections wait so: until a client has written it is
+  /// nobody, so no per-user limit can hold it.
   void greet(const std::shared_ptr<Pipe>& pipe) {
+    if (greetings_.size() >= options_.max_pending_connections) {
+      const Error full{errc::limit_reached,
+                       fmt::format("{} connections are already waiting to send their first "
+                                   "request (limits.max_pending_connections)",
+                                   greetings_.size())};
+      // N.B. once per episode: a flood must not flood the log as well.
+      if (!pending_full_)
+        spdlog::warn("refusing pipe clients: {}", full.message);
+      pending_full_ = true;
+      refuse_connection(*pipe, full);
+      boost::system::error_code ignored;
+      pipe->close(ignored);
+      return;
+    }
+    pending_full_ = false;
     auto greeting = std::make_shared<Greeting>(pipe, io_);
     greetings_.insert(greeting);
     greeting->deadline.expires_after(options_.session.handshake);
@@ -301,6 +343,7 @@ class PipeListener final : public Listener {
   asio::steady_timer retry_;
   std::set<std::shared_ptr<Greeting>> greetings_;
   SessionRegistry sessions_;
+  bool pending_full_ = false;  // max_pending_connections reached; logged once
   bool stopping_ = false;
 };
 

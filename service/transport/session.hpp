@@ -26,6 +26,7 @@
 
 #include "discarbiter/proto/frame.hpp"
 #include "dispatcher.hpp"
+#include "log_limiter.hpp"
 #include "session_registry.hpp"
 
 namespace discarbiter::transport {
@@ -173,8 +174,10 @@ class Session final : public SessionHandle, public std::enable_shared_from_this<
         if (out.status == proto::FrameDecoder::Status::need_more)
           break;
         if (out.status == proto::FrameDecoder::Status::error) {
-          spdlog::warn("session {} ({}): closing: {}: {}", id(), name(), error_name(out.error.code),
-                       out.error.message);
+          if (const auto admitted = client_warnings().admit(peer_key(user_), session_key(id()))) {
+            spdlog::warn("session {} ({}): closing: {}: {}{}", id(), name(),
+                         error_name(out.error.code), out.error.message, suppressed_note(admitted));
+          }
           dispatcher_->on_decode_error(out.error);
           close_after_flush(out.error.message);
           co_return;

@@ -2,12 +2,21 @@
 
 #include <fmt/format.h>
 
+#include <algorithm>
+
 namespace discarbiter::transport {
 
-std::optional<Error> SessionRegistry::refusal(const std::string& user) const {
+std::optional<Error> SessionRegistry::refusal(const std::string& user, bool administrator) const {
   if (sessions_.size() >= max_sessions_) {
     return Error{errc::limit_reached,
                  fmt::format("the service has its maximum of {} sessions", max_sessions_)};
+  }
+  const std::size_t reserved = std::min(admin_reserved_sessions_, max_sessions_);
+  if (!administrator && sessions_.size() >= max_sessions_ - reserved) {
+    return Error{errc::limit_reached,
+                 fmt::format("the service has {} sessions; the last {} of its {} are reserved "
+                             "for administrators",
+                             sessions_.size(), reserved, max_sessions_)};
   }
   const auto of_user = per_user_.find(user);
   if (of_user != per_user_.end() && of_user->second >= max_sessions_per_user_) {

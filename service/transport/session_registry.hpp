@@ -1,6 +1,7 @@
 // The live sessions of one listener and the connection limits over them
-// (max sessions, max sessions per user). Shared by the socket and the pipe
-// listener, so both platforms enforce the same limits the same way.
+// (max sessions, max sessions per user, the sessions reserved for
+// administrators). Shared by the socket and the pipe listener, so both
+// platforms enforce the same limits the same way.
 #pragma once
 
 #include <cstdint>
@@ -25,11 +26,17 @@ class SessionHandle {
 
 class SessionRegistry {
  public:
-  SessionRegistry(std::uint32_t max_sessions, std::uint32_t max_sessions_per_user)
-      : max_sessions_(max_sessions), max_sessions_per_user_(max_sessions_per_user) {}
+  /// The last `admin_reserved_sessions` of `max_sessions` only administrators
+  /// may take, so that one can always connect to `break` a lock.
+  SessionRegistry(std::uint32_t max_sessions, std::uint32_t max_sessions_per_user,
+                  std::uint32_t admin_reserved_sessions = 0)
+      : max_sessions_(max_sessions),
+        max_sessions_per_user_(max_sessions_per_user),
+        admin_reserved_sessions_(admin_reserved_sessions) {}
 
-  /// Why a new connection from `user` must be refused, if it must.
-  std::optional<Error> refusal(const std::string& user) const;
+  /// Why a new connection from `user` must be refused, if it must. Every
+  /// session counts, whatever it does (subscribed, waiting, holding, idle).
+  std::optional<Error> refusal(const std::string& user, bool administrator) const;
   void add(std::shared_ptr<SessionHandle> session);
   /// Called by a session as it closes; unknown sessions are ignored.
   void remove(SessionHandle* session);
@@ -39,6 +46,7 @@ class SessionRegistry {
  private:
   std::uint32_t max_sessions_;
   std::uint32_t max_sessions_per_user_;
+  std::uint32_t admin_reserved_sessions_;
   std::map<SessionHandle*, std::shared_ptr<SessionHandle>> sessions_;
   std::map<std::string, std::size_t> per_user_;
 };

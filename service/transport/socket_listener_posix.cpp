@@ -1,23 +1,82 @@
-// The Linux endpoint: a Unix domain socket; callers identified by SO_PEERCRED.
+// The Linux endpoint: a Unix domain socket; callers identified by SO_PEERCRED
+// and SO_PEERPIDFD.
+#include <fcntl.h>
 #include <grp.h>
 #include <pwd.h>
+#include <signal.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
+#include <sys/syscall.h>
+#include <sys/un.h>
 #include <unistd.h>
 
 #include <algorithm>
 #include <boost/asio/local/stream_protocol.hpp>
+#include <cerrno>
 #include <filesystem>
 #include <optional>
 #include <string_view>
 
 #include "listener.hpp"
 
+// N.B. Linux 6.5 and later; Debian 12's headers (Linux 6.1) do not name it.
+#ifndef SO_PEERPIDFD
+#define SO_PEERPIDFD 77
+#endif
+
 namespace discarbiter::transport {
 namespace {
 
+// N.B. system calls, not glibc 2.36's <sys/pidfd.h>, whose declarations lack
+// extern "C" and so do not link from C++.
+int pidfd_open(pid_t pid, unsigned int flags) {
+  return static_cast<int>(::syscall(SYS_pidfd_open, pid, flags));
+}
+int pidfd_send_signal(int pidfd, int sig) {
+  return static_cast<int>(::syscall(SYS_pidfd_send_signal, pidfd, sig, nullptr, 0));
+}
+
 namespace asio = boost::asio;
 using Socket = asio::local::stream_protocol::socket;
+
+class UniqueFd {
+ public:
+  UniqueFd() = default;
+  explicit UniqueFd(int fd) noexcept : fd_(fd) {}
+  UniqueFd(UniqueFd&& other) noexcept : fd_(std::exchange(other.fd_, -1)) {}
+  UniqueFd& operator=(UniqueFd&& other) noexcept {
+    if (this != &other) {
+      reset();
+      fd_ = std::exchange(other.fd_, -1);
+    }
+    return *this;
+  }
+  ~UniqueFd() { reset(); }
+  int get() const noexcept { return fd_; }
+  explicit operator bool() const noexcept { return fd_ >= 0; }
+  void reset() noexcept {
+    if (fd_ >= 0)
+      ::close(fd_);
+    fd_ = -1;
+  }
+
+ private:
+  int fd_ = -1;
+};
+
+std::string errno_text(int e = errno) {
+  return std::error_code(e, std::system_category()).message();
+}
+
+/// "uid 65534 (nobody)", or "uid 65534" when the name is unknown.
+std::string describe_uid(uid_t uid) {
+  passwd pw{};
+  passwd* found = nullptr;
+  std::array<char, 1024> buf{};
+  if (::getpwuid_r(uid, &pw, buf.data(), buf.size(), &found) == 0 && found)
+    return fmt::format("uid {} ({})", uid, found->pw_name);
+  return fmt::format("uid {}", uid);
+}
 
 /// Whether the peer's primary or supplementary groups include `gid`.
 bool peer_in_group(Socket& socket, gid_t primary, gid_t gid) {
@@ -26,24 +85,58 @@ bool peer_in_group(Socket& socket, gid_t primary, gid_t gid) {
   std::array<gid_t, 256> groups{};
   socklen_t len = sizeof groups;
   if (::getsockopt(socket.native_handle(), SOL_SOCKET, SO_PEERGROUPS, groups.data(), &len) != 0) {
-    spdlog::warn("SO_PEERGROUPS failed: {}",
-                 std::error_code(errno, std::system_category()).message());
+    spdlog::warn("SO_PEERGROUPS failed: {}", errno_text());
     return false;
   }
   const auto end = groups.begin() + len / sizeof(gid_t);
   return std::find(groups.begin(), end, gid) != end;
 }
 
+/// A pidfd for the process that connected (SO_PEERPIDFD, Linux 6.5), or, on
+/// an older kernel, for whatever process has its pid now (pidfd_open, Linux
+/// 5.3: a pid reused between connect and this call goes unnoticed). Empty
+/// when the process is already gone or the kernel has neither.
+UniqueFd peer_pidfd(Socket& socket, pid_t pid) {
+  int fd = -1;
+  socklen_t len = sizeof fd;
+  if (::getsockopt(socket.native_handle(), SOL_SOCKET, SO_PEERPIDFD, &fd, &len) == 0)
+    return UniqueFd(fd);
+  if (errno != ENOPROTOOPT)
+    return {};  // N.B. EINVAL/ESRCH: the process that connected has exited
+  return UniqueFd(pidfd_open(pid, 0));
+}
+
+/// The executable of the process that connected, read from /proc/PID/exe and
+/// kept only if that process still lives afterwards: while it lives its pid
+/// cannot name another process, so the link read was its own.
+std::string peer_executable(Socket& socket, pid_t pid) {
+  if (pid <= 0)
+    return {};  // N.B. 0: the peer is in another pid namespace
+  const UniqueFd pidfd = peer_pidfd(socket, pid);
+  if (!pidfd && errno != ENOSYS)
+    return {};
+  std::error_code ec;
+  const auto exe = std::filesystem::read_symlink(fmt::format("/proc/{}/exe", pid), ec);
+  if (ec)
+    return {};
+  // N.B. signal 0 only checks: EPERM (another user's process) still means alive.
+  if (pidfd && pidfd_send_signal(pidfd.get(), 0) != 0 && errno != EPERM) {
+    spdlog::debug("pid {} exited while being identified; its executable is not recorded", pid);
+    return {};
+  }
+  return exe.string();
+}
+
 /// Who the peer is, from SO_PEERCRED; an administrator is uid 0 or a member
 /// of the configured admin group. A peer the kernel will not name is refused.
+/// N.B. runs on the io thread: getpwuid_r may block on a remote user database
+/// (NSS); the rest are system calls on procfs and the socket.
 Result<core::PeerIdentity> peer_identity(Socket& socket, std::optional<gid_t> admin_gid) {
   core::PeerIdentity peer;
   ucred cred{};
   socklen_t len = sizeof cred;
   if (::getsockopt(socket.native_handle(), SOL_SOCKET, SO_PEERCRED, &cred, &len) != 0) {
-    return Error{errc::access_denied,
-                 fmt::format("SO_PEERCRED failed: {}",
-                             std::error_code(errno, std::system_category()).message())};
+    return Error{errc::access_denied, fmt::format("SO_PEERCRED failed: {}", errno_text())};
   }
   peer.pid = static_cast<std::uint32_t>(cred.pid);
   peer.uid = cred.uid;
@@ -56,10 +149,7 @@ Result<core::PeerIdentity> peer_identity(Socket& socket, std::optional<gid_t> ad
   } else {
     peer.user = std::to_string(cred.uid);
   }
-  std::error_code ec;
-  const auto exe = std::filesystem::read_symlink(fmt::format("/proc/{}/exe", cred.pid), ec);
-  if (!ec)
-    peer.exe = exe.string();
+  peer.exe = peer_executable(socket, cred.pid);
   return peer;
 }
 
@@ -76,6 +166,73 @@ Result<gid_t> group_id(const std::string& name, std::string_view key) {
   return found->gr_gid;
 }
 
+/// Creates the missing directories of `dir` (mode 0755 less the umask), as
+/// `mkdir -p` does.
+Result<Done> create_missing_directories(const std::filesystem::path& dir) {
+  std::filesystem::path prefix;
+  for (const auto& part : dir) {
+    prefix /= part;
+    if (::mkdir(prefix.c_str(), 0755) != 0 && errno != EEXIST) {
+      return Error{errc::fail,
+                   fmt::format("create directory {}: {}", prefix.string(), errno_text())};
+    }
+  }
+  return Done{};
+}
+
+/// The endpoint's directory, opened without following a symlink, created
+/// when missing, and refused unless it is owned by root or by this service's
+/// user and nobody else may write to it: whoever may write there could
+/// replace the socket (clients would talk to an impostor) or plant a symlink
+/// where the service sets the socket's mode and group.
+Result<UniqueFd> open_endpoint_directory(const std::filesystem::path& dir) {
+  if (::access(dir.c_str(), F_OK) != 0 && errno == ENOENT) {
+    if (auto created = create_missing_directories(dir); !created)
+      return created.error();
+  }
+  UniqueFd fd(::open(dir.c_str(), O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC));
+  if (!fd) {
+    const int e = errno;
+    return Error{errc::fail,
+                 e == ELOOP || e == ENOTDIR
+                     ? fmt::format("endpoint directory {} is a symbolic link or not "
+                                   "a directory; refusing it",
+                                   dir.string())
+                     : fmt::format("open endpoint directory {}: {}", dir.string(), errno_text(e))};
+  }
+  struct stat st {};
+  if (::fstat(fd.get(), &st) != 0)
+    return Error{errc::fail, fmt::format("stat {}: {}", dir.string(), errno_text())};
+  if (st.st_uid != 0 && st.st_uid != ::geteuid()) {
+    return Error{errc::access_denied,
+                 fmt::format("endpoint directory {} is owned by {}, not by root or by this "
+                             "service's user ({}); refusing it: its owner could replace the "
+                             "socket. Use a directory of the service's own, such as "
+                             "/run/discarbiter",
+                             dir.string(), describe_uid(st.st_uid), describe_uid(::geteuid()))};
+  }
+  if ((st.st_mode & (S_IWGRP | S_IWOTH)) != 0) {
+    return Error{errc::access_denied,
+                 fmt::format("endpoint directory {} is writable by {} (mode {:04o}); refusing it: "
+                             "they could replace the socket. Make it 0755, or use a directory of "
+                             "the service's own, such as /run/discarbiter",
+                             dir.string(), (st.st_mode & S_IWOTH) ? "every user" : "its group",
+                             st.st_mode & 07777)};
+  }
+  return fd;
+}
+
+/// The path that names `name` inside the directory open as `dirfd`, for
+/// bind(): through /proc, so the socket is created in the very directory that
+/// was checked even if a parent directory is renamed meanwhile; the plain
+/// path where /proc is not mounted or the name would not fit.
+std::string path_in(int dirfd, const std::string& name, const std::string& plain) {
+  const auto via_proc = fmt::format("/proc/self/fd/{}/{}", dirfd, name);
+  if (via_proc.size() < sizeof(sockaddr_un::sun_path) && ::access("/proc/self/fd", F_OK) == 0)
+    return via_proc;
+  return plain;
+}
+
 class SocketListener final : public Listener {
  public:
   SocketListener(asio::io_context& io, ServiceContext& context, ListenerOptions options)
@@ -83,7 +240,8 @@ class SocketListener final : public Listener {
         context_(context),
         options_(std::move(options)),
         acceptor_(io),
-        sessions_(options_.max_sessions, options_.max_sessions_per_user) {}
+        sessions_(options_.max_sessions, options_.max_sessions_per_user,
+                  options_.admin_reserved_sessions) {}
 
   Result<Done> open() override {
     namespace fs = std::filesystem;
@@ -101,15 +259,23 @@ class SocketListener final : public Listener {
       socket_gid = *gid;
     }
     const fs::path path(options_.endpoint);
-    std::error_code ec;
-    if (path.has_parent_path()) {
-      fs::create_directories(path.parent_path(), ec);
-      if (ec) {
-        return Error{errc::fail, fmt::format("create directory {}: {}", path.parent_path().string(),
-                                             ec.message())};
+    name_ = path.filename().string();
+    if (name_.empty() || name_ == "." || name_ == "..")
+      return Error{errc::invalid_arg,
+                   fmt::format("endpoint {} names no socket file", path.string())};
+    auto dir = open_endpoint_directory(path.has_parent_path() ? path.parent_path() : fs::path("."));
+    if (!dir)
+      return dir.error();
+    directory_ = std::move(*dir);
+
+    struct stat st {};
+    if (::fstatat(directory_.get(), name_.c_str(), &st, AT_SYMLINK_NOFOLLOW) == 0) {
+      if (!S_ISSOCK(st.st_mode)) {
+        return Error{errc::fail,
+                     fmt::format("{} exists and is not a socket{}; refusing to replace "
+                                 "it",
+                                 path.string(), S_ISLNK(st.st_mode) ? " (a symbolic link)" : "")};
       }
-    }
-    if (fs::is_socket(path, ec)) {
       // A socket file left by a previous run; if something answers on it,
       // another service owns it and we must not steal the endpoint.
       Socket probe(io_);
@@ -119,26 +285,38 @@ class SocketListener final : public Listener {
         return Error{errc::fail,
                      fmt::format("another service is already listening on {}", path.string())};
       }
-      fs::remove(path, ec);
+      if (::unlinkat(directory_.get(), name_.c_str(), 0) != 0 && errno != ENOENT) {
+        return Error{errc::fail,
+                     fmt::format("remove the stale socket {}: {}", path.string(), errno_text())};
+      }
     }
     boost::system::error_code bec;
-    const asio::local::stream_protocol::endpoint endpoint(path.string());
+    const asio::local::stream_protocol::endpoint endpoint(
+        path_in(directory_.get(), name_, path.string()));
     acceptor_.open(endpoint.protocol(), bec);
     if (!bec)
       acceptor_.bind(endpoint, bec);
     if (bec) {
       return Error{errc::fail, fmt::format("bind {}: {}", path.string(), bec.message())};
     }
-    // N.B. group before mode: the socket is never open to a group it was not meant for.
-    if (socket_gid && ::chown(path.c_str(), static_cast<uid_t>(-1), *socket_gid) != 0) {
-      return Error{errc::fail,
-                   fmt::format("chgrp {} {}: {}", options_.socket_group, path.string(),
-                               std::error_code(errno, std::system_category()).message())};
+    // N.B. by name in the checked directory, never following a symlink: the
+    // node must be the socket this service just made.
+    if (::fstatat(directory_.get(), name_.c_str(), &st, AT_SYMLINK_NOFOLLOW) != 0 ||
+        !S_ISSOCK(st.st_mode) || st.st_uid != ::geteuid()) {
+      return Error{errc::fail, fmt::format("{} is not the socket just bound (replaced?); refusing "
+                                           "to set its mode",
+                                           path.string())};
     }
-    if (::chmod(path.c_str(), static_cast<mode_t>(options_.socket_mode)) != 0) {
-      return Error{errc::fail,
-                   fmt::format("chmod {:o} {}: {}", options_.socket_mode, path.string(),
-                               std::error_code(errno, std::system_category()).message())};
+    // N.B. group before mode: the socket is never open to a group it was not meant for.
+    if (socket_gid && ::fchownat(directory_.get(), name_.c_str(), static_cast<uid_t>(-1),
+                                 *socket_gid, AT_SYMLINK_NOFOLLOW) != 0) {
+      return Error{errc::fail, fmt::format("chgrp {} {}: {}", options_.socket_group, path.string(),
+                                           errno_text())};
+    }
+    if (::fchmodat(directory_.get(), name_.c_str(), static_cast<mode_t>(options_.socket_mode),
+                   AT_SYMLINK_NOFOLLOW) != 0) {
+      return Error{errc::fail, fmt::format("chmod {:o} {}: {}", options_.socket_mode, path.string(),
+                                           errno_text())};
     }
     acceptor_.listen(asio::socket_base::max_listen_connections, bec);
     if (bec) {
@@ -152,8 +330,8 @@ class SocketListener final : public Listener {
   void stop() override {
     boost::system::error_code ignored;
     acceptor_.close(ignored);
-    std::error_code not_there;
-    std::filesystem::remove(options_.endpoint, not_there);
+    if (directory_ && !name_.empty())
+      ::unlinkat(directory_.get(), name_.c_str(), 0);
     sessions_.close_all("service stopping");
   }
 
@@ -185,6 +363,8 @@ class SocketListener final : public Listener {
   asio::local::stream_protocol::acceptor acceptor_;
   SessionRegistry sessions_;
   std::optional<gid_t> admin_gid_;
+  UniqueFd directory_;  // the endpoint's directory, checked at open()
+  std::string name_;    // the socket's name in it
 };
 
 }  // namespace

@@ -4,7 +4,8 @@
 service and discarb inside it over the serial console, and checks the drive
 from outside through QEMU's monitor: the tray lock while held, INQUIRY, an
 eject refused while the tray is locked, the unlock after SIGKILL of the
-holder and of the service itself, and hot-plug of a second drive.
+holder and of the service itself, hot-plug of a second drive, and the unlock
+of a persistent PREVENT the owner sent itself.
 
 Usage: qemu_e2e.py WORKDIR   (WORKDIR holds vmlinuz, initrd.gz, disc.iso)
 Prints one line per check and the measured figures; exits non-zero on the
@@ -160,8 +161,8 @@ def main(workdir):
         print(f"guest booted in {time.monotonic() - started:.1f} s")
         guest.ok("ls /dev/sr0 /dev/sg0")
 
-        def start_service():
-            guest.ok("discarbiterd run --log-level debug >>/tmp/d.log 2>&1 & echo $! >/tmp/d.pid")
+        def start_service(args=""):
+            guest.ok(f"discarbiterd run --log-level debug {args} >>/tmp/d.log 2>&1 & echo $! >/tmp/d.pid")
             deadline = time.monotonic() + 20
             while guest.sh("discarb status >/dev/null 2>&1")[0] != 0:
                 if time.monotonic() > deadline:
@@ -262,6 +263,28 @@ def main(workdir):
         mon.run("device_add scsi-cd,bus=scsi0.0,drive=hp2,id=cd2")
         d, _ = wait_state("cdrom1", "free")
         check("the drive that came back is attached again under its id", d["backend"] == "sgio", d)
+
+        # An owner's persistent PREVENT (MMC 11b) through discarb exec. With
+        # tray_lock off the service sends no PREVENT of its own, so only its
+        # tracking of what the owner sent can unlock the tray at release.
+        # N.B. QEMU's ATAPI model reads bit 0 alone: 03 locks it there.
+        guest.ok("kill -TERM $(cat /tmp/d.pid); wait $(cat /tmp/d.pid)")
+        guest.ok("echo '{\"tray_lock\": false}' >/tmp/notray.json")
+        start_service("--config /tmp/notray.json")
+        check("with tray_lock off, the restarted service leaves cdrom0 unlocked",
+              mon.lock_state(cd)[0] == "not locked")
+        t0 = time.monotonic()
+        out = guest.ok('discarb exec cdrom0 --name e2e-persistent --cdb "1E 00 00 00 03 00"')
+        unlock_s = time.monotonic() - t0 + mon.wait_lock_state(cd, "not locked", timeout=1.0)
+        check("an owner's persistent PREVENT is cleared by its release: the monitor says 'not locked'",
+              "GOOD" in out, out)
+        drive = next(d for d in json.loads(guest.ok("discarb --json status"))["drives"] if d["id"] == "cdrom0")
+        check("...and status shows neither prevention",
+              (drive["tray_locked"], drive["tray_persistent"], drive["owner"]) == (False, False, None), drive)
+        log = guest.ok("cat /tmp/d.log")
+        check("...and no ALLOW failed", "ALLOW MEDIUM REMOVAL failed" not in log, log[-2000:])
+        print(f"persistent PREVENT by the owner (tray_lock off): 'not locked' {unlock_s * 1000:.0f} ms "
+              "after discarb exec was started")
 
         out = guest.ok("discarb eject cdrom0 --name e2e-eject")
         check("discarb eject opens the tray", "ejected" in out and mon.lock_state(cd)[1] == "open", out)

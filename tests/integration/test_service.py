@@ -98,7 +98,8 @@ class StatusDocument(unittest.TestCase):
         for d in s["drives"]:
             check_fields(self, d, {"id": str, "path": str, "backend": str, "vendor": str, "product": str,
                                    "revision": str, "state": str, "tray_locked": bool,
-                                   "owner": (dict, type(None)), "waiters": list, "stats": dict}, "drive")
+                                   "tray_persistent": bool, "owner": (dict, type(None)),
+                                   "waiters": list, "stats": dict}, "drive")
             self.assertIn(d["state"], {"free", "owned", "removed", "error"})
             self.assertEqual(d["backend"], "simulated")
             check_fields(self, d["stats"], {"commands": int, "timeouts": int, "errors": int}, "stats")

@@ -148,7 +148,12 @@ def main():
         endpoint = os.path.join(d, "discarbiter.sock")
         config = os.path.join(d, "discarbiter.json")
         with open(config, "w") as f:
-            json.dump({"limits": {"max_sessions_per_user": 512, "max_sessions": 512}}, f)
+            # N.B. the replay needs every lock decision: nested acquires and
+            # releases (debug), and waits no limiter may hold back.
+            json.dump({"limits": {"max_sessions_per_user": 512, "max_sessions": 512},
+                       "log_level": "debug",
+                       "logging": {"queue": 1 << 20, "warning_burst": 4294967295,
+                                   "warnings_per_minute": 4294967295}}, f)
         service = subprocess.Popen([args.discarbiterd, "run", "--simulate", str(args.drives),
                                     "--endpoint", endpoint, "--no-discover", "--config", config],
                                    stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
@@ -206,6 +211,9 @@ def main():
                          f"{lines[-20:]}")
         checker.finish()
         if status.returncode == 0:
+            dropped = json.loads(status.stdout)["service"]["log_dropped"]
+            if dropped:
+                checker.fail(f"{dropped} log records were dropped: the replay is incomplete")
             for drive in json.loads(status.stdout)["drives"]:
                 if drive["owner"] is not None or drive["waiters"] or drive["tray_locked"]:
                     checker.fail(f"status after the run: {drive['id']} is not free: {drive}")

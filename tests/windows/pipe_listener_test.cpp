@@ -11,6 +11,7 @@
 
 #include <future>
 #include <thread>
+#include <vector>
 
 #include "discarbiter/client.hpp"
 #include "discarbiter/proto/frame.hpp"
@@ -36,10 +37,12 @@ std::string unique_pipe_name(std::string_view what) {
 /// run_service on its own thread, on a pipe of its own, with 2 simulated drives.
 class ServiceOnPipe {
  public:
-  explicit ServiceOnPipe(std::string endpoint, std::chrono::milliseconds handshake = 2000ms) {
+  explicit ServiceOnPipe(std::string endpoint, std::chrono::milliseconds handshake = 2000ms,
+                         std::uint32_t max_pending_connections = 64) {
     config_.endpoint = std::move(endpoint);
     config_.simulate = 2;
     config_.listener.session.handshake = handshake;
+    config_.listener.max_pending_connections = max_pending_connections;
     std::promise<host::RequestStop> ready;
     auto ready_future = ready.get_future();
     thread_ = std::thread([this, &ready] {
@@ -76,6 +79,18 @@ Client connect(const std::string& endpoint, std::string name) {
 win32::unique_hfile open_raw(const std::string& endpoint, DWORD access) {
   return win32::unique_hfile(::CreateFileW(win32::to_wide(endpoint).c_str(), access, 0, nullptr,
                                            OPEN_EXISTING, 0, nullptr));
+}
+
+/// Opens the pipe, waiting while every instance is busy (the service makes
+/// the next one as it accepts a client).
+win32::unique_hfile open_raw_waiting(const std::string& endpoint) {
+  const auto deadline = std::chrono::steady_clock::now() + 10s;
+  for (;;) {
+    auto pipe = open_raw(endpoint, GENERIC_READ | GENERIC_WRITE);
+    if (pipe || ::GetLastError() != ERROR_PIPE_BUSY || std::chrono::steady_clock::now() > deadline)
+      return pipe;
+    ::WaitNamedPipeW(win32::to_wide(endpoint).c_str(), 1000);
+  }
 }
 
 TEST(PipeListener, ServesClientsOverThePipe) {
@@ -167,6 +182,29 @@ TEST(PipeListener, TheDaclKeepsUsersFromCreatingInstances) {
   EXPECT_TRUE(users_can_connect) << "Authenticated Users cannot read and write";
 }
 
+TEST(PipeListener, ThePipeIsOwnedByTheServicesOwnUser) {
+  ServiceOnPipe service(unique_pipe_name("owner"));
+  auto pipe = open_raw(service.endpoint(), GENERIC_READ | GENERIC_WRITE);
+  ASSERT_TRUE(pipe) << "error " << ::GetLastError();
+  PSID owner = nullptr;
+  PSECURITY_DESCRIPTOR raw_descriptor = nullptr;
+  ASSERT_EQ(::GetSecurityInfo(pipe.get(), SE_KERNEL_OBJECT, OWNER_SECURITY_INFORMATION, &owner,
+                              nullptr, nullptr, nullptr, &raw_descriptor),
+            static_cast<DWORD>(ERROR_SUCCESS));
+  const win32::unique_hlocal descriptor(raw_descriptor);
+  ASSERT_NE(owner, nullptr);
+  HANDLE raw_token = nullptr;
+  ASSERT_TRUE(::OpenProcessToken(::GetCurrentProcess(), TOKEN_QUERY, &raw_token));
+  const win32::unique_handle token(raw_token);
+  std::array<std::uint8_t, 256> user{};
+  DWORD size = 0;
+  ASSERT_TRUE(::GetTokenInformation(token.get(), TokenUser, user.data(),
+                                    static_cast<DWORD>(user.size()), &size));
+  // N.B. clients trust the pipe by its owner; a token's default owner may be
+  // a group (Wine: the primary group), so the service names itself.
+  EXPECT_TRUE(::EqualSid(owner, reinterpret_cast<TOKEN_USER*>(user.data())->User.Sid));
+}
+
 TEST(PipeListener, ASecondServiceCannotTakeThePipe) {
   const auto name = unique_pipe_name("first");
   ServiceOnPipe service(name);
@@ -220,6 +258,67 @@ TEST(PipeListener, AMalformedFrameGetsAnErrorReplyThenTheEnd) {
   // ...and the service still serves others.
   auto client = connect(service.endpoint(), "After");
   EXPECT_EQ(client.drives().size(), 2U);
+}
+
+TEST(PipeListener, CapsConnectionsThatHaveNotSpoken) {
+  ServiceOnPipe service(unique_pipe_name("pending"), 10s, /*max_pending_connections=*/2);
+  std::vector<win32::unique_hfile> silent;
+  for (int i = 0; i < 2; ++i) {
+    silent.push_back(open_raw_waiting(service.endpoint()));
+    ASSERT_TRUE(silent.back()) << "error " << ::GetLastError();
+  }
+  auto third = open_raw_waiting(service.endpoint());
+  ASSERT_TRUE(third) << "error " << ::GetLastError();
+  // N.B. blocking reads: the service answers and closes at once.
+  proto::FrameDecoder decoder;
+  std::array<std::uint8_t, 4096> buffer{};
+  DWORD n = 0;
+  while (::ReadFile(third.get(), buffer.data(), buffer.size(), &n, nullptr) && n > 0)
+    decoder.feed({buffer.data(), n});
+  EXPECT_EQ(::GetLastError(), static_cast<DWORD>(ERROR_BROKEN_PIPE));
+  const auto out = decoder.next();
+  ASSERT_EQ(out.status, proto::FrameDecoder::Status::frame);
+  const auto& error = out.frame.json.at("error");
+  EXPECT_EQ(error.at("name"), "DA_E_LIMIT_REACHED") << out.frame.json.dump();
+  EXPECT_NE(error.at("message").get<std::string>().find("limits.max_pending_connections"),
+            std::string::npos)
+      << out.frame.json.dump();
+  // The silent ones leave; everyone else is served again.
+  silent.clear();
+  auto client = connect(service.endpoint(), "After");
+  EXPECT_EQ(client.drives().size(), 2U);
+}
+
+TEST(PipeClient, RefusesAPipeThatAnotherUserOwns) {
+  const auto name = unique_pipe_name("impostor");
+  constexpr auto kStranger = L"S-1-5-21-1111-2222-3333-4444";
+  PSECURITY_DESCRIPTOR raw_descriptor = nullptr;
+  ASSERT_TRUE(::ConvertStringSecurityDescriptorToSecurityDescriptorW(
+      (std::wstring(L"O:") + kStranger + L"D:P(A;;GA;;;WD)").c_str(), SDDL_REVISION_1,
+      &raw_descriptor, nullptr));
+  const win32::unique_hlocal descriptor(raw_descriptor);
+  SECURITY_ATTRIBUTES attributes{sizeof attributes, raw_descriptor, FALSE};
+  // An impostor's pipe, owned by another user. N.B. on Windows only a process
+  // with SeRestorePrivilege may name another owner.
+  win32::unique_hfile impostor(::CreateNamedPipeW(win32::to_wide(name).c_str(), PIPE_ACCESS_DUPLEX,
+                                                  PIPE_TYPE_BYTE, 1, 4096, 4096, 0, &attributes));
+  if (!impostor) {
+    GTEST_SKIP() << "cannot create a pipe owned by another SID here (error " << ::GetLastError()
+                 << "); the check runs where it can (under Wine)";
+  }
+  try {
+    connect(name, "Victim");
+    ADD_FAILURE() << "the client talked to a pipe another user owns";
+  } catch (const ServiceError& e) {
+    EXPECT_EQ(e.code_value(), errc::access_denied) << e.what();
+    EXPECT_NE(e.detail().find(win32::to_utf8(kStranger)), std::string::npos) << e.detail();
+    EXPECT_NE(e.detail().find("not talking to it"), std::string::npos) << e.detail();
+    std::printf("impostor's pipe refused: %s\n", e.detail().c_str());
+  }
+  DWORD available = 0;
+  if (::PeekNamedPipe(impostor.get(), nullptr, 0, nullptr, &available, nullptr)) {
+    EXPECT_EQ(available, 0U) << "the client told the impostor something";
+  }
 }
 
 TEST(PipeClient, SaysTheServiceIsNotRunning) {

@@ -38,6 +38,18 @@ class Msi(unittest.TestCase):
         # uninstall 32, remove on uninstall 128.
         self.assertEqual(int(row[2]), 1 | 2 | 32 | 128)
 
+    def test_a_custom_action_prepares_the_data_directory_before_the_service_starts(self):
+        (row,) = table("CustomAction")
+        # Action, Type, Source, Target. 3090: an installed file's exe (18),
+        # deferred (1024), as LocalSystem (2048: no impersonation).
+        self.assertEqual(row[:4], ["PrepareDataDirectory", "3090", "discarbiterd.exe",
+                                   "prepare-data"])
+        sequence = {r[0]: (r[1], int(r[2])) for r in table("InstallExecuteSequence")}
+        condition, at = sequence["PrepareDataDirectory"]
+        self.assertEqual(condition, "NOT REMOVE")
+        self.assertGreater(at, sequence["InstallFiles"][1])
+        self.assertLess(at, sequence["StartServices"][1])
+
     def test_files(self):
         names = sorted(row[2] for row in table("File"))
         self.assertEqual(names, ["discarb.exe", "discarbiterd.exe"])

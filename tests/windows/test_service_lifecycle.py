@@ -6,6 +6,7 @@ import glob
 import json
 import os
 import re
+import shutil
 import subprocess
 import sys
 import time
@@ -19,6 +20,21 @@ DISCARBITERD = os.environ["DISCARBITERD_EXE"]
 DISCARB = os.environ["DISCARB_EXE"]
 PREFIX = os.environ.get(
     "WINEPREFIX", os.path.join(os.path.dirname(DISCARBITERD), "..", "wineprefix"))
+SDDL_TOOL = os.environ["SDDL_TOOL"]
+# %ProgramData%\DiscArbiter. N.B. Wine gives its services %ProgramData% =
+# C:\users\Public, and console programs C:\ProgramData: the service and
+# `discarbiterd install` use one each here (on Windows they are the same).
+DATA_DIRS = [r"C:\users\Public\DiscArbiter", r"C:\ProgramData\DiscArbiter"]
+
+
+def unix_path(windows):
+    return os.path.join(PREFIX, "drive_c", *windows[3:].split("\\"))
+
+
+def remove_data_dirs():
+    for d in DATA_DIRS:
+        shutil.rmtree(unix_path(d), ignore_errors=True)
+UNTRUSTED_DATA_EXIT_CODE = 3  # kUntrustedDataExitCode in system_service.hpp
 ERROR_SERVICE_DATABASE_LOCKED = 1055
 ERROR_SERVICE_DOES_NOT_EXIST = 1060
 
@@ -265,6 +281,67 @@ class ServiceLifecycle(unittest.TestCase):
             for drive in status["drives"]:
                 self.assertEqual((drive["owner"], drive["waiters"], drive["tray_locked"]),
                                  (None, [], False), drive["id"])
+
+    def test_the_data_directory_is_created_with_a_protected_dacl(self):
+        remove_data_dirs()
+        exe = windows_path(DISCARBITERD)
+        out = sc("create", "DiscArbiter", "binPath=", f"{exe} --simulate 1", "start=", "demand")
+        self.assertEqual(out.returncode, 0, out.stderr)
+        start_service()
+        wait_for_state("RUNNING")
+        (data_dir,) = [d for d in DATA_DIRS if os.path.isdir(unix_path(d))]
+        sddl = wine(SDDL_TOOL, "get", data_dir)
+        self.assertEqual(sddl.returncode, 0, sddl.stderr)
+        text = sddl.stdout.strip()
+        print(f"\n{data_dir}: {text}")
+        dacl = text[text.index("D:"):]
+        aces = re.findall(r"\(([^)]*)\)", dacl)
+        if not any(ace.endswith(";BU") for ace in aces):
+            # Wine keeps no DACL: it shows one made from the folder's Unix
+            # mode. What it can show: nobody but the service's account and
+            # SYSTEM may change the folder.
+            print("skipped: Wine keeps no DACL of its own (it shows one made from the Unix "
+                  "mode); checked that no ACE lets anyone else change the folder")
+            for ace in aces:
+                if not ace.endswith((";SY", ";BA", ";S-1-5-21-0-0-0-1000")):
+                    self.assertNotIn(ace.split(";")[2], ("FA", "0x1301ff"), text)
+            return
+        self.assertTrue(dacl.startswith("D:P"), f"not protected: {text}")
+        self.assertEqual(sorted(aces), sorted(["A;OICI;FA;;;SY", "A;OICI;FA;;;BA",
+                                               "A;OICI;0x1200a9;;;BU"]), text)
+
+    def test_a_planted_data_directory_others_can_write_is_refused(self):
+        remove_data_dirs()
+        try:
+            # Created first by "someone else", Everyone full control.
+            for d in DATA_DIRS:
+                out = wine(SDDL_TOOL, "mkdir", d, "D:P(A;OICI;FA;;;WD)")
+                self.assertEqual(out.returncode, 0, out.stderr)
+            exe = windows_path(DISCARBITERD)
+            out = sc("create", "DiscArbiter", "binPath=", f"{exe} --simulate 1", "start=",
+                     "demand")
+            self.assertEqual(out.returncode, 0, out.stderr)
+            start_service()
+            wait_for_state("STOPPED")
+            query = sc("query", "DiscArbiter").stdout
+            code = re.search(r"SERVICE_EXIT_CODE\s*:\s*(\d+)", query)
+            if code:
+                self.assertEqual(int(code.group(1)), UNTRUSTED_DATA_EXIT_CODE, query)
+            else:
+                print("skipped: Wine's `sc query` shows no SERVICE_EXIT_CODE; the service "
+                      f"stopped instead of running (Windows: exit code {UNTRUSTED_DATA_EXIT_CODE})")
+            for d in DATA_DIRS:
+                self.assertEqual(os.listdir(unix_path(d)), [],
+                                 f"the service wrote into the planted {d}")
+            sc("delete", "DiscArbiter")
+            # An administrator's `discarbiterd install` refuses it too, on the console.
+            out = wine(DISCARBITERD, "install", "--start", "demand")
+            self.assertEqual(out.returncode, 1, out.stdout + out.stderr)
+            self.assertIn(r"\DiscArbiter can be changed by Everyone (S-1-1-0)", out.stderr)
+            print(f"\n{out.stderr.strip()}")
+            self.assertIsNone(service_state())
+        finally:
+            remove_data_dirs()
 
     def test_not_started_by_the_scm(self):
         out = wine(DISCARBITERD, "--simulate", "1")

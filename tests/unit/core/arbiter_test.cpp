@@ -79,8 +79,9 @@ TEST_F(ArbiterTest, StartUpSendsAllowMediumRemovalToEveryDrive) {
   auto d = std::make_shared<FakeDrive>(s, "x");
   ASSERT_TRUE(fresh.add_drive(d).ok());
   s.run();
-  ASSERT_EQ(d->commands.size(), 1U);
+  ASSERT_EQ(d->commands.size(), 2U);
   EXPECT_EQ(d->commands[0], cdb_prevent_allow_medium_removal(false));
+  EXPECT_EQ(d->commands[1], cdb_prevent_allow_medium_removal(false, /*persistent=*/true));
 }
 
 TEST_F(ArbiterTest, FirstAcquireSendsTurThenOsLockThenPrevent) {
@@ -592,8 +593,9 @@ TEST_F(ArbiterTest, ABackendThatOverrunsFailsItsCallerAtTimeoutPlusGraceAndMarks
   // The late answer is dropped: the caller was answered once.
   drives[0]->stuck_handlers.front()(ScsiResult{});
   scheduler.run();
-  // start-up ALLOW, TUR and PREVENT (acquire), READ; not the late answer again
-  EXPECT_EQ(arbiter.status()["drives"][0]["stats"]["commands"], 4);
+  // start-up ALLOW and PERSISTENT ALLOW, TUR and PREVENT (acquire), READ;
+  // not the late answer again
+  EXPECT_EQ(arbiter.status()["drives"][0]["stats"]["commands"], 5);
 }
 
 TEST_F(ArbiterTest, OnlyAnAnsweredTestUnitReadyTakesTheDriveOutOfError) {
@@ -636,11 +638,13 @@ TEST_F(ArbiterTest, ARemovedDriveEndsItsLockFailsItsWaitersAndComesBackFree) {
   EXPECT_EQ(release(a, "sim0").code(), errc::dev_not_exist);
   EXPECT_EQ(acquire(b, "sim0").code(), errc::dev_not_exist);
 
-  // The same id again (hot-plug): attached on the new channel, free, ALLOW sent.
+  // The same id again (hot-plug): attached on the new channel, free, ALLOW
+  // and PERSISTENT ALLOW sent.
   auto again = std::make_shared<FakeDrive>(scheduler, "sim0");
   ASSERT_TRUE(arbiter.add_drive(again).ok());
   scheduler.run();
-  EXPECT_EQ(again->opcodes(), std::vector<std::uint8_t>{opcode::prevent_allow_medium_removal});
+  EXPECT_EQ(again->opcodes(), (std::vector<std::uint8_t>{opcode::prevent_allow_medium_removal,
+                                                         opcode::prevent_allow_medium_removal}));
   EXPECT_EQ(arbiter.status()["drives"][0]["state"], "free");
   EXPECT_EQ(arbiter.status()["drives"].size(), 2U);
   EXPECT_TRUE(acquire(b, "sim0").ok());

@@ -38,6 +38,27 @@ TEST(SimulatedDrive, EjectIsRefusedWhileTheTrayIsLocked) {
   EXPECT_EQ(core::describe_sense(tur.sense), "2/3A/00");
 }
 
+TEST(SimulatedDrive, PersistentPreventionIsSeparateAndOnlyPersistentAllowClearsIt) {
+  SimulatedDrive drive(0);
+  const proto::Bytes eject{0x1B, 0, 0, 0, 0x02, 0};
+  ASSERT_TRUE(drive.execute(cmd({0x1E, 0, 0, 0, 0x03, 0})).good());  // persistent prevent
+  EXPECT_TRUE(drive.tray_persistently_prevented());
+  EXPECT_FALSE(drive.tray_prevented());
+  EXPECT_TRUE(drive.tray_locked());
+  ASSERT_TRUE(drive.execute(cmd(core::cdb_prevent_allow_medium_removal(false))).good());
+  EXPECT_TRUE(drive.tray_persistently_prevented()) << "an ordinary ALLOW leaves it";
+  EXPECT_EQ(core::describe_sense(drive.execute(cmd(eject)).sense), "5/53/02");
+  ASSERT_TRUE(drive.execute(cmd({0x1E, 0, 0, 0, 0x01, 0})).good());
+  ASSERT_TRUE(drive.execute(cmd({0x1E, 0, 0, 0, 0x02, 0})).good());  // persistent allow
+  EXPECT_FALSE(drive.tray_persistently_prevented());
+  EXPECT_TRUE(drive.tray_prevented()) << "a persistent ALLOW leaves the other one";
+  EXPECT_EQ(core::describe_sense(drive.execute(cmd(eject)).sense), "5/53/02");
+  ASSERT_TRUE(drive.execute(cmd(core::cdb_prevent_allow_medium_removal(false))).good());
+  EXPECT_FALSE(drive.tray_locked());
+  EXPECT_TRUE(drive.execute(cmd(eject)).good());
+  EXPECT_TRUE(drive.tray_open());
+}
+
 TEST(SimulatedDrive, ReportsItsProfileAndCapacity) {
   SimulatedDrive drive(0);
   const auto conf = drive.execute(cmd({0x46, 0, 0, 0, 0, 0, 0, 0, 16, 0}, Direction::in, 16));

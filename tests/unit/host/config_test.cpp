@@ -89,6 +89,49 @@ TEST(Config, IllTypedKeysAreNamed) {
   EXPECT_NE(error_of(json::array()).find("must be an object"), std::string::npos);
 }
 
+TEST(Config, LoggingKeysAreReadAndTheQueueIsBounded) {
+  const auto defaults = parse_config(json::object()).value();
+  EXPECT_EQ(defaults.log_queue, 8192U);
+  EXPECT_EQ(defaults.warnings.burst, 20U);
+  EXPECT_EQ(defaults.warnings.per_minute, 30U);
+  const auto c = parse_config(json::parse(
+                                  R"({"logging": {"queue": 64, "warning_burst": 3,
+                                                  "warnings_per_minute": 7}})"))
+                     .value();
+  EXPECT_EQ(c.log_queue, 64U);
+  EXPECT_EQ(c.warnings.burst, 3U);
+  EXPECT_EQ(c.warnings.per_minute, 7U);
+  EXPECT_EQ(error_of(json::parse(R"({"logging": {"queue": 2}})")),
+            "config: logging.queue must be between 16 and 1048576");
+  EXPECT_EQ(error_of(json::parse(R"({"logging": {"warning_burst": 0}})")),
+            "config: logging.warning_burst must be at least 1");
+  EXPECT_EQ(error_of(json::parse(R"({"logging": {"level": "info"}})")),
+            "config: logging.level is not a known key");
+}
+
+TEST(Config, TheAdministratorsReserveIsBelowMaxSessions) {
+  const auto defaults = parse_config(json::object()).value();
+  EXPECT_EQ(defaults.listener.admin_reserved_sessions, 8U);
+  EXPECT_EQ(defaults.listener.max_pending_connections, 64U);
+  const auto set = parse_config({{"limits",
+                                  {{"max_sessions", 20},
+                                   {"admin_reserved_sessions", 5},
+                                   {"max_pending_connections", 7}}}})
+                       .value();
+  EXPECT_EQ(set.listener.admin_reserved_sessions, 5U);
+  EXPECT_EQ(set.listener.max_pending_connections, 7U);
+  // A small max_sessions without a reserve of its own keeps half for everyone.
+  EXPECT_EQ(
+      parse_config({{"limits", {{"max_sessions", 6}}}}).value().listener.admin_reserved_sessions,
+      3U);
+  EXPECT_NE(error_of({{"limits", {{"max_sessions", 8}, {"admin_reserved_sessions", 8}}}})
+                .find("limits.admin_reserved_sessions (8) must be less than limits.max_sessions"),
+            std::string::npos);
+  EXPECT_NE(error_of({{"limits", {{"max_pending_connections", 0}}}})
+                .find("limits.max_pending_connections must be at least 1"),
+            std::string::npos);
+}
+
 TEST(Config, FaultsMustNameASimulatedDrive) {
   auto c =
       parse_config({{"simulate", 1}, {"simulated_faults", {{"sim4", json::object()}}}}).value();
