@@ -182,7 +182,7 @@ def main():
         def spawn(*mode):
             nonlocal next_seed, started
             next_seed += 1
-            started += 1
+            started += 0 if mode else 1
             left = max(0.5, end - time.monotonic())
             return subprocess.Popen([python, os.path.join(HERE, "stress_client.py"), endpoint,
                                      str(args.seed * 1000 + next_seed), f"{left:.2f}",
@@ -190,7 +190,8 @@ def main():
                                     stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
 
         clients = [spawn() for _ in range(args.clients)]
-        churn = [spawn("churn")] if slow else []  # N.B. outside `clients`: never killed
+        # N.B. outside `clients`: never killed, and counted apart.
+        churn = spawn("churn") if slow else None
         while time.monotonic() < end:
             # N.B. pacing the kills (the load's schedule), not waiting for an event.
             time.sleep(min(max(0.0, end - time.monotonic()), rng.expovariate(args.kills_per_second)))
@@ -201,9 +202,14 @@ def main():
                 kills += 1
                 close(clients[victim])
                 clients[victim] = spawn()
-        for c in clients + churn:
+        churn_pairs = 0
+        for c in clients + ([churn] if churn else []):
             out, err = c.communicate(timeout=120)
-            if c.returncode == 0 and out.strip():
+            if c is churn and c.returncode == 0:
+                report = json.loads(out)
+                churn_pairs = report["counts"]["grants"]
+                checker.violations.extend(f"churn client: {v}" for v in report["violations"])
+            elif c.returncode == 0 and out.strip():
                 reports.append(json.loads(out))
             elif c.returncode != -signal.SIGKILL:
                 checker.fail(f"a client failed (exit {c.returncode}): {err.strip()[-400:]}")
@@ -244,9 +250,11 @@ def main():
           f"{started} client processes, {kills} SIGKILLed; audit: {checker.records} records, "
           f"{checker.kinds['acquired']} grants ({checker.kinds['waiting']} waits queued, "
           f"{checker.kinds['wait_expired']} expired, {checker.kinds['wait_dropped']} dropped), "
-          f"{checker.kinds['session_ended']} locks ended with their session; "
-          f"{slow_closed} of {args.slow_subscribers} subscribers that stopped reading "
-          f"disconnected")
+          f"{checker.kinds['session_ended']} locks ended with their session")
+    if slow:
+        print(f"stress: {slow_closed} of {args.slow_subscribers} subscribers that stopped reading "
+              f"disconnected (limits.max_outbox_bytes {SLOW_OUTBOX}), while one more client "
+              f"ran {churn_pairs} acquire/release pairs on sim{args.drives}")
     print(f"stress: invariant violations: {len(checker.violations)}")
     for v in checker.violations[:20]:
         print(f"  {v}")
