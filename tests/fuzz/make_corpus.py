@@ -74,7 +74,7 @@ def main():
     # outbox overflows and it is closed on a later turn.
     pairs = b"".join(frame({"id": 2 + 2 * i, "op": "acquire", "drive": "sim0"})
                      + frame({"id": 3 + 2 * i, "op": "release", "drive": "sim0"})
-                     for i in range(24))
+                     for i in range(16))
     write("dispatch", "slow_subscriber",
           record(1, frame(hello(1, "Slow")) + frame({"id": 2, "op": "subscribe"}))
           + record(13, b"")
