@@ -23,7 +23,8 @@ import unittest
 from harness import RawClient, Service, encode_frame
 
 # N.B. a tenth under the sanitizers (their presets set *SAN_OPTIONS), which
-# slow the service several times over; still ten times what overflows.
+# slow the service several times over; still several times what overflows
+# their 1 MiB outboxes.
 SANITIZED = any(name in os.environ for name in ("ASAN_OPTIONS", "TSAN_OPTIONS"))
 PAIRS = 10_000 if SANITIZED else 100_000
 BATCH = 8  # pairs per round trip; N.B. small, so a session's pipelined requests stay few
