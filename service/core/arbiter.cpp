@@ -239,20 +239,23 @@ void Arbiter::remove_drive(const std::string& id, const std::string& reason) {
 }
 
 void Arbiter::mark_removed(Drive& drive, const std::string& reason) {
+  // N.B. the whole state change first, the callouts (events, the waiters'
+  // answers) after: any of them may end a session, this one's owner too.
+  const Error gone{errc::dev_not_exist,
+                   fmt::format("drive '{}' was removed while waiting: {}", drive.id(), reason)};
+  const json event =
+      proto::make_event("drive_removed", {{"drive", drive.id()}, {"reason", reason}});
   drive.removed = true;
   drop_commands(drive, std::nullopt,
                 Error{errc::dev_not_exist,
                       fmt::format("drive '{}' was removed before it started the command: {}",
                                   drive.id(), reason)});
   audit(AuditKind::drive_removed, drive, drive.owner, reason);
-  notify(proto::make_event("drive_removed", {{"drive", drive.id()}, {"reason", reason}}));
   auto waiters = std::exchange(drive.waiters, {});
   for (auto& w : waiters) {
     scheduler_.cancel(w.timer);
     if (Session* s = find_session(w.session))
       --s->waits;
-    w.handler(Error{errc::dev_not_exist,
-                    fmt::format("drive '{}' was removed while waiting: {}", drive.id(), reason)});
   }
   if (drive.state == Drive::LockState::owned) {
     // N.B. nothing to send: the device is gone, and with it its tray lock.
@@ -263,8 +266,12 @@ void Arbiter::mark_removed(Drive& drive, const std::string& reason) {
     drive.lock_count = 0;
     drive.tray_locked = false;
     drive.tray_persistent = false;
-    check_all_free();
   }
+  notify(event);
+  for (auto& w : waiters) {
+    w.handler(gone);
+  }
+  check_all_free();
 }
 
 SessionId Arbiter::open_session(PeerIdentity peer, EventSink events) {
@@ -325,6 +332,11 @@ void Arbiter::close_session(SessionId id) {
       return true;
     });
   }
+  // N.B. this may run inside the session's own event sink or reply handler
+  // (a hostile sink, a transport that closes on the spot): callers never
+  // hold a Session across a callout (notify copies the sink it calls), and
+  // nothing below calls out synchronously but the answers to this session's
+  // own dropped commands, whose transport has already let go.
   sessions_.erase(it);
   for (auto& drive : drives_) {
     drop_commands(*drive, id,
@@ -456,23 +468,30 @@ void Arbiter::break_exclusive_access(SessionId id, const std::string& drive_id,
                                      session->pid(), session->peer.user);
   audit(AuditKind::broken, drive, drive.owner,
         fmt::format("{} lock(s) broken by {}", drive.lock_count, by));
-  if (Session* owner = find_session(drive.owner)) {
+  const SessionId owner_id = drive.owner;
+  const json event = proto::make_event("lock_broken", {{"drive", drive_id},
+                                                       {"by",
+                                                        {{"client_name", session->client_name},
+                                                         {"session", id},
+                                                         {"pid", session->pid()},
+                                                         {"user", session->peer.user}}}});
+  if (Session* owner = find_session(owner_id)) {
     owner->broken[drive_id] = by;
-    const json event = proto::make_event("lock_broken", {{"drive", drive_id},
-                                                         {"by",
-                                                          {{"client_name", session->client_name},
-                                                           {"session", id},
-                                                           {"pid", session->pid()},
-                                                           {"user", session->peer.user}}}});
-    // N.B. the owner is told whether or not it subscribed; subscribers hear
-    // it through notify below.
-    if (!owner->subscribed && owner->events)
-      owner->events(event);
-    notify(event);
   }
+  // N.B. RELEASING before anyone hears of it: the owner's sink may end the
+  // owner's session, and its cleanup must find the release already under
+  // way rather than start a second one. The reply comes once the drive is
+  // free, whoever ended the lock.
   start_release(drive, ReleaseCause::broken,
                 [former = std::move(former),
                  h = std::move(handler)](Result<std::uint32_t>) mutable { h(std::move(former)); });
+  // The owner is told whether or not it subscribed; subscribers hear it
+  // through notify.
+  if (Session* owner = find_session(owner_id); owner && !owner->subscribed && owner->events) {
+    const EventSink sink = owner->events;  // N.B. a copy: the sink may end its session
+    sink(event);
+  }
+  notify(event);
 }
 
 Result<Arbiter::RequestTarget> Arbiter::request_target(SessionId id, const std::string& drive_id,
@@ -721,10 +740,14 @@ void Arbiter::finish_acquire(Drive& drive, SessionId id, Result<Done> outcome,
     if (drive.owner_info.force)
       how += how.empty() ? "force" : ", force";
     audit(AuditKind::acquired, drive, id, std::move(how));
-    notify(proto::make_event(drive.granted_from_queue ? "granted" : "acquired",
-                             {{"drive", drive.id()}, {"owner", *owner_info(drive)}}));
+    const auto event = proto::make_event(drive.granted_from_queue ? "granted" : "acquired",
+                                         {{"drive", drive.id()}, {"owner", *owner_info(drive)}});
     drive.granted_from_queue = false;
-    handler(drive.lock_count);
+    // N.B. the count as granted: a sink may end the owner's session, whose
+    // cleanup starts the release and zeroes the drive's count.
+    const std::uint32_t count = drive.lock_count;
+    notify(event);
+    handler(count);
     run_deferred(drive);
     return;
   }
@@ -905,6 +928,8 @@ void Arbiter::expire_waiter(const std::string& drive_id, std::uint64_t ticket) {
 }
 
 void Arbiter::grant_next_waiter(Drive& drive) {
+  // N.B. the drive's state and queue are read again on every turn: what
+  // start_acquire calls may end sessions, and with them their waits.
   while (drive.state == Drive::LockState::free && !drive.waiters.empty()) {
     Waiter w = std::move(drive.waiters.front());
     drive.waiters.pop_front();
@@ -933,6 +958,8 @@ void Arbiter::defer(Drive& drive, Session& session, std::function<void()> reques
 }
 
 void Arbiter::run_deferred(Drive& drive) {
+  // N.B. out of the drive first: each request may defer itself again, and
+  // its answer may end a session.
   auto deferred = std::exchange(drive.deferred, {});
   for (auto& d : deferred) {
     if (Session* session = find_session(d.session))
@@ -1249,10 +1276,20 @@ void Arbiter::audit(AuditKind kind, const Drive& drive, SessionId id, std::strin
 }
 
 void Arbiter::notify(const json& event) {
+  // N.B. any sink may end any session, its own included, or open one: walk
+  // a snapshot of the subscribers, look each up again before calling it, and
+  // call a copy of its sink (close_session destroys the stored one).
+  std::vector<SessionId> subscribers;
   for (const auto& [id, session] : sessions_) {
-    if (session->subscribed && session->events) {
-      session->events(event);
-    }
+    if (session->subscribed && session->events)
+      subscribers.push_back(id);
+  }
+  for (const SessionId id : subscribers) {
+    const Session* session = find_session(id);
+    if (!session)
+      continue;
+    const EventSink sink = session->events;
+    sink(event);
   }
 }
 

@@ -107,7 +107,9 @@ class Arbiter {
   /// and later requests fail until it is added again.
   void remove_drive(const std::string& id, const std::string& reason);
 
-  /// A new connection. events receives the frames for subscribe.
+  /// A new connection. events receives the frames for subscribe. An event
+  /// sink or a reply handler may end any session (close_session), its own
+  /// included, before it returns; the arbiter stays consistent if it does.
   SessionId open_session(PeerIdentity peer, EventSink events);
   /// The hello: records the client name (validated) and the pid the client
   /// reports, used where the OS gave none.

@@ -11,6 +11,7 @@
 #include <array>
 #include <boost/asio/co_spawn.hpp>
 #include <boost/asio/detached.hpp>
+#include <boost/asio/post.hpp>
 #include <boost/asio/redirect_error.hpp>
 #include <boost/asio/steady_timer.hpp>
 #include <boost/asio/use_awaitable.hpp>
@@ -105,14 +106,23 @@ class Session final : public SessionHandle, public std::enable_shared_from_this<
   core::SessionId id() const { return dispatcher_ ? dispatcher_->session() : 0; }
   std::string name() const { return dispatcher_ ? dispatcher_->client_name() : std::string(); }
 
+  /// Queues a frame. Never ends the session on the spot: send runs inside
+  /// the arbiter's callbacks (an event's fan-out, a reply), and closing ends
+  /// the arbiter's session under the caller's feet.
   void send(proto::Bytes frame) {
     if (closed_ || closing_)
       return;
     outbox_bytes_ += frame.size();
     outbox_.push_back(std::move(frame));
     if (outbox_bytes_ > limits_.max_outbox_bytes) {
-      // A client that does not read its replies degrades only itself.
-      close(fmt::format("client is not reading: {} bytes of replies queued", outbox_bytes_));
+      // A client that does not read its replies degrades only itself: stop
+      // reading, drop what else comes, and close from the strand.
+      closing_ = true;
+      close_reason_ =
+          fmt::format("client is not reading: {} bytes of replies queued", outbox_bytes_);
+      spdlog::warn("session {} ({}): closing: {}", id(), name(), close_reason_);
+      boost::asio::post(stream_.get_executor(),
+                        [self = this->shared_from_this()] { self->close(self->close_reason_); });
       return;
     }
     write_signal_.cancel_one();
@@ -168,7 +178,7 @@ class Session final : public SessionHandle, public std::enable_shared_from_this<
       }
       have_bytes = false;
       for (;;) {
-        if (closed_)
+        if (closed_ || closing_)
           co_return;
         auto out = decoder_.next();
         if (out.status == proto::FrameDecoder::Status::need_more)

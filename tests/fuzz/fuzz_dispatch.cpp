@@ -1,12 +1,23 @@
 // libFuzzer: request parsing and dispatch, as the service runs them, against
 // an arbiter with two simulated drives. Three sessions (the first an
-// administrator) get bytes in any interleaving, end at any time, and the clock
-// moves; after the input every session ends. Checks: no crash, and every
-// drive is free again with no waiter left (no lock outlives its session).
+// administrator) get bytes in any interleaving, end at any time, stop and
+// resume reading, and the clock moves; after the input every session ends.
+// Checks: no crash; at the end of the input the arbiter knows exactly the
+// sessions that are open; and once they have ended every drive is free again
+// with no waiter left (no lock outlives its session).
+//
+// Each session's replies and events go to a bounded outbox, as in
+// transport::Session: a session that reads has it written out on the next
+// turn of the strand; one that does not read lets it fill, and past its
+// bound it stops reading, drops what else comes and is closed on a later
+// turn, never inside the send (issue 11, finding 1).
 //
 // Input: records of [control u8][length u8][length bytes]. control % 3 picks
-// the session; control / 3 % 4: 0-1 feed the bytes to it, 2 end it (a new
-// one opens on its next bytes), 3 move the clock by length * 100 ms.
+// the session; control / 3 % 5: 0-1 feed the bytes to it, 2 end it (a new
+// one opens on its next bytes), 3 move the clock by length * 100 ms, 4 stop
+// it reading, its outbox now bounded at (length + 1) * 64 bytes (or let it
+// read again, bounded at kMaxOutbox).
+#include <algorithm>
 #include <array>
 #include <cstddef>
 #include <cstdint>
@@ -50,9 +61,18 @@ class SimulatedChannel final : public core::DriveChannel {
   core::DriveDescription description_;
 };
 
+/// A reading session's bound: more than any one turn's replies and events.
+constexpr std::size_t kMaxOutbox = 16 * 1024;
+
 struct Connection {
   proto::FrameDecoder decoder{proto::FrameLimits{4096, 64 * 1024}};
   std::optional<transport::Dispatcher> dispatcher;
+  std::uint64_t generation = 0;  // posted work for an earlier session finds it changed
+  std::size_t outbox_bytes = 0;  // queued, not yet written
+  std::size_t max_outbox = kMaxOutbox;
+  bool reading = true;
+  bool write_posted = false;
+  bool closing = false;  // overflowed: reads nothing, queues nothing, closes on a later turn
 };
 
 void require(bool ok) {
@@ -81,15 +101,58 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size
   transport::ServiceContext context{arbiter, "fuzz", [] { return nlohmann::json::object(); }};
 
   std::array<Connection, 3> sessions;
+  auto close = [&](Connection& c) {
+    ++c.generation;
+    c.dispatcher.reset();
+    c.outbox_bytes = 0;
+    c.write_posted = false;
+    c.closing = false;
+  };
+  auto post_write = [&](Connection& c) {
+    if (c.write_posted || !c.reading || c.outbox_bytes == 0)
+      return;
+    c.write_posted = true;
+    scheduler.post([&c, generation = c.generation] {
+      if (c.generation != generation)
+        return;
+      c.write_posted = false;
+      if (c.reading && !c.closing)
+        c.outbox_bytes = 0;  // the peer read it all
+    });
+  };
+  // As transport::Session::send: queue, and past the bound mark the session
+  // for closing and close it later, on the strand.
+  auto send = [&](Connection& c, std::uint64_t generation, const proto::Bytes& frame) {
+    if (c.generation != generation || c.closing)
+      return;
+    c.outbox_bytes += frame.size();
+    if (c.outbox_bytes > c.max_outbox) {
+      c.closing = true;
+      scheduler.post([&c, generation, &close] {
+        if (c.generation == generation)
+          close(c);
+      });
+      return;
+    }
+    post_write(c);
+  };
   auto open = [&](std::size_t i) {
+    Connection& c = sessions[i];
     core::PeerIdentity peer{static_cast<std::uint32_t>(100 + i),
                             "user" + std::to_string(i),
                             static_cast<std::uint32_t>(1000 + i),
                             {},
                             "/fuzz"};
     peer.administrator = i == 0;
-    sessions[i].decoder = proto::FrameDecoder{proto::FrameLimits{4096, 64 * 1024}};
-    sessions[i].dispatcher.emplace(context, std::move(peer), [](proto::Bytes) {});
+    close(c);
+    c.decoder = proto::FrameDecoder{proto::FrameLimits{4096, 64 * 1024}};
+    c.dispatcher.emplace(
+        context, std::move(peer),
+        [&c, generation = c.generation, &send](proto::Bytes frame) { send(c, generation, frame); });
+  };
+  auto open_sessions = [&] {
+    return static_cast<std::size_t>(std::ranges::count_if(
+        sessions, [](const Connection& c) { return c.dispatcher.has_value(); }));
   };
 
   std::span<const std::uint8_t> in(data, size);
@@ -99,9 +162,11 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size
     const auto bytes = in.subspan(2, length);
     in = in.subspan(2 + length);
     Connection& c = sessions[control % 3];
-    switch (control / 3 % 4) {
+    switch (control / 3 % 5) {
       case 0:
       case 1: {
+        if (c.closing)
+          break;  // it reads no more
         if (!c.dispatcher)
           open(static_cast<std::size_t>(&c - sessions.data()));
         c.decoder.feed(bytes);
@@ -111,28 +176,38 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size
             break;
           if (out.status == proto::FrameDecoder::Status::error) {
             c.dispatcher->on_decode_error(out.error);
-            c.dispatcher.reset();  // the session closes, as Session does
+            close(c);  // the session closes, as Session does
             break;
           }
           if (c.dispatcher->on_frame(std::move(out.frame)) ==
               transport::Dispatcher::Verdict::close) {
-            c.dispatcher.reset();
+            close(c);
             break;
           }
+          if (c.closing)
+            break;  // its outbox overflowed: it reads no more
         }
         break;
       }
       case 2:
-        c.dispatcher.reset();
+        close(c);
+        break;
+      case 3:
+        scheduler.advance(std::chrono::milliseconds(100 * length));
         break;
       default:
-        scheduler.advance(std::chrono::milliseconds(100 * length));
+        c.reading = !c.reading;
+        // N.B. a small bound, chosen by the input, overflows in a few events.
+        c.max_outbox = c.reading ? kMaxOutbox : (length + 1) * 64;
+        post_write(c);
         break;
     }
     scheduler.run();
   }
+  // N.B. once per input, not per record: status() is costly.
+  require(arbiter.status().at("clients").size() == open_sessions());
   for (auto& c : sessions)
-    c.dispatcher.reset();
+    close(c);
   scheduler.advance(std::chrono::hours(2));
 
   const auto status = arbiter.status();

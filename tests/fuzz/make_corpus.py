@@ -1,7 +1,8 @@
 #!/usr/bin/env python3
 """Writes the seed corpus in tests/fuzz/corpus/ (committed; run again after
 changing the protocol). frame/: byte streams for fuzz_frame (first byte: the
-piece size). dispatch/: records for fuzz_dispatch (see its header)."""
+piece size). dispatch/: records for fuzz_dispatch (see its header: control / 3 % 5
+picks feed, end, clock or stop reading)."""
 import json
 import os
 import struct
@@ -67,7 +68,28 @@ def main():
     write("dispatch", "contention",
           record(1, owner) + record(2, waiter) + record(9, b"\x05") + record(7, b"")
           + record(0, admin) + record(2, frame({"id": 3, "op": "release", "drive": "sim0"})))
-
+    # Slow readers (issue 11, finding 1). Session 1 subscribes and stops
+    # reading with an outbox of 256 bytes (control 13: session 1, op 4;
+    # length 3) while session 0 acquires and releases sim0 four times and
+    # session 2 subscribes and reads; its outbox overflows within the first
+    # pairs and it is closed on a later turn.
+    pairs = b"".join(frame({"id": 2 + 2 * i, "op": "acquire", "drive": "sim0"})
+                     + frame({"id": 3 + 2 * i, "op": "release", "drive": "sim0"})
+                     for i in range(4))
+    write("dispatch", "slow_subscriber",
+          record(1, frame(hello(1, "Slow")) + frame({"id": 2, "op": "subscribe"}))
+          + record(13, b"\0" * 3)
+          + record(2, frame(hello(1, "Reader")) + frame({"id": 2, "op": "subscribe"}))
+          + record(0, frame(hello(1, "Load")) + pairs))
+    # The owner subscribes, holds sim0 and stops reading (256 bytes); a
+    # refused request of its own fills its outbox to just short of the bound;
+    # the admin breaks sim0, and the lock_broken event overflows it.
+    write("dispatch", "slow_owner_broken",
+          record(1, frame(hello(1, "Owner")) + frame({"id": 2, "op": "subscribe"})
+                 + frame({"id": 3, "op": "acquire", "drive": "sim0"}))
+          + record(13, b"\0" * 3)
+          + record(1, frame({"id": 4, "op": "release", "drive": "sim1"}))  # an error reply
+          + record(0, frame(hello(1, "Admin")) + frame({"id": 2, "op": "break", "drive": "sim0"})))
 
 if __name__ == "__main__":
     main()

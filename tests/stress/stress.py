@@ -2,11 +2,17 @@
 """Concurrency stress with an invariant checker (docs/reliability.md).
 
   stress.py DISCARBITERD [--seconds S] [--clients N] [--drives D] [--kills-per-second K]
+            [--slow-subscribers M]
 
 Runs the service on D simulated drives and N client processes
 (stress_client.py) doing random acquire (with and without waits), nested
 acquire, release, execute, owner and reconnects, while this script SIGKILLs
-random clients and starts new ones. Then it replays the service's audit log
+random clients and starts new ones, and M sessions subscribe to events and
+never read again (issue 11, finding 1) while one more client (never killed)
+only acquires and releases one more drive of its own, for a steady stream
+of events: with
+`limits.max_outbox_bytes` at 64 KiB each must be disconnected, with the
+reason in the log, while the service carries on. Then it replays the service's audit log
 (every lock decision, in the order the service made them) and checks:
 never two owners of a drive at once; every grant from a queue goes to the
 head of that drive's FIFO; every session's lock counts balance; every drive
@@ -20,6 +26,8 @@ import os
 import random
 import re
 import signal
+import socket
+import struct
 import subprocess
 import sys
 import tempfile
@@ -139,6 +147,7 @@ def main():
     ap.add_argument("--clients", type=int, default=64)
     ap.add_argument("--drives", type=int, default=3)
     ap.add_argument("--kills-per-second", type=float, default=4)
+    ap.add_argument("--slow-subscribers", type=int, default=3)
     ap.add_argument("--seed", type=int, default=int(time.time()))
     args = ap.parse_args()
     rng = random.Random(args.seed)
@@ -150,11 +159,14 @@ def main():
         with open(config, "w") as f:
             # N.B. the replay needs every lock decision: nested acquires and
             # releases (debug), and waits no limiter may hold back.
-            json.dump({"limits": {"max_sessions_per_user": 512, "max_sessions": 512},
+            json.dump({"limits": {"max_sessions_per_user": 512, "max_sessions": 512,
+                                  "max_outbox_bytes": SLOW_OUTBOX},
                        "log_level": "debug",
                        "logging": {"queue": 1 << 20, "warning_burst": 4294967295,
                                    "warnings_per_minute": 4294967295}}, f)
-        service = subprocess.Popen([args.discarbiterd, "run", "--simulate", str(args.drives),
+        # N.B. one more drive for the churn client, with the slow subscribers.
+        simulate = args.drives + (1 if args.slow_subscribers else 0)
+        service = subprocess.Popen([args.discarbiterd, "run", "--simulate", str(simulate),
                                     "--endpoint", endpoint, "--no-discover", "--config", config],
                                    stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
         log = LineReader(service.stderr)
@@ -166,21 +178,25 @@ def main():
             line.decode(errors="replace").rstrip("\n") for line in service.stderr))
         reader.start()
         checker = Checker()
+        slow = [subscribe_and_stop_reading(endpoint, f"SlowSubscriber{i}")
+                for i in range(args.slow_subscribers)]
         end = time.monotonic() + args.seconds
         next_seed = 0
         reports, kills, started = [], 0, 0
 
-        def spawn():
+        def spawn(*mode):
             nonlocal next_seed, started
             next_seed += 1
-            started += 1
+            started += 0 if mode else 1
             left = max(0.5, end - time.monotonic())
             return subprocess.Popen([python, os.path.join(HERE, "stress_client.py"), endpoint,
                                      str(args.seed * 1000 + next_seed), f"{left:.2f}",
-                                     str(args.drives)],
+                                     str(args.drives), *mode],
                                     stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
 
         clients = [spawn() for _ in range(args.clients)]
+        # N.B. outside `clients`: never killed, and counted apart.
+        churn = spawn("churn") if slow else None
         while time.monotonic() < end:
             # N.B. pacing the kills (the load's schedule), not waiting for an event.
             time.sleep(min(max(0.0, end - time.monotonic()), rng.expovariate(args.kills_per_second)))
@@ -191,9 +207,14 @@ def main():
                 kills += 1
                 close(clients[victim])
                 clients[victim] = spawn()
-        for c in clients:
+        churn_pairs = 0
+        for c in clients + ([churn] if churn else []):
             out, err = c.communicate(timeout=120)
-            if c.returncode == 0 and out.strip():
+            if c is churn and c.returncode == 0:
+                report = json.loads(out)
+                churn_pairs = report["counts"]["grants"]
+                checker.violations.extend(f"churn client: {v}" for v in report["violations"])
+            elif c.returncode == 0 and out.strip():
                 reports.append(json.loads(out))
             elif c.returncode != -signal.SIGKILL:
                 checker.fail(f"a client failed (exit {c.returncode}): {err.strip()[-400:]}")
@@ -205,6 +226,14 @@ def main():
         reader.join(timeout=30)
         for line in lines:
             checker.feed(line)
+        for i, sock in enumerate(slow):
+            sock.close()
+            needle = f"(SlowSubscriber{i}): closing: client is not reading: "
+            if not any(needle in line for line in lines):
+                checker.fail(f"SlowSubscriber{i} subscribed and never read, and was not "
+                             f"disconnected ({checker_events(lines)} events sent)")
+        slow_closed = sum(1 for line in lines if "(SlowSubscriber" in line
+                          and "closing: client is not reading" in line)
         if exit_code != 0:
             # N.B. under the sanitizers a report (a leak at exit, say) shows here.
             checker.fail(f"discarbiterd exited {exit_code} on SIGTERM; its last lines: "
@@ -230,10 +259,49 @@ def main():
           f"{checker.kinds['acquired']} grants ({checker.kinds['waiting']} waits queued, "
           f"{checker.kinds['wait_expired']} expired, {checker.kinds['wait_dropped']} dropped), "
           f"{checker.kinds['session_ended']} locks ended with their session")
+    if slow:
+        print(f"stress: {slow_closed} of {args.slow_subscribers} subscribers that stopped reading "
+              f"disconnected (limits.max_outbox_bytes {SLOW_OUTBOX}), while one more client "
+              f"ran {churn_pairs} acquire/release pairs on sim{args.drives}")
     print(f"stress: invariant violations: {len(checker.violations)}")
     for v in checker.violations[:20]:
         print(f"  {v}")
     sys.exit(1 if checker.violations else 0)
+
+
+SLOW_OUTBOX = 64 * 1024
+
+
+def subscribe_and_stop_reading(endpoint, name):
+    """A session that subscribes to events, then never reads again."""
+    sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    sock.settimeout(30)
+    sock.connect(endpoint)
+    for i, req in enumerate([{"op": "hello", "protocol": 1, "client_name": name, "pid": 1},
+                             {"op": "subscribe"}]):
+        body = json.dumps(dict(req, id=i + 1)).encode()
+        sock.sendall(struct.pack("<II", len(body), 0) + body)
+        header = read_exact(sock, 8)
+        json_len, payload_len = struct.unpack("<II", header)
+        reply = json.loads(read_exact(sock, json_len + payload_len)[:json_len])
+        assert reply.get("ok"), reply
+    return sock
+
+
+def read_exact(sock, n):
+    data = b""
+    while len(data) < n:
+        chunk = sock.recv(n - len(data))
+        if not chunk:
+            raise ConnectionError("the service closed the connection")
+        data += chunk
+    return data
+
+
+def checker_events(lines):
+    """How many events the service sent each subscriber, as the audit shows."""
+    return sum(1 for line in lines if AUDIT.search(line)
+               and AUDIT.search(line).group(1) in ("acquired", "freed"))
 
 
 def close(proc):

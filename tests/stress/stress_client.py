@@ -1,6 +1,12 @@
 """One stress client (tests/stress/stress.py starts many): random requests on
 one session until its deadline, checking each answer against what it knows
-it holds. Prints a JSON report on exit; a SIGKILLed one prints nothing."""
+it holds. Prints a JSON report on exit; a SIGKILLed one prints nothing.
+
+  stress_client.py ENDPOINT SEED SECONDS DRIVES [churn]
+
+churn: only acquire and release sim{DRIVES} (a drive of its own), as fast
+as the service answers, CHURN_PAIRS times, so that subscribers get a stream
+of events (each pair sends them two)."""
 import json
 import random
 import socket
@@ -8,6 +14,7 @@ import struct
 import sys
 import time
 
+CHURN_PAIRS = 5000
 ACQUIRE_OK = {"ok"}
 LOCKED = "E_IMAPI_RECORDER_LOCKED"
 
@@ -51,6 +58,7 @@ class Session:
 
 def main():
     endpoint, seed, seconds, drives = sys.argv[1], int(sys.argv[2]), float(sys.argv[3]), int(sys.argv[4])
+    churn = sys.argv[5:] == ["churn"]
     rng = random.Random(seed)
     deadline = time.monotonic() + seconds
     counts = {"operations": 0, "grants": 0, "waits_granted": 0, "waits_expired": 0,
@@ -63,10 +71,18 @@ def main():
             violations.append(what)
 
     while time.monotonic() < deadline:
-        drive = f"sim{rng.randrange(drives)}"
+        drive = f"sim{drives if churn else rng.randrange(drives)}"
         op = rng.random()
         counts["operations"] += 1
-        if op < 0.35:
+        if churn:
+            r = session.call({"op": "acquire", "drive": drive})
+            expect(r.get("ok") and r.get("lock_count") == 1, f"churn acquire {r}")
+            r = session.call({"op": "release", "drive": drive})
+            expect(r.get("ok") and r.get("lock_count") == 0, f"churn release {r}")
+            counts["grants"] += 1
+            if counts["grants"] == CHURN_PAIRS:
+                break
+        elif op < 0.35:
             wait_ms = rng.choice([0, 0, 50, 200, 800])
             r = session.call({"op": "acquire", "drive": drive, "wait_ms": wait_ms})
             if r["ok"]:

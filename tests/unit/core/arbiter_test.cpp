@@ -933,5 +933,224 @@ TEST_F(ArbiterBoundsTest, AfterAGenuineOverrunTheNextCommandIsHandedOn) {
   EXPECT_EQ(d["stats"]["timeouts"], 1);  // the READ's only
 }
 
+// ---- re-entry: sinks and handlers that end sessions (issue 11, finding 1) ----
+//
+// A transport may end a session from inside its event sink or a reply
+// handler (the service once closed a session whose outbox overflowed inside
+// the send); the arbiter must survive any sink that does, whoever's session
+// it ends.
+
+/// Subscribers whose sinks record what they hear and may run an action on an
+/// event; their ids are known only after open_session, hence the indirection.
+struct Subscribers {
+  struct One {
+    SessionId id = 0;
+    std::vector<std::string> heard;
+    std::function<void(const nlohmann::json&)> on_event;
+  };
+  std::deque<One> all;  // N.B. a deque: sinks keep pointers to their One
+
+  One& add(Arbiter& arbiter, const std::string& name, std::uint32_t pid, bool subscribe = true) {
+    One& one = all.emplace_back();
+    one.id =
+        arbiter.open_session(PeerIdentity{pid, "user" + std::to_string(pid), pid, {}, "/bin/watch"},
+                             [one = &one](const nlohmann::json& e) {
+                               // N.B. copies kept on the stack: the action may destroy this sink.
+                               const std::string event = e["event"];
+                               one->heard.push_back(event);
+                               if (auto action = one->on_event)
+                                 action(e);
+                             });
+    EXPECT_TRUE(arbiter.hello(one.id, name, pid).ok());
+    if (subscribe)
+      arbiter.subscribe(one.id);
+    return one;
+  }
+};
+
+int count_allows(const FakeDrive& drive) {
+  return static_cast<int>(std::ranges::count_if(drive.commands, [](const proto::Bytes& c) {
+    return c.size() > 4 && c[0] == opcode::prevent_allow_medium_removal && (c[4] & 1) == 0;
+  }));
+}
+
+TEST_F(ArbiterTest, AnEventSinkThatEndsItsOwnSessionDuringAFanOutHarmsNoOtherSubscriber) {
+  Subscribers subs;
+  for (std::uint32_t i = 0; i < 5; ++i)
+    subs.add(arbiter, "Watcher" + std::to_string(i), 10 + i);
+  // The middle one and the last one end their own sessions at the first event.
+  for (const std::size_t quitter : {std::size_t{2}, std::size_t{4}}) {
+    auto& one = subs.all[quitter];
+    one.on_event = [this, &one](const nlohmann::json&) {
+      one.on_event = nullptr;
+      arbiter.close_session(one.id);
+    };
+  }
+  const auto a = client("A", 1);
+  ASSERT_TRUE(acquire(a, "sim0").ok());
+  ASSERT_TRUE(release(a, "sim0").ok());
+  for (const std::size_t i : std::initializer_list<std::size_t>{0, 1, 3}) {
+    EXPECT_EQ(subs.all[i].heard, (std::vector<std::string>{"acquired", "released"})) << i;
+  }
+  for (const std::size_t i : std::initializer_list<std::size_t>{2, 4}) {
+    EXPECT_EQ(subs.all[i].heard, std::vector<std::string>{"acquired"}) << i;
+  }
+  EXPECT_EQ(arbiter.status()["clients"].size(), 4U) << "three watchers and A";
+}
+
+TEST_F(ArbiterTest, AnEventSinkThatEndsAnotherSessionDuringAFanOutSkipsIt) {
+  Subscribers subs;
+  for (std::uint32_t i = 0; i < 4; ++i)
+    subs.add(arbiter, "Watcher" + std::to_string(i), 10 + i);
+  // The first ends the third (not yet told) and the second (already told).
+  subs.all[0].on_event = [this, &subs](const nlohmann::json&) {
+    subs.all[0].on_event = nullptr;
+    arbiter.close_session(subs.all[2].id);
+    arbiter.close_session(subs.all[1].id);
+  };
+  const auto a = client("A", 1);
+  ASSERT_TRUE(acquire(a, "sim0").ok());
+  ASSERT_TRUE(release(a, "sim0").ok());
+  EXPECT_EQ(subs.all[0].heard, (std::vector<std::string>{"acquired", "released"}));
+  EXPECT_TRUE(subs.all[1].heard.empty()) << "ended before its turn";
+  EXPECT_TRUE(subs.all[2].heard.empty()) << "ended before its turn";
+  EXPECT_EQ(subs.all[3].heard, (std::vector<std::string>{"acquired", "released"}));
+}
+
+TEST_F(ArbiterTest, AnOwnerWhoseSinkEndsItsSessionOnItsOwnGrantIsReleasedOnce) {
+  Subscribers subs;
+  auto& owner_sub = subs.add(arbiter, "Burner", 1);
+  subs.add(arbiter, "Watcher", 2);
+  owner_sub.on_event = [this, &owner_sub](const nlohmann::json& e) {
+    if (e["event"] == "acquired")
+      arbiter.close_session(owner_sub.id);
+  };
+  const auto r = acquire(owner_sub.id, "sim0");
+  ASSERT_TRUE(r.ok());
+  EXPECT_EQ(r.count(), 1U) << "the count as granted, not as the cleanup left it";
+  EXPECT_EQ(count_allows(*drives[0]), 1);
+  EXPECT_EQ(drives[0]->unlocks, 1);
+  EXPECT_FALSE(owner("sim0").has_value());
+  EXPECT_EQ(subs.all[1].heard, (std::vector<std::string>{"acquired", "released"}));
+}
+
+/// An administrator breaks the lock of an owner whose sink ends the owner's
+/// session on hearing "lock_broken": told directly (not subscribed) or
+/// through the fan-out (subscribed).
+class BreakReentryTest : public ArbiterTest, public ::testing::WithParamInterface<bool> {};
+
+TEST_P(BreakReentryTest, AnOwnerWhoseSinkEndsItsSessionDuringABreakIsReleasedExactlyOnce) {
+  const bool subscribed = GetParam();
+  Subscribers subs;
+  auto& burner = subs.add(arbiter, "Burner", 1, subscribed);
+  auto& watcher = subs.add(arbiter, "Watcher", 2);
+  burner.on_event = [this, &burner](const nlohmann::json& e) {
+    if (e["event"] == "lock_broken")
+      arbiter.close_session(burner.id);
+  };
+  PeerIdentity root{3, "root", 0, {}, "/bin/discarb"};
+  root.administrator = true;
+  const auto admin = arbiter.open_session(root, {});
+  ASSERT_TRUE(arbiter.hello(admin, "Admin", 3).ok());
+  ASSERT_EQ(acquire(burner.id, "sim0").count(), 1U);
+  ASSERT_EQ(acquire(burner.id, "sim0").count(), 2U);
+  const auto waiter = client("Waiter", 4);
+  Answer waited;
+  arbiter.acquire_exclusive_access(waiter, "sim0", {false, 10s}, waited.handler());
+  drives[0]->commands.clear();
+  const int unlocks_before = drives[0]->unlocks;
+
+  int replies = 0;
+  std::optional<Result<proto::OwnerInfo>> got;
+  arbiter.break_exclusive_access(admin, "sim0", [&](auto r) {
+    ++replies;
+    got.emplace(std::move(r));
+  });
+  scheduler.run();
+  EXPECT_EQ(burner.heard.back(), "lock_broken");
+  EXPECT_EQ(arbiter.status()["clients"].size(), 3U) << "the owner's session ended";
+  EXPECT_EQ(count_allows(*drives[0]), 1) << "one release, not one per ending";
+  EXPECT_EQ(drives[0]->unlocks - unlocks_before, 1);
+  EXPECT_EQ(replies, 1);
+  ASSERT_TRUE(got && got->ok());
+  EXPECT_EQ((*got)->client_name, "Burner");
+  EXPECT_EQ((*got)->lock_count, 2U);
+  EXPECT_EQ(std::ranges::count(watcher.heard, "released"), 1);
+  EXPECT_EQ(audit.count(AuditKind::freed), 1U) << "freed once";
+  // The drive went free once and passed to the head of the queue.
+  ASSERT_TRUE(waited.ok());
+  EXPECT_EQ(owner("sim0")->client_name, "Waiter");
+  ASSERT_TRUE(release(waiter, "sim0").ok());
+  EXPECT_FALSE(owner("sim0").has_value());
+  EXPECT_EQ(arbiter.status()["drives"][0]["lock_state"], "free");
+}
+
+INSTANTIATE_TEST_SUITE_P(OwnerTold, BreakReentryTest, ::testing::Values(false, true),
+                         [](const auto& p) { return p.param ? "Subscribed" : "Directly"; });
+
+TEST_F(ArbiterTest, ASinkThatEndsTheOwnerOnDriveRemovedSendsNothingToTheRemovedDrive) {
+  Subscribers subs;
+  auto& burner = subs.add(arbiter, "Burner", 1);
+  burner.on_event = [this, &burner](const nlohmann::json& e) {
+    if (e["event"] == "drive_removed")
+      arbiter.close_session(burner.id);
+  };
+  ASSERT_TRUE(acquire(burner.id, "sim0").ok());
+  drives[0]->commands.clear();
+  arbiter.remove_drive("sim0", "unplugged");
+  scheduler.run();
+  EXPECT_TRUE(drives[0]->commands.empty()) << "the lock ended with the drive, before the sink ran";
+  EXPECT_EQ(arbiter.status()["drives"][0]["lock_state"], "free");
+  EXPECT_EQ(audit.count(AuditKind::session_ended), 0U);
+}
+
+TEST_F(ArbiterTest, AWaitersAnswerThatEndsTheOwnerOnDriveRemovedSendsNothingToTheRemovedDrive) {
+  const auto owner_session = client("Owner", 1), waiter = client("Waiter", 2);
+  ASSERT_TRUE(acquire(owner_session, "sim0").ok());
+  std::optional<errc> answer;
+  arbiter.acquire_exclusive_access(waiter, "sim0", {false, 10s}, [&](Result<std::uint32_t> r) {
+    answer = r.ok() ? errc::ok : r.error().code;
+    arbiter.close_session(owner_session);
+  });
+  drives[0]->commands.clear();
+  arbiter.remove_drive("sim0", "unplugged");
+  scheduler.run();
+  EXPECT_EQ(answer, errc::dev_not_exist);
+  EXPECT_TRUE(drives[0]->commands.empty()) << "the lock ended with the drive, before any answer";
+  EXPECT_EQ(arbiter.status()["drives"][0]["lock_state"], "free");
+}
+
+TEST_F(ArbiterTest, ReplyHandlersThatEndTheirOwnSessionsLeaveTheArbiterConsistent) {
+  // An expired wait, a direct grant, grants from the queue: each handler ends
+  // its own session on the spot.
+  const auto owner_session = client("Owner", 1);
+  ASSERT_TRUE(acquire(owner_session, "sim0").ok());
+  std::vector<SessionId> waiters;
+  for (std::uint32_t i = 0; i < 3; ++i)
+    waiters.push_back(client("Waiter" + std::to_string(i), 10 + i));
+  int answers = 0;
+  auto ends_itself = [&](SessionId s) {
+    return [&, s](Result<std::uint32_t>) {
+      ++answers;
+      arbiter.close_session(s);
+    };
+  };
+  arbiter.acquire_exclusive_access(waiters[2], "sim0", {false, 1s}, ends_itself(waiters[2]));
+  scheduler.advance(2s);
+  EXPECT_EQ(answers, 1) << "the wait expired";
+  arbiter.acquire_exclusive_access(waiters[0], "sim0", {false, 10s}, ends_itself(waiters[0]));
+  arbiter.acquire_exclusive_access(waiters[1], "sim0", {false, 10s}, ends_itself(waiters[1]));
+  // The owner's grant of sim1 ends the owner, so sim0 passes to waiter 0,
+  // whose grant ends it, and on to waiter 1.
+  arbiter.acquire_exclusive_access(owner_session, "sim1", {}, ends_itself(owner_session));
+  scheduler.run();
+  EXPECT_EQ(answers, 4);
+  for (const char* id : {"sim0", "sim1"})
+    EXPECT_FALSE(owner(id).has_value()) << id;
+  EXPECT_EQ(count_allows(*drives[0]), 3);
+  EXPECT_EQ(count_allows(*drives[1]), 1);
+  EXPECT_TRUE(arbiter.status()["clients"].empty());
+}
+
 }  // namespace
 }  // namespace discarbiter::core
