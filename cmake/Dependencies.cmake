@@ -62,4 +62,8 @@ if(WIN32)
   target_compile_definitions(discarbiter_win32 INTERFACE _WIN32_WINNT=0x0A00 WIN32_LEAN_AND_MEAN
     NOMINMAX)
   target_link_libraries(discarbiter_win32 INTERFACE advapi32)
+else()
+  # Their POSIX twins (file descriptors, naming users): header-only.
+  add_library(discarbiter_posix INTERFACE)
+  target_include_directories(discarbiter_posix INTERFACE ${PROJECT_SOURCE_DIR}/support/posix)
 endif()

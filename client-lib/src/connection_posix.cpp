@@ -14,24 +14,14 @@
 
 #include "connection.hpp"
 #include "discarbiter/client.hpp"
+#include "discarbiter/posix/unique_fd.hpp"
+#include "discarbiter/posix/users.hpp"
 
 namespace discarbiter {
 namespace {
 
-class UniqueFd {
- public:
-  explicit UniqueFd(int fd = -1) noexcept : fd_(fd) {}
-  UniqueFd(UniqueFd&& o) noexcept : fd_(std::exchange(o.fd_, -1)) {}
-  UniqueFd& operator=(UniqueFd&&) = delete;
-  ~UniqueFd() {
-    if (fd_ >= 0)
-      ::close(fd_);
-  }
-  int get() const noexcept { return fd_; }
-
- private:
-  int fd_;
-};
+using posix::describe_uid;
+using posix::UniqueFd;
 
 std::string errno_text() {
   return std::error_code(errno, std::system_category()).message();
@@ -94,16 +84,6 @@ class SocketConnection final : public Connection {
 
   UniqueFd fd_;
 };
-
-/// "uid 65534 (nobody)", or "uid 65534" when the name is unknown.
-std::string describe_uid(uid_t uid) {
-  passwd pw{};
-  passwd* found = nullptr;
-  std::array<char, 1024> buf{};
-  if (::getpwuid_r(uid, &pw, buf.data(), buf.size(), &found) == 0 && found)
-    return fmt::format("uid {} ({})", uid, found->pw_name);
-  return fmt::format("uid {}", uid);
-}
 
 /// Refuses a server that is neither root nor this process's own user: anyone
 /// else serving the endpoint (a socket planted while the service was down, a

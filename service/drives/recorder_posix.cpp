@@ -18,41 +18,19 @@
 
 #include <fmt/format.h>
 
+#include "discarbiter/posix/unique_fd.hpp"
 #include "recorder.hpp"
 #include "sgio_outcome.hpp"
 
 namespace discarbiter::drives {
 namespace {
 
+using posix::UniqueFd;
+
 namespace fs = std::filesystem;
 
 constexpr std::size_t kSenseBuffer = 64;  // SG_IO writes up to this many sense bytes
 constexpr std::uint32_t kFallbackMaxTransfer = 64 * 1024;
-
-class UniqueFd {
- public:
-  UniqueFd() = default;
-  explicit UniqueFd(int fd) : fd_(fd) {}
-  UniqueFd(UniqueFd&& other) noexcept : fd_(std::exchange(other.fd_, -1)) {}
-  UniqueFd& operator=(UniqueFd&& other) noexcept {
-    if (this != &other) {
-      reset();
-      fd_ = std::exchange(other.fd_, -1);
-    }
-    return *this;
-  }
-  ~UniqueFd() { reset(); }
-  int get() const { return fd_; }
-  explicit operator bool() const { return fd_ >= 0; }
-  void reset() {
-    if (fd_ >= 0)
-      ::close(fd_);
-    fd_ = -1;
-  }
-
- private:
-  int fd_ = -1;
-};
 
 std::optional<std::string> read_first_line(const fs::path& file) {
   std::ifstream in(file);

@@ -17,6 +17,8 @@
 #include <optional>
 #include <string_view>
 
+#include "discarbiter/posix/unique_fd.hpp"
+#include "discarbiter/posix/users.hpp"
 #include "listener.hpp"
 
 // N.B. Linux 6.5 and later; Debian 12's headers (Linux 6.1) do not name it.
@@ -26,6 +28,9 @@
 
 namespace discarbiter::transport {
 namespace {
+
+using posix::describe_uid;
+using posix::UniqueFd;
 
 // N.B. system calls, not glibc 2.36's <sys/pidfd.h>, whose declarations lack
 // extern "C" and so do not link from C++.
@@ -39,43 +44,8 @@ int pidfd_send_signal(int pidfd, int sig) {
 namespace asio = boost::asio;
 using Socket = asio::local::stream_protocol::socket;
 
-class UniqueFd {
- public:
-  UniqueFd() = default;
-  explicit UniqueFd(int fd) noexcept : fd_(fd) {}
-  UniqueFd(UniqueFd&& other) noexcept : fd_(std::exchange(other.fd_, -1)) {}
-  UniqueFd& operator=(UniqueFd&& other) noexcept {
-    if (this != &other) {
-      reset();
-      fd_ = std::exchange(other.fd_, -1);
-    }
-    return *this;
-  }
-  ~UniqueFd() { reset(); }
-  int get() const noexcept { return fd_; }
-  explicit operator bool() const noexcept { return fd_ >= 0; }
-  void reset() noexcept {
-    if (fd_ >= 0)
-      ::close(fd_);
-    fd_ = -1;
-  }
-
- private:
-  int fd_ = -1;
-};
-
 std::string errno_text(int e = errno) {
   return std::error_code(e, std::system_category()).message();
-}
-
-/// "uid 65534 (nobody)", or "uid 65534" when the name is unknown.
-std::string describe_uid(uid_t uid) {
-  passwd pw{};
-  passwd* found = nullptr;
-  std::array<char, 1024> buf{};
-  if (::getpwuid_r(uid, &pw, buf.data(), buf.size(), &found) == 0 && found)
-    return fmt::format("uid {} ({})", uid, found->pw_name);
-  return fmt::format("uid {}", uid);
 }
 
 /// Whether the peer's primary or supplementary groups include `gid`.
