@@ -74,8 +74,9 @@ struct Arbiter::Drive {
 
   std::shared_ptr<DriveChannel> channel;
   LockState state = LockState::free;
-  SessionId owner = 0;          // 0: nobody (FREE)
-  proto::OwnerInfo owner_info;  // identity snapshot at first acquire; outlives the session
+  SessionId owner = 0;               // 0: nobody (FREE)
+  proto::OwnerInfo owner_info;       // identity snapshot at first acquire; outlives the session
+  bool owner_administrator = false;  // of that snapshot: how the log treats its records
   std::uint32_t lock_count = 0;
   bool granted_from_queue = false;
   ReleaseCause release_cause = ReleaseCause::released;  // of the release in flight
@@ -653,6 +654,7 @@ void Arbiter::start_acquire(Drive& drive, SessionId id, AcquireOptions options,
   drive.state = Drive::LockState::acquiring;
   drive.owner = id;
   drive.lock_count = 0;
+  drive.owner_administrator = session->peer.administrator;
   drive.owner_info = proto::OwnerInfo{session->client_name,
                                       id,
                                       session->pid(),
@@ -1267,10 +1269,12 @@ void Arbiter::audit(AuditKind kind, const Drive& drive, SessionId id, std::strin
     r.client_name = it->second->client_name;
     r.pid = it->second->pid();
     r.user = it->second->peer.user;
+    r.administrator = it->second->peer.administrator;
   } else if (id == drive.owner_info.session) {
     r.client_name = drive.owner_info.client_name;
     r.pid = drive.owner_info.pid;
     r.user = drive.owner_info.user;
+    r.administrator = drive.owner_administrator;
   }
   audit_.record(r);
 }

@@ -36,6 +36,9 @@ struct AuditRecord {
   std::string user;
   std::uint32_t lock_count = 0;
   std::string detail;
+  /// The session's user is an administrator (or, for a record about an
+  /// owner whose session has ended, was one).
+  bool administrator = false;
 };
 
 class AuditLog {

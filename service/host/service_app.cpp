@@ -26,11 +26,14 @@ namespace asio = boost::asio;
 /// Every lock decision, in the log, with the owner's identity.
 ///
 /// N.B. levels: what changes who holds a drive (first acquire, final
-/// release, break, session end, timeouts, drive errors) is always logged at
-/// info or warn. A nested acquire or release changes nothing anyone else
-/// sees: debug. What a client can repeat at will without holding anything
-/// (a failed acquire, a wait that joins, expires or is dropped) goes through
-/// the per-peer and per-session limiter.
+/// release, break, session end, timeouts, drive errors) is logged at info or
+/// warn. A nested acquire or release changes nothing anyone else sees:
+/// debug. What a client can repeat at will (a failed acquire, a wait that
+/// joins, expires or is dropped, and an ordinary user's own acquire/release
+/// cycles, which it can run thousands of times a second) goes through the
+/// per-peer and per-session limiter, so no user can push everyone's records
+/// out of journald's burst window. Never limited: what an administrator
+/// does, `break`, timeouts and drive errors.
 class LoggingAudit final : public core::AuditLog {
  public:
   void record(const core::AuditRecord& r) override {
@@ -51,6 +54,18 @@ class LoggingAudit final : public core::AuditLog {
         return write(
             r.kind == core::AuditKind::acquire_failed ? spdlog::level::warn : spdlog::level::info,
             r, note);
+      }
+      case core::AuditKind::acquired:
+      case core::AuditKind::freed:
+      case core::AuditKind::session_ended: {
+        if (!r.administrator) {
+          const auto admitted = transport::client_warnings().admit(
+              transport::peer_key(r.user), transport::session_key(r.session));
+          if (!admitted)
+            return;
+          note = transport::suppressed_note(admitted);
+        }
+        return write(spdlog::level::info, r, note);
       }
       case core::AuditKind::command_timeout:
       case core::AuditKind::drive_error:

@@ -120,7 +120,10 @@ class Session final : public SessionHandle, public std::enable_shared_from_this<
       closing_ = true;
       close_reason_ =
           fmt::format("client is not reading: {} bytes of replies queued", outbox_bytes_);
-      spdlog::warn("session {} ({}): closing: {}", id(), name(), close_reason_);
+      if (const auto admitted = client_warnings().admit(peer_key(user_), session_key(id()))) {
+        spdlog::warn("session {} ({}): closing: {}{}", id(), name(), close_reason_,
+                     suppressed_note(admitted));
+      }
       boost::asio::post(stream_.get_executor(),
                         [self = this->shared_from_this()] { self->close(self->close_reason_); });
       return;
