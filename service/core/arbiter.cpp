@@ -1,6 +1,7 @@
 #include "arbiter.hpp"
 
 #include <algorithm>
+#include <utility>
 
 #include <fmt/format.h>
 
@@ -87,6 +88,10 @@ struct Arbiter::Drive {
   bool tray_persistent = false;
   std::uint32_t prevents_in_flight = 0;
   std::uint32_t persistent_prevents_in_flight = 0;
+  // The owner sent a PREVENT ALLOW MEDIUM REMOVAL with a non-zero PREVENT
+  // field during its lock: its release then sends both ALLOWs whatever the
+  // tracked bits say (a drive may read bit 1 as SPC-2 does, not as MMC).
+  bool owner_touched_tray = false;
   bool removed = false;
   std::optional<std::string> error;  // why the drive is in "error"; cleared by an answered TUR
   std::deque<Waiter> waiters;
@@ -218,6 +223,7 @@ Result<Done> Arbiter::add_drive(std::shared_ptr<DriveChannel> channel) {
     d->error.reset();
     d->tray_locked = false;
     d->tray_persistent = false;
+    d->owner_touched_tray = false;
   } else {
     auto drive = std::make_unique<Drive>();
     drive->channel = std::move(channel);
@@ -267,6 +273,7 @@ void Arbiter::mark_removed(Drive& drive, const std::string& reason) {
     drive.lock_count = 0;
     drive.tray_locked = false;
     drive.tray_persistent = false;
+    drive.owner_touched_tray = false;
   }
   notify(event);
   for (auto& w : waiters) {
@@ -588,8 +595,10 @@ void Arbiter::execute(SessionId id, const std::string& drive_id, ScsiCommand com
   const std::uint8_t op = command.opcode();
   const auto timeout = command.timeout;
   const auto prevent = prevent_field(command);
-  if (prevent)
+  if (prevent) {
     drive.prevent_sent(*prevent);
+    drive.owner_touched_tray = drive.owner_touched_tray || *prevent != 0;
+  }
   hold_command(session, drive, bytes);
   Drive* d = &drive;
   send(
@@ -793,8 +802,13 @@ void Arbiter::start_release(Drive& drive, ReleaseCause cause, CountHandler handl
       finish_release(*d, std::move(h));
     });
   };
-  // Whatever the owner did to the tray, none of it outlives the lock.
-  allow_medium_removal(drive, drive.may_prevent(), drive.may_prevent_persistently(), "",
+  // Whatever the owner did to the tray, none of it outlives the lock. N.B.
+  // an owner that sent any non-zero PREVENT field gets both ALLOWs: an
+  // answered 10b cleared tray_persistent under MMC, but not necessarily in
+  // the drive.
+  const bool touched = std::exchange(drive.owner_touched_tray, false);
+  allow_medium_removal(drive, touched || drive.may_prevent(),
+                       touched || drive.may_prevent_persistently(), "",
                        [unlock, h = std::move(handler)]() mutable { unlock(std::move(h)); });
 }
 

@@ -50,7 +50,7 @@ constexpr std::array kAllowed{
     AllowedCommand{0x48, "PLAY AUDIO TRACK INDEX", kRead},
     AllowedCommand{0x4A, "GET EVENT STATUS NOTIFICATION", kRead},
     AllowedCommand{0x4B, "PAUSE/RESUME", kRead},
-    AllowedCommand{0x4C, "LOG SELECT", kWrite, C::no_save},
+    AllowedCommand{0x4C, "LOG SELECT", kWrite, C::no_save_no_reset},
     AllowedCommand{0x4D, "LOG SENSE", kRead},
     AllowedCommand{0x4E, "STOP PLAY/SCAN", kRead},
     AllowedCommand{0x51, "READ DISC INFORMATION", kRead},
@@ -73,7 +73,7 @@ constexpr std::array kAllowed{
     AllowedCommand{0xA0, "REPORT LUNS", kRead},
     AllowedCommand{0xA1, "BLANK", kWrite},
     AllowedCommand{0xA2, "SEND EVENT", kWrite},
-    AllowedCommand{0xA3, "SEND KEY", kRead},
+    AllowedCommand{0xA3, "SEND KEY", kRead, C::no_region},
     AllowedCommand{0xA4, "REPORT KEY", kRead},
     AllowedCommand{0xA6, "LOAD/UNLOAD MEDIUM", kWrite},
     AllowedCommand{0xA7, "SET READ AHEAD", kWrite},
@@ -123,7 +123,13 @@ constexpr std::array kRefusedNames{
 };
 
 constexpr std::uint8_t kFirstVendorOpcode = 0xC0;
-constexpr std::uint8_t kSaveBit = 0x01;  // SP, byte 1 bit 0 (SPC-4 MODE SELECT, LOG SELECT)
+constexpr std::uint8_t kSaveBit = 0x01;   // SP, byte 1 bit 0 (SPC-4 MODE SELECT, LOG SELECT)
+constexpr std::uint8_t kResetBit = 0x02;  // PCR, byte 1 bit 1 (SPC-4 LOG SELECT)
+// SEND KEY (MMC): KEY FORMAT is byte 10 bits 5:0 (bits 7:6 are the AGID);
+// 06h is the RPC structure, which sets the drive's region.
+constexpr std::size_t kKeyFormatByte = 10;
+constexpr std::uint8_t kKeyFormatMask = 0x3F;
+constexpr std::uint8_t kRpcKeyFormat = 0x06;
 
 const AllowedCommand* builtin(std::uint8_t opcode) {
   const auto it = std::ranges::find(kAllowed, opcode, &AllowedCommand::opcode);
@@ -166,11 +172,28 @@ Result<Done> CommandPolicy::check(std::span<const std::uint8_t> cdb,
                              "(docs/command-policy.md lists what every user may send)",
                              describe(op), user)};
   }
-  if (c->condition == C::no_save && cdb.size() > 1 && (cdb[1] & kSaveBit) != 0) {
+  const bool save = cdb.size() > 1 && (cdb[1] & kSaveBit) != 0;
+  if ((c->condition == C::no_save || c->condition == C::no_save_no_reset) && save) {
     return Error{errc::access_denied,
                  fmt::format("{} with SP (save) set may only be sent by an administrator: saved "
                              "parameters outlive the lock; user '{}' is not one (send it "
                              "without SP)",
+                             describe(op), user)};
+  }
+  if (c->condition == C::no_save_no_reset && cdb.size() > 1 && (cdb[1] & kResetBit) != 0) {
+    return Error{errc::access_denied,
+                 fmt::format("{} with PCR (parameter code reset) set may only be sent by an "
+                             "administrator: it resets the drive's cumulative log counters; "
+                             "user '{}' is not one (send it without PCR)",
+                             describe(op), user)};
+  }
+  if (c->condition == C::no_region &&
+      (cdb.size() <= kKeyFormatByte || (cdb[kKeyFormatByte] & kKeyFormatMask) == kRpcKeyFormat)) {
+    return Error{errc::access_denied,
+                 fmt::format("{} with KEY FORMAT 06h (RPC structure: sets the drive's DVD "
+                             "region, which it allows only a few times), or too short to carry a "
+                             "KEY FORMAT, may only be sent by an administrator; user '{}' is not "
+                             "one (the other key formats, for authentication, are allowed)",
                              describe(op), user)};
   }
   return Done{};

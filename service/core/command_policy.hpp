@@ -22,9 +22,18 @@ struct AllowedCommand {
   /// A further condition on the CDB beyond its opcode.
   enum class Condition {
     none,
-    /// MODE SELECT / LOG SELECT: only without SP (save pages/parameters,
-    /// byte 1 bit 0), which would change the drive for every later owner.
+    /// MODE SELECT: only without SP (save pages, byte 1 bit 0), which
+    /// would change the drive for every later owner.
     no_save,
+    /// LOG SELECT: only without SP (save parameters, byte 1 bit 0) and
+    /// without PCR (parameter code reset, byte 1 bit 1), which resets the
+    /// drive's cumulative log counters.
+    no_save_no_reset,
+    /// SEND KEY: not KEY FORMAT 06h (RPC structure: sets the drive's DVD
+    /// region, which the drive allows a few times and then locks for good).
+    /// KEY FORMAT is byte 10 bits 5:0 (MMC); a CDB too short to carry it is
+    /// refused too.
+    no_region,
   };
   std::uint8_t opcode;
   std::string_view name;

@@ -28,6 +28,7 @@ REFUSED = {
     0x85: execute("85080E0000000000000000000000EC00"),      # ATA PASS-THROUGH(16)
     0xC0: execute("C0000000000000000000"),                  # vendor-specific
     0x5F: execute("5F010000000000001800"),                  # PERSISTENT RESERVE OUT
+    0xA3: execute("A30000000000000000000600"),              # SEND KEY, KEY FORMAT 06h (region)
     0x55: execute("55110000000000000000"),                  # MODE SELECT(10) with SP
 }
 # What burning, ripping and inspection need: each reaches the simulated drive.

@@ -176,6 +176,55 @@ TEST_P(ArbiterTrayTest, ANormalReleaseSendsNoPersistentAllow) {
   EXPECT_EQ(channel->sent, expected) << "only what may be set is cleared";
 }
 
+TEST_P(ArbiterTrayTest, AnOwnerWhoTouchedTheTrayGetsBothAllowsWhateverTheTrackedBitsSay) {
+  // Under MMC the answered 02 clears the persistent prevention, so the
+  // tracked bits say nothing is left; a drive that reads bit 1 as SPC-2 does
+  // would still hold one. The release, session end or break sends both.
+  enum class End { release, close, brk };
+  for (const End end : {End::release, End::close, End::brk}) {
+    const SessionId s = owner_of_sim0();
+    EXPECT_TRUE(execute(s, kPersistentPrevent).good());
+    EXPECT_TRUE(execute(s, kPersistentAllowOnly).good());
+    EXPECT_EQ(arbiter->status()["drives"][0]["tray_persistent"], false);
+    channel->sent.clear();
+    if (end == End::release) {
+      std::optional<Result<std::uint32_t>> released;
+      arbiter->release_exclusive_access(s, "sim0",
+                                        [&](Result<std::uint32_t> r) { released.emplace(r); });
+      scheduler.run();
+      ASSERT_TRUE(released && released->ok());
+    } else if (end == End::close) {
+      arbiter->close_session(s);
+      scheduler.run();
+    } else {
+      const SessionId admin = arbiter->open_session(PeerIdentity{1, "root", 0, {}, "", true}, {});
+      ASSERT_TRUE(arbiter->hello(admin, "Admin", 1).ok());
+      std::optional<Result<proto::OwnerInfo>> broken;
+      arbiter->break_exclusive_access(admin, "sim0",
+                                      [&](Result<proto::OwnerInfo> r) { broken.emplace(r); });
+      scheduler.run();
+      ASSERT_TRUE(broken && broken->ok());
+      arbiter->close_session(admin);
+      arbiter->close_session(s);
+      scheduler.run();
+    }
+    EXPECT_EQ(channel->sent,
+              (std::vector<proto::Bytes>{{0x1E, 0, 0, 0, 0x00, 0}, {0x1E, 0, 0, 0, 0x02, 0}}))
+        << "end " << static_cast<int>(end);
+    EXPECT_EQ(audit.count(AuditKind::drive_error), 0U);
+    expect_nothing_left();
+  }
+  // A later owner that leaves the tray alone gets only what may be set.
+  const SessionId s = owner_of_sim0();
+  channel->sent.clear();
+  std::optional<Result<std::uint32_t>> released;
+  arbiter->release_exclusive_access(s, "sim0",
+                                    [&](Result<std::uint32_t> r) { released.emplace(r); });
+  scheduler.run();
+  ASSERT_TRUE(released && released->ok());
+  EXPECT_EQ(channel->sent.size(), config.tray_lock ? 1U : 0U);
+}
+
 INSTANTIATE_TEST_SUITE_P(TrayLock, ArbiterTrayTest, ::testing::Bool(),
                          [](const ::testing::TestParamInfo<bool>& p) {
                            return p.param ? "On" : "Off";

@@ -35,6 +35,8 @@ const std::vector<proto::Bytes> kRefused{
     {0x15, 0x11, 0, 0, 0x0C, 0},                                   // MODE SELECT(6), PF + SP
     {0x55, 0x11, 0, 0, 0, 0, 0, 0, 0x10, 0},                       // MODE SELECT(10), PF + SP
     {0x4C, 0x01, 0, 0, 0, 0, 0, 0, 0, 0},                          // LOG SELECT, SP
+    {0x4C, 0x02, 0, 0, 0, 0, 0, 0, 0, 0},                          // LOG SELECT, PCR
+    {0xA3, 0, 0, 0, 0, 0, 0, 0, 0, 0x08, 0x06, 0},                 // SEND KEY, RPC structure
 };
 
 TEST(CommandPolicy, EachClassOfRawIoIsRefusedToAUserAndAllowedToAnAdministrator) {
@@ -94,6 +96,43 @@ TEST(CommandPolicy, ModeSelectIsAllowedOnlyWithoutSavePages) {
   EXPECT_FALSE(policy.check(proto::Bytes{0x15, 0x01, 0, 0, 0x0C, 0}, user()).ok());
   EXPECT_TRUE(
       policy.check(proto::Bytes{0x55, 0x11, 0, 0, 0, 0, 0, 0, 0x10, 0}, administrator()).ok());
+}
+
+TEST(CommandPolicy, LogSelectIsAllowedOnlyWithoutSaveOrCounterReset) {
+  const CommandPolicy policy;
+  EXPECT_TRUE(policy.check(proto::Bytes{0x4C, 0x00, 0x40, 0, 0, 0, 0, 0, 0x10, 0}, user()).ok());
+  const auto r = policy.check(proto::Bytes{0x4C, 0x02, 0, 0, 0, 0, 0, 0, 0, 0}, user());
+  ASSERT_FALSE(r.ok());
+  EXPECT_EQ(r.error().code, errc::access_denied);
+  EXPECT_NE(r.error().message.find("opcode 0x4C (LOG SELECT) with PCR"), std::string::npos)
+      << r.error().message;
+  EXPECT_FALSE(policy.check(proto::Bytes{0x4C, 0x03, 0, 0, 0, 0, 0, 0, 0, 0}, user()).ok());
+  EXPECT_TRUE(policy.check(proto::Bytes{0x4C, 0x02, 0, 0, 0, 0, 0, 0, 0, 0}, administrator()).ok());
+}
+
+TEST(CommandPolicy, SendKeyIsAllowedForAuthenticationButNotToSetTheRegion) {
+  const CommandPolicy policy;
+  // KEY FORMAT is byte 10 bits 5:0; bits 7:6 are the AGID.
+  const auto send_key = [](std::uint8_t byte10) {
+    return proto::Bytes{0xA3, 0, 0, 0, 0, 0, 0, 0, 0, 0x10, byte10, 0};
+  };
+  // CSS: challenge (01h), KEY2 (03h), invalidate AGID (3Fh); AACS formats.
+  for (const std::uint8_t format :
+       std::initializer_list<std::uint8_t>{0x01, 0x03, 0x3F, 0x02, 0x11})
+    EXPECT_TRUE(policy.check(send_key(format), user()).ok()) << format;
+  EXPECT_TRUE(policy.check(send_key(0x40 | 0x01), user()).ok());  // AGID 1, challenge
+  for (const std::uint8_t byte10 :
+       std::initializer_list<std::uint8_t>{0x06, 0x46, 0xC6}) {  // RPC structure, any AGID bits
+    const auto r = policy.check(send_key(byte10), user());
+    ASSERT_FALSE(r.ok()) << byte10;
+    EXPECT_EQ(r.error().code, errc::access_denied);
+    EXPECT_NE(r.error().message.find("opcode 0xA3 (SEND KEY) with KEY FORMAT 06h"),
+              std::string::npos)
+        << r.error().message;
+    EXPECT_TRUE(policy.check(send_key(byte10), administrator()).ok());
+  }
+  // A CDB too short to show its KEY FORMAT is refused rather than guessed at.
+  EXPECT_FALSE(policy.check(proto::Bytes{0xA3, 0, 0, 0, 0, 0, 0, 0, 0, 0}, user()).ok());
 }
 
 TEST(CommandPolicy, TheBuiltInListIsSortedUniqueAndLeavesOutTheVendorRange) {
