@@ -21,7 +21,8 @@ def execute(cdb, direction="none", data_in_len=0):
     return req
 
 
-# What the kernel's SG_IO filter refuses to an ordinary user, one per class.
+# What the kernel's SG_IO filter refuses to an ordinary user, one per class, and
+# what the service refuses beyond it (state that would outlive the lock).
 REFUSED = {
     0x3B: execute("3B050000000000100000"),                  # WRITE BUFFER (firmware download)
     0x1D: execute("1D0400000000"),                          # SEND DIAGNOSTIC
