@@ -101,6 +101,10 @@ struct Arbiter::Drive {
   std::deque<ChannelCall> calls;
   std::uint64_t call_in_flight = 0;  // the ticket of the call the channel has; 0: idle
   std::uint64_t next_call = 1;
+  // Calls handed to the channel whose backend has not returned, watchdog
+  // answer or not; counted per attachment (a re-attached drive starts anew).
+  std::uint32_t in_backend = 0;
+  std::uint64_t attachment = 0;
   std::uint32_t commands = 0;  // clients' commands queued or in flight
   struct {
     std::uint64_t commands = 0, timeouts = 0, errors = 0;
@@ -134,6 +138,8 @@ struct Arbiter::Drive {
     return state == LockState::acquiring || state == LockState::releasing;
   }
   bool may_prevent() const { return tray_locked || prevents_in_flight > 0; }
+  /// A watchdog has answered for a call the backend still works on.
+  bool overrunning() const { return in_backend > (call_in_flight != 0 ? 1U : 0U); }
   bool may_prevent_persistently() const {
     return tray_persistent || persistent_prevents_in_flight > 0;
   }
@@ -219,6 +225,8 @@ Result<Done> Arbiter::add_drive(std::shared_ptr<DriveChannel> channel) {
     // N.B. the removal already ended its lock and its waits.
     d->channel = std::move(channel);
     d->call_in_flight = 0;  // N.B. a call stuck on the old channel answers there, not here
+    d->in_backend = 0;
+    ++d->attachment;
     d->removed = false;
     d->error.reset();
     d->tray_locked = false;
@@ -601,10 +609,12 @@ void Arbiter::execute(SessionId id, const std::string& drive_id, ScsiCommand com
   }
   hold_command(session, drive, bytes);
   Drive* d = &drive;
+  // N.B. the command counts against the bounds until the backend returns
+  // it (or it is dropped unsent), not when the watchdog answers its caller:
+  // a command a stuck backend holds is held by the service too.
   send(
       drive, std::move(command),
-      [this, id, d, bytes, op, timeout, prevent, h = std::move(handler)](ScsiResult r) {
-        let_go_command(id, *d, bytes);
+      [this, d, op, timeout, prevent, h = std::move(handler)](ScsiResult r) {
         if (prevent)
           d->prevent_answered(*prevent, r);  // the owner may lock or unlock the tray itself
         if (!r.answered()) {
@@ -614,7 +624,7 @@ void Arbiter::execute(SessionId id, const std::string& drive_id, ScsiCommand com
         }
         h(std::move(r));
       },
-      id);
+      id, [this, id, d, bytes] { let_go_command(id, *d, bytes); });
 }
 
 std::optional<Error> Arbiter::command_limit(const Session& session, const Drive& drive,
@@ -789,6 +799,17 @@ void Arbiter::start_release(Drive& drive, ReleaseCause cause, CountHandler handl
             : Error{errc::fail, "the session ended before the drive started the command"};
     drop_commands(drive, drive.owner, why);
     drive.channel->cancel_queued(why);
+  } else if (drive.overrunning()) {
+    // A final release keeps the owner's commands still in the arbiter's
+    // queue (they run before the ALLOW), but what the backend holds
+    // unstarted behind a stuck call was handed after an overrun: cancel it
+    // so it cannot run after the lock is freed. (Without an overrun the one
+    // call the backend has is the owner's earlier command, and it runs.)
+    drive.channel->cancel_queued(
+        Error{errc::recorder_command_timeout,
+              fmt::format("drive '{}''s backend was still stuck on an earlier command when the "
+                          "lock was released; the command was not started",
+                          drive.id())});
   }
   drive.state = Drive::LockState::releasing;
   drive.release_cause = cause;
@@ -1011,39 +1032,65 @@ std::function<void(R)> Arbiter::watch(std::chrono::seconds limit, std::function<
   };
 }
 
+template <typename R>
+std::function<void(R)> Arbiter::track(Drive& drive, std::function<void()> returned,
+                                      std::function<void(R)> watched) {
+  ++drive.in_backend;
+  Drive* d = &drive;
+  auto alive = std::weak_ptr(alive_);
+  return [this, alive, d, attachment = drive.attachment, returned = std::move(returned),
+          watched = std::move(watched)](R r) {
+    if (alive.expired())
+      return;
+    if (d->attachment == attachment)
+      --d->in_backend;
+    if (returned)
+      returned();
+    watched(std::move(r));
+    hand_next_call(*d);  // N.B. after an overrun, the return is what frees the slot
+  };
+}
+
 void Arbiter::send(Drive& drive, ScsiCommand command, std::function<void(ScsiResult)> handler,
-                   SessionId session) {
+                   SessionId session, std::function<void()> returned) {
   // N.B. shared: a ChannelCall is copyable, and either start or drop answers.
   auto h = std::make_shared<std::function<void(ScsiResult)>>(std::move(handler));
   auto c = std::make_shared<ScsiCommand>(std::move(command));
   Drive* d = &drive;
+  auto ret = std::make_shared<std::function<void()>>(std::move(returned));
   enqueue_call(
-      drive, ChannelCall{
-                 session,
-                 [this, d, c, h](std::uint64_t ticket) {
-                   const std::uint8_t op = c->opcode();
-                   const auto limit = c->timeout;
-                   auto channel =
-                       d->channel;  // N.B. a re-attached drive has a new one; answer on the old
-                   channel->async_execute(
-                       std::move(*c),
-                       watch<ScsiResult>(
-                           limit,
-                           [limit] {
-                             return ScsiResult::failed(
-                                 errc::recorder_command_timeout,
-                                 fmt::format("the drive's backend did not return within the {} s "
-                                             "timeout (plus grace); the command may still be stuck",
-                                             limit.count()));
-                           },
-                           [this, d, op, ticket, h](ScsiResult r) {
-                             call_finished(*d, ticket);
-                             note_command_result(*d, op, r);
-                             (*h)(std::move(r));
-                             hand_next_call(*d);
-                           }));
-                 },
-                 [h](const Error& why) { (*h)(ScsiResult::failed(why.code, why.message)); }});
+      drive,
+      ChannelCall{
+          session,
+          [this, d, c, h, ret](std::uint64_t ticket) {
+            const std::uint8_t op = c->opcode();
+            const auto limit = c->timeout;
+            auto channel = d->channel;  // N.B. a re-attached drive has a new one; answer on the old
+            channel->async_execute(
+                std::move(*c),
+                track<ScsiResult>(
+                    *d, *ret,
+                    watch<ScsiResult>(
+                        limit,
+                        [limit] {
+                          return ScsiResult::failed(
+                              errc::recorder_command_timeout,
+                              fmt::format("the drive's backend did not return within the {} s "
+                                          "timeout (plus grace); the command may still be stuck",
+                                          limit.count()));
+                        },
+                        [this, d, op, ticket, h](ScsiResult r) {
+                          call_finished(*d, ticket);
+                          note_command_result(*d, op, r);
+                          (*h)(std::move(r));
+                          hand_next_call(*d);
+                        })));
+          },
+          [h, ret](const Error& why) {
+            if (*ret)
+              (*ret)();
+            (*h)(ScsiResult::failed(why.code, why.message));
+          }});
 }
 
 void Arbiter::os_lock(Drive& drive, std::string client_name, bool force,
@@ -1057,13 +1104,15 @@ void Arbiter::os_lock(Drive& drive, std::string client_name, bool force,
                   [this, d, limit, h, name = std::move(client_name), force](std::uint64_t ticket) {
                     d->channel->async_os_lock(
                         name, force,
-                        watch<Result<Done>>(
-                            limit, [limit] { return os_call_overrun("lock", limit); },
-                            [this, d, ticket, h](Result<Done> r) {
-                              call_finished(*d, ticket);
-                              (*h)(std::move(r));
-                              hand_next_call(*d);
-                            }));
+                        track<Result<Done>>(
+                            *d, {},
+                            watch<Result<Done>>(
+                                limit, [limit] { return os_call_overrun("lock", limit); },
+                                [this, d, ticket, h](Result<Done> r) {
+                                  call_finished(*d, ticket);
+                                  (*h)(std::move(r));
+                                  hand_next_call(*d);
+                                })));
                   },
                   [h](const Error& why) { (*h)(why); }});
 }
@@ -1072,17 +1121,20 @@ void Arbiter::os_unlock(Drive& drive, std::function<void(Result<Done>)> handler)
   const auto limit = config_.timeouts.default_timeout;
   auto h = std::make_shared<std::function<void(Result<Done>)>>(std::move(handler));
   Drive* d = &drive;
-  enqueue_call(drive, ChannelCall{0,
-                                  [this, d, limit, h](std::uint64_t ticket) {
-                                    d->channel->async_os_unlock(watch<Result<Done>>(
-                                        limit, [limit] { return os_call_overrun("unlock", limit); },
-                                        [this, d, ticket, h](Result<Done> r) {
-                                          call_finished(*d, ticket);
-                                          (*h)(std::move(r));
-                                          hand_next_call(*d);
-                                        }));
-                                  },
-                                  [h](const Error& why) { (*h)(why); }});
+  enqueue_call(drive,
+               ChannelCall{0,
+                           [this, d, limit, h](std::uint64_t ticket) {
+                             d->channel->async_os_unlock(track<Result<Done>>(
+                                 *d, {},
+                                 watch<Result<Done>>(
+                                     limit, [limit] { return os_call_overrun("unlock", limit); },
+                                     [this, d, ticket, h](Result<Done> r) {
+                                       call_finished(*d, ticket);
+                                       (*h)(std::move(r));
+                                       hand_next_call(*d);
+                                     })));
+                           },
+                           [h](const Error& why) { (*h)(why); }});
 }
 
 void Arbiter::enqueue_call(Drive& drive, ChannelCall call) {
@@ -1093,6 +1145,14 @@ void Arbiter::enqueue_call(Drive& drive, ChannelCall call) {
 void Arbiter::hand_next_call(Drive& drive) {
   if (drive.call_in_flight != 0 || drive.calls.empty())
     return;
+  // N.B. while a watchdog-answered call still holds the backend, at most one
+  // further call goes to it (so a release's ALLOW or a TUR can still be
+  // tried); the rest wait here, in order, where they stay counted against
+  // their bounds and a departing owner's can be dropped. A drive whose
+  // backend never returns thus holds them (and a release behind them) until
+  // it does: nothing is run, or freed, behind the backend's back.
+  if (drive.in_backend > 1)
+    return;
   ChannelCall call = std::move(drive.calls.front());
   drive.calls.pop_front();
   drive.call_in_flight = drive.next_call++;
@@ -1102,8 +1162,8 @@ void Arbiter::hand_next_call(Drive& drive) {
 
 void Arbiter::call_finished(Drive& drive, std::uint64_t ticket) {
   // N.B. after a watchdog answer the backend may still be stuck on the call;
-  // the next call is handed anyway (and waits in the backend), or release
-  // could never finish on a hung drive. The drive is in "error" by then.
+  // hand_next_call hands it one more at most (see there). The drive is in
+  // "error" by then.
   if (drive.call_in_flight == ticket)
     drive.call_in_flight = 0;
 }

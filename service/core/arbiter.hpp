@@ -22,7 +22,8 @@
 // it wait ("deferred") and run again when the transition ends.
 //
 // A drive is handed one channel call at a time; the rest wait in the
-// arbiter, in order. So a command's watchdog runs only while the drive works
+// arbiter, in order (after a watchdog answer, while the backend is still
+// stuck, one more at most). So a command's watchdog runs only while the drive works
 // on it, and the commands of a session that ends (or whose lock is broken)
 // are dropped before the release's ALLOW: nothing of a departed owner reaches
 // the drive after its lock is freed.
@@ -195,14 +196,22 @@ class Arbiter {
   /// and answers for a backend that overruns its timeout, and results are
   /// counted before the handler runs. Handlers never run after the arbiter is
   /// gone.
+  /// `returned` (if any) runs once when the backend returns the call, or
+  /// when it is dropped unsent: a client's command counts until then.
   void send(Drive& drive, ScsiCommand command, std::function<void(ScsiResult)> handler,
-            SessionId session = 0);
+            SessionId session = 0, std::function<void()> returned = {});
   void os_lock(Drive& drive, std::string client_name, bool force,
                std::function<void(Result<Done>)> handler);
   void os_unlock(Drive& drive, std::function<void(Result<Done>)> handler);
   template <typename R>
   std::function<void(R)> watch(std::chrono::seconds limit, std::function<R()> overrun,
                                std::function<void(R)> handler);
+  /// Wraps a channel completion: counts the call in Drive::in_backend until
+  /// the backend returns it (whether or not its watchdog answered first),
+  /// runs `returned`, then `watched`.
+  template <typename R>
+  std::function<void(R)> track(Drive& drive, std::function<void()> returned,
+                               std::function<void(R)> watched);
   static Result<Done> os_call_overrun(std::string_view what, std::chrono::seconds limit);
   void enqueue_call(Drive& drive, ChannelCall call);
   void hand_next_call(Drive& drive);

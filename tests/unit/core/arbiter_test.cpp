@@ -933,6 +933,199 @@ TEST_F(ArbiterBoundsTest, AfterAGenuineOverrunTheNextCommandIsHandedOn) {
   EXPECT_EQ(d["stats"]["timeouts"], 1);  // the READ's only
 }
 
+TEST_F(ArbiterBoundsTest, CommandsHandedToAnOverrunningBackendCountUntilItReturnsThem) {
+  ArbiterConfig c;
+  c.max_transfer_bytes = 65536;
+  c.max_commands_per_session = 4;
+  c.max_payload_bytes_per_session = 4 * 65536;
+  start(c);
+  const auto s = owner();
+  drive->stuck.insert(0x2A);  // the drive sits on every WRITE too
+  const auto slow = stuck_read(s, 65536, 30);
+  const auto w1 = exec(s, write(65536), 5);
+  const auto w2 = exec(s, write(65536), 5);
+  const auto w3 = exec(s, write(65536), 5);
+  scheduler.advance(33s);  // the READ is answered for; w1 is handed on (the one more)
+  ASSERT_TRUE(slow->has_value());
+  EXPECT_EQ((*slow)->error().code, errc::recorder_command_timeout);
+  scheduler.advance(8s);  // w1 is answered for too; the backend still holds both
+  ASSERT_TRUE(w1->has_value());
+  EXPECT_EQ((*w1)->error().code, errc::recorder_command_timeout);
+  EXPECT_FALSE(w2->has_value());
+  EXPECT_FALSE(w3->has_value());
+  // Nothing more reaches the stuck backend, however long it stays stuck.
+  scheduler.advance(600s);
+  EXPECT_EQ(drive->opcodes(), (std::vector<std::uint8_t>{opcode::read10, 0x2A}));
+  EXPECT_EQ(drive->stuck_handlers.size(), 2U);
+  // All four still count: their callers have answers, but the service (and
+  // the drive) still hold them.
+  expect_limit(exec(s, write(2048)), "limits.max_commands_per_session = 4");
+  EXPECT_EQ(drive->opcodes(), (std::vector<std::uint8_t>{opcode::read10, 0x2A}));
+  // The backend returns the READ: one slot frees, w2 goes to the backend.
+  answer_stuck();
+  EXPECT_EQ(drive->opcodes(), (std::vector<std::uint8_t>{opcode::read10, 0x2A, 0x2A}));
+  const auto w4 = exec(s, write(65536), 5);
+  EXPECT_FALSE(w4->has_value());  // accepted and queued, not refused
+  expect_limit(exec(s, write(2048)), "limits.max_commands_per_session = 4");
+  // The backend catches up: everything runs in order and the counts go.
+  drive->stuck.clear();
+  answer_stuck();  // w1
+  answer_stuck();  // w2
+  ASSERT_TRUE(w2->has_value() && w3->has_value() && w4->has_value());
+  EXPECT_TRUE((*w3)->ok() && (*w4)->ok());
+  EXPECT_EQ(drive->opcodes(), (std::vector<std::uint8_t>{opcode::read10, 0x2A, 0x2A, 0x2A, 0x2A}));
+  const auto again = exec(s, write(65536));
+  ASSERT_TRUE(again->has_value());
+  EXPECT_TRUE((*again)->ok());
+}
+
+/// A backend like DriveWorker: one job at a time, in order; the job at the
+/// head runs at once unless its opcode is slow, when it waits for finish().
+/// Records each job the backend runs with how many `freed` audit records
+/// there were then, and takes back unstarted jobs on cancel_queued.
+class SerialChannel final : public DriveChannel {
+ public:
+  SerialChannel(FakeScheduler& scheduler, const RecordingAudit& audit)
+      : scheduler_(scheduler), audit_(audit) {
+    description_.id = "sim0";
+    description_.path = "fake:sim0";
+    description_.backend = "simulated";
+    description_.max_transfer_bytes = 65536;
+  }
+  const DriveDescription& description() const override { return description_; }
+  void async_execute(ScsiCommand c, ExecuteHandler h) override {
+    const std::uint8_t op = c.opcode();
+    jobs_.push_back(
+        Job{op, [this, h] { post(h, ScsiResult{}); },
+            [this, h](const Error& why) { post(h, ScsiResult::failed(why.code, why.message)); }});
+    pump();
+  }
+  void async_os_lock(std::string, bool, LockHandler h) override {
+    jobs_.push_back(Job{kOsLock, [this, h] { post(h, Result<Done>(Done{})); },
+                        [this, h](const Error& why) { post(h, Result<Done>(why)); }});
+    pump();
+  }
+  void async_os_unlock(LockHandler h) override {
+    jobs_.push_back(Job{kOsUnlock, [this, h] { post(h, Result<Done>(Done{})); },
+                        [this, h](const Error& why) { post(h, Result<Done>(why)); }});
+    pump();
+  }
+  void cancel_queued(const Error& why) override {
+    // N.B. the head has started (the backend is stuck on it); the rest has not.
+    while (jobs_.size() > 1) {
+      auto job = std::move(jobs_.back());
+      jobs_.pop_back();
+      cancelled.push_back(job.op);
+      job.cancel(why);
+    }
+  }
+  /// The backend returns the slow job it is stuck on, and runs on.
+  void finish() {
+    ASSERT_FALSE(jobs_.empty());
+    run_head();
+    pump();
+  }
+
+  static constexpr std::uint8_t kOsLock = 0xF0, kOsUnlock = 0xF1;
+  std::set<std::uint8_t> slow;
+  struct Ran {
+    std::uint8_t op;
+    std::size_t freed_before;
+  };
+  std::vector<Ran> ran;                 // every job the backend ran, in order
+  std::vector<std::uint8_t> cancelled;  // taken back unstarted
+
+ private:
+  struct Job {
+    std::uint8_t op;
+    std::function<void()> complete;
+    std::function<void(const Error&)> cancel;
+  };
+  template <typename H, typename R>
+  void post(H h, R r) {
+    scheduler_.post([h, r] { h(r); });
+  }
+  void run_head() {
+    auto job = std::move(jobs_.front());
+    jobs_.pop_front();
+    ran.push_back(Ran{job.op, audit_.count(AuditKind::freed)});
+    job.complete();
+  }
+  void pump() {
+    while (!jobs_.empty() && !slow.contains(jobs_.front().op))
+      run_head();
+  }
+
+  FakeScheduler& scheduler_;
+  const RecordingAudit& audit_;
+  DriveDescription description_;
+  std::deque<Job> jobs_;
+};
+
+TEST(ArbiterOverrunTest, AfterAnOverrunAndAFinalReleaseNothingOfTheOwnerRunsAfterFreed) {
+  FakeScheduler scheduler;
+  RecordingAudit audit;
+  Arbiter arbiter(scheduler, audit, ArbiterConfig{});
+  auto channel = std::make_shared<SerialChannel>(scheduler, audit);
+  ASSERT_TRUE(arbiter.add_drive(channel).ok());
+  scheduler.run();
+  const SessionId s = arbiter.open_session(PeerIdentity{100, "u", 100, {}, "/bin/owner"}, {});
+  ASSERT_TRUE(arbiter.hello(s, "Owner", 100).ok());
+  std::optional<Result<std::uint32_t>> acquired;
+  arbiter.acquire_exclusive_access(s, "sim0", {}, [&](auto r) { acquired.emplace(r); });
+  scheduler.run();
+  ASSERT_TRUE(acquired && acquired->ok());
+  // The owner sends a READ the drive works on far past its timeout, then
+  // pipelines WRITEs.
+  channel->slow.insert(opcode::read10);
+  std::vector<std::optional<Result<ScsiResult>>> replies(5);
+  auto exec = [&](ScsiCommand c, std::uint32_t timeout_s, std::size_t slot) {
+    arbiter.execute(s, "sim0", std::move(c), timeout_s,
+                    [&replies, slot](Result<ScsiResult> r) { replies[slot].emplace(r); });
+  };
+  exec({{opcode::read10, 0, 0, 0, 0, 0, 0, 0, 1, 0}, Direction::in, {}, 2048, {}}, 30, 0);
+  for (std::size_t i = 1; i < replies.size(); ++i)
+    exec({{0x2A, 0, 0, 0, 0, 0, 0, 0, 1, 0}, Direction::out, proto::Bytes(2048, 0xA5), 0, {}}, 5,
+         i);
+  scheduler.advance(120s);  // the READ and the one WRITE handed after it are answered for
+  ASSERT_TRUE(replies[0] && replies[1]);
+  EXPECT_EQ(replies[0]->error().code, errc::recorder_command_timeout);
+  EXPECT_EQ(replies[1]->error().code, errc::recorder_command_timeout);
+  // A normal final release, then the owner disconnects.
+  std::optional<Result<std::uint32_t>> released;
+  arbiter.release_exclusive_access(s, "sim0", [&](auto r) { released.emplace(r); });
+  scheduler.advance(120s);
+  arbiter.close_session(s);
+  scheduler.advance(120s);
+  // The WRITE the backend held unstarted was taken back at the release.
+  EXPECT_EQ(channel->cancelled, std::vector<std::uint8_t>{0x2A});
+  // The drive finally returns the READ; everything else runs, in order.
+  channel->finish();
+  scheduler.advance(120s);
+  ASSERT_TRUE(released.has_value());
+  ASSERT_EQ(audit.count(AuditKind::freed), 1U);
+  for (const auto& r : replies)
+    EXPECT_TRUE(r.has_value());
+  std::vector<std::uint8_t> ops;
+  for (const auto& ran : channel->ran) {
+    ops.push_back(ran.op);
+    if (ran.op == opcode::read10 || ran.op == 0x2A) {
+      EXPECT_EQ(ran.freed_before, 0U)
+          << "opcode " << static_cast<int>(ran.op) << " ran after `freed`";
+    }
+  }
+  // Start-up ALLOW x2, TUR, OS lock, PREVENT; the READ; the one WRITE handed
+  // on after the release's cancel (the other two were still in the
+  // arbiter's queue and were dropped when the session ended); ALLOW, unlock.
+  EXPECT_EQ(ops, (std::vector<std::uint8_t>{
+                     opcode::prevent_allow_medium_removal, opcode::prevent_allow_medium_removal,
+                     opcode::test_unit_ready, SerialChannel::kOsLock,
+                     opcode::prevent_allow_medium_removal, opcode::read10, 0x2A,
+                     opcode::prevent_allow_medium_removal, SerialChannel::kOsUnlock}));
+  // The last record is the drive's freeing; the backend is idle.
+  EXPECT_EQ(audit.records.back().kind, AuditKind::freed);
+}
+
 // ---- re-entry: sinks and handlers that end sessions (issue 11, finding 1) ----
 //
 // A transport may end a session from inside its event sink or a reply
