@@ -614,7 +614,7 @@ void Arbiter::execute(SessionId id, const std::string& drive_id, ScsiCommand com
   // a command a stuck backend holds is held by the service too.
   send(
       drive, std::move(command),
-      [this, d, op, timeout, prevent, h = std::move(handler)](ScsiResult r) {
+      [d, op, timeout, prevent, h = std::move(handler)](ScsiResult r) {
         if (prevent)
           d->prevent_answered(*prevent, r);  // the owner may lock or unlock the tray itself
         if (!r.answered()) {
