@@ -800,16 +800,18 @@ void Arbiter::start_release(Drive& drive, ReleaseCause cause, CountHandler handl
     drop_commands(drive, drive.owner, why);
     drive.channel->cancel_queued(why);
   } else if (drive.overrunning()) {
-    // A final release keeps the owner's commands still in the arbiter's
-    // queue (they run before the ALLOW), but what the backend holds
-    // unstarted behind a stuck call was handed after an overrun: cancel it
-    // so it cannot run after the lock is freed. (Without an overrun the one
-    // call the backend has is the owner's earlier command, and it runs.)
-    drive.channel->cancel_queued(
-        Error{errc::recorder_command_timeout,
-              fmt::format("drive '{}''s backend was still stuck on an earlier command when the "
-                          "lock was released; the command was not started",
-                          drive.id())});
+    // A final release normally keeps the owner's earlier commands (they run
+    // before the ALLOW). Behind a stuck backend they could not, and would
+    // hold the ALLOW behind them: drop them, and cancel what the backend
+    // holds unstarted (handed after the overrun), so nothing of the owner
+    // runs after the lock is freed. (Without an overrun the one call the
+    // backend has is the owner's earlier command, and it runs.)
+    const Error why{errc::recorder_command_timeout,
+                    fmt::format("drive '{}''s backend was still stuck on an earlier command when "
+                                "the lock was released; the command was not started",
+                                drive.id())};
+    drop_commands(drive, drive.owner, why);
+    drive.channel->cancel_queued(why);
   }
   drive.state = Drive::LockState::releasing;
   drive.release_cause = cause;
@@ -862,16 +864,19 @@ void Arbiter::allow_medium_removal(Drive& drive, bool prevent, bool persistent,
       next();
     });
   };
-  auto then_persistent = [step, persistent, done = std::move(done)]() mutable {
-    if (persistent)
-      step(kPersistentBit, std::move(done));
+  // N.B. PERSISTENT ALLOW first and the plain ALLOW last: a drive that
+  // reads bit 1 as SPC-2's medium changer bit takes 10b for a PREVENT, and
+  // the last word must leave the tray unlocked under either reading.
+  auto then_plain = [step, prevent, done = std::move(done)]() mutable {
+    if (prevent)
+      step(0, std::move(done));
     else
       done();
   };
-  if (prevent)
-    step(0, std::move(then_persistent));
+  if (persistent)
+    step(kPersistentBit, std::move(then_plain));
   else
-    then_persistent();
+    then_plain();
 }
 
 std::string_view Arbiter::name_of(ReleaseCause cause) {
@@ -1151,7 +1156,11 @@ void Arbiter::hand_next_call(Drive& drive) {
   // their bounds and a departing owner's can be dropped. A drive whose
   // backend never returns thus holds them (and a release behind them) until
   // it does: nothing is run, or freed, behind the backend's back.
-  if (drive.in_backend > 1)
+  // The arbiter's own calls (TUR, OS lock, PREVENT, ALLOW, OS unlock) are
+  // exempt: their number is bounded by the lock state machine, and each
+  // needs its watchdog running, or an acquire or a release behind a stuck
+  // backend would wait unanswered for ever.
+  if (drive.in_backend > 1 && drive.calls.front().session != 0)
     return;
   ChannelCall call = std::move(drive.calls.front());
   drive.calls.pop_front();

@@ -180,11 +180,16 @@ Result<Done> CommandPolicy::check(std::span<const std::uint8_t> cdb,
                              "without SP)",
                              describe(op), user)};
   }
-  if (c->condition == C::no_save_no_reset && cdb.size() > 1 && (cdb[1] & kResetBit) != 0) {
+  // N.B. PC (byte 2, bits 7:6) other than 00b (current thresholds) sets
+  // cumulative values or thresholds (to defaults with no parameter list):
+  // the same reset by another way.
+  if (c->condition == C::no_save_no_reset &&
+      ((cdb.size() > 1 && (cdb[1] & kResetBit) != 0) || (cdb.size() > 2 && (cdb[2] & 0xC0) != 0))) {
     return Error{errc::access_denied,
-                 fmt::format("{} with PCR (parameter code reset) set may only be sent by an "
-                             "administrator: it resets the drive's cumulative log counters; "
-                             "user '{}' is not one (send it without PCR)",
+                 fmt::format("{} with PCR (parameter code reset) set, or with a PC other than "
+                             "00b, may only be sent by an administrator: it resets or sets the "
+                             "drive's cumulative log values; user '{}' is not one (send it "
+                             "without PCR and with PC 00b)",
                              describe(op), user)};
   }
   if (c->condition == C::no_region &&

@@ -209,7 +209,7 @@ TEST_P(ArbiterTrayTest, AnOwnerWhoTouchedTheTrayGetsBothAllowsWhateverTheTracked
       scheduler.run();
     }
     EXPECT_EQ(channel->sent,
-              (std::vector<proto::Bytes>{{0x1E, 0, 0, 0, 0x00, 0}, {0x1E, 0, 0, 0, 0x02, 0}}))
+              (std::vector<proto::Bytes>{{0x1E, 0, 0, 0, 0x02, 0}, {0x1E, 0, 0, 0, 0x00, 0}}))
         << "end " << static_cast<int>(end);
     EXPECT_EQ(audit.count(AuditKind::drive_error), 0U);
     expect_nothing_left();
@@ -249,7 +249,7 @@ TEST(ArbiterStartUp, ClearsADriveLeftPersistentlyPrevented) {
   EXPECT_FALSE(drive->tray_prevented());
   EXPECT_FALSE(drive->tray_persistently_prevented());
   EXPECT_EQ(channel->sent,
-            (std::vector<proto::Bytes>{{0x1E, 0, 0, 0, 0x00, 0}, {0x1E, 0, 0, 0, 0x02, 0}}));
+            (std::vector<proto::Bytes>{{0x1E, 0, 0, 0, 0x02, 0}, {0x1E, 0, 0, 0, 0x00, 0}}));
   EXPECT_EQ(audit.count(AuditKind::drive_error), 0U);
 }
 
@@ -265,8 +265,9 @@ TEST(ArbiterStartUp, AFailedPersistentAllowIsAuditedAndTheDriveIsStillUsable) {
   RecordingAudit audit;
   Arbiter arbiter(scheduler, audit, ArbiterConfig{});
   auto drive = std::make_shared<testing::FakeDrive>(scheduler, "sim0");
+  drive->script(opcode::prevent_allow_medium_removal,
+                check_condition(0x04, 0x44));  // the persistent one, first
   drive->script(opcode::prevent_allow_medium_removal, ScsiResult{});
-  drive->script(opcode::prevent_allow_medium_removal, check_condition(0x04, 0x44));
   ASSERT_TRUE(arbiter.add_drive(drive).ok());
   scheduler.run();
   ASSERT_EQ(audit.count(AuditKind::drive_error), 1U);
@@ -283,8 +284,9 @@ TEST(ArbiterStartUp, ADriveWithoutPersistentPreventionIsNoError) {
   RecordingAudit audit;
   Arbiter arbiter(scheduler, audit, ArbiterConfig{});
   auto drive = std::make_shared<testing::FakeDrive>(scheduler, "sim0");
+  drive->script(opcode::prevent_allow_medium_removal,
+                check_condition(0x05, 0x24));  // the persistent one, first
   drive->script(opcode::prevent_allow_medium_removal, ScsiResult{});
-  drive->script(opcode::prevent_allow_medium_removal, check_condition(0x05, 0x24));
   ASSERT_TRUE(arbiter.add_drive(drive).ok());
   scheduler.run();
   EXPECT_EQ(drive->opcodes(), (std::vector<std::uint8_t>{0x1E, 0x1E}));

@@ -100,7 +100,16 @@ TEST(CommandPolicy, ModeSelectIsAllowedOnlyWithoutSavePages) {
 
 TEST(CommandPolicy, LogSelectIsAllowedOnlyWithoutSaveOrCounterReset) {
   const CommandPolicy policy;
-  EXPECT_TRUE(policy.check(proto::Bytes{0x4C, 0x00, 0x40, 0, 0, 0, 0, 0, 0x10, 0}, user()).ok());
+  // PC 00b (current threshold values) with a parameter list: allowed.
+  EXPECT_TRUE(policy.check(proto::Bytes{0x4C, 0x00, 0x00, 0, 0, 0, 0, 0, 0x10, 0}, user()).ok());
+  // Any other PC sets cumulative values or thresholds (to their defaults with
+  // no parameter list): the same reset by another way.
+  for (const std::uint8_t pc : {std::uint8_t{0x40}, std::uint8_t{0x80}, std::uint8_t{0xC0}}) {
+    EXPECT_FALSE(policy.check(proto::Bytes{0x4C, 0x00, pc, 0, 0, 0, 0, 0, 0, 0}, user()).ok())
+        << "PC " << (pc >> 6);
+    EXPECT_TRUE(
+        policy.check(proto::Bytes{0x4C, 0x00, pc, 0, 0, 0, 0, 0, 0, 0}, administrator()).ok());
+  }
   const auto r = policy.check(proto::Bytes{0x4C, 0x02, 0, 0, 0, 0, 0, 0, 0, 0}, user());
   ASSERT_FALSE(r.ok());
   EXPECT_EQ(r.error().code, errc::access_denied);
