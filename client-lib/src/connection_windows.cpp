@@ -13,6 +13,7 @@
 
 #include "connection.hpp"
 #include "discarbiter/client.hpp"
+#include "discarbiter/win32/account.hpp"
 #include "discarbiter/win32/error.hpp"
 #include "discarbiter/win32/handle.hpp"
 #include "discarbiter/win32/wide.hpp"
@@ -107,27 +108,7 @@ class PipeConnection final : public Connection {
   win32::unique_handle event_;
 };
 
-std::string sid_text(PSID sid) {
-  wchar_t* text = nullptr;
-  if (!::ConvertSidToStringSidW(sid, &text))
-    return "an unreadable SID";
-  const win32::unique_hlocal owner(text);
-  return win32::to_utf8(text);
-}
-
-/// "DOMAIN\\name (S-1-…)", or the SID alone for an account without a name.
-std::string describe_sid(PSID sid) {
-  std::array<wchar_t, 256> name{};
-  std::array<wchar_t, 256> domain{};
-  DWORD name_len = static_cast<DWORD>(name.size());
-  DWORD domain_len = static_cast<DWORD>(domain.size());
-  SID_NAME_USE use{};
-  if (!::LookupAccountSidW(nullptr, sid, name.data(), &name_len, domain.data(), &domain_len, &use))
-    return sid_text(sid);
-  std::wstring full = domain_len ? std::wstring(domain.data(), domain_len) + L"\\" : L"";
-  full.append(name.data(), name_len);
-  return fmt::format("{} ({})", win32::to_utf8(full), sid_text(sid));
-}
+using win32::describe_sid;
 
 /// This process's user SID (TOKEN_USER, in its buffer).
 std::vector<std::uint8_t> own_user() {

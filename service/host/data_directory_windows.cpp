@@ -8,6 +8,7 @@
 
 #include <fmt/format.h>
 
+#include "discarbiter/win32/account.hpp"
 #include "discarbiter/win32/error.hpp"
 #include "discarbiter/win32/handle.hpp"
 #include "discarbiter/win32/wide.hpp"
@@ -67,28 +68,6 @@ bool is_trusted(PSID sid) {
   return false;
 }
 
-/// "DOMAIN\name (S-1-…)", or the SID alone when it names no account.
-std::string account_name(PSID sid) {
-  std::string text = "?";
-  wchar_t* string_sid = nullptr;
-  if (::ConvertSidToStringSidW(sid, &string_sid)) {
-    text = win32::to_utf8(string_sid);
-    ::LocalFree(string_sid);
-  }
-  std::array<wchar_t, 256> name{};
-  std::array<wchar_t, 256> domain{};
-  DWORD name_size = static_cast<DWORD>(name.size());
-  DWORD domain_size = static_cast<DWORD>(domain.size());
-  SID_NAME_USE use{};
-  if (::LookupAccountSidW(nullptr, sid, name.data(), &name_size, domain.data(), &domain_size,
-                          &use)) {
-    std::wstring account = domain_size ? std::wstring(domain.data()) + L"\\" : std::wstring();
-    account += name.data();
-    return fmt::format("{} ({})", win32::to_utf8(account), text);
-  }
-  return text;
-}
-
 Error untrusted(const std::filesystem::path& path, const std::string& why) {
   return Error{errc::access_denied,
                fmt::format("{} {}; the service will not use it. Remove it, or let only SYSTEM "
@@ -137,7 +116,8 @@ Result<Done> check_trusted_path(const std::filesystem::path& path) {
                  fmt::format("{}: {}", path.string(), describe("GetSecurityInfo", got))};
   const win32::unique_hlocal descriptor(raw);
   if (!owner || !is_trusted(owner))
-    return untrusted(path, fmt::format("is owned by {}", owner ? account_name(owner) : "no one"));
+    return untrusted(path,
+                     fmt::format("is owned by {}", owner ? win32::describe_sid(owner) : "no one"));
   if (!dacl)
     return untrusted(path, "has no DACL: everyone may change it");
   for (DWORD i = 0; i < dacl->AceCount; ++i) {
@@ -154,7 +134,7 @@ Result<Done> check_trusted_path(const std::filesystem::path& path) {
     // is created inside later (discarbiter.json, the logs).
     if ((allowed->Mask & kChangeRights) != 0 && !is_trusted(sid)) {
       return untrusted(path, fmt::format("can be changed by {} (access mask 0x{:x})",
-                                         account_name(sid), allowed->Mask));
+                                         win32::describe_sid(sid), allowed->Mask));
     }
   }
   return Done{};

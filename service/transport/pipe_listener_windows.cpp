@@ -15,6 +15,7 @@
 #include <cstdlib>
 #include <set>
 
+#include "discarbiter/win32/account.hpp"
 #include "discarbiter/win32/error.hpp"
 #include "discarbiter/win32/handle.hpp"
 #include "discarbiter/win32/wide.hpp"
@@ -39,18 +40,7 @@ std::vector<std::uint8_t> token_information(HANDLE token, TOKEN_INFORMATION_CLAS
   return buffer;
 }
 
-std::string account_name(PSID sid) {
-  std::array<wchar_t, 256> name{};
-  std::array<wchar_t, 256> domain{};
-  DWORD name_len = static_cast<DWORD>(name.size());
-  DWORD domain_len = static_cast<DWORD>(domain.size());
-  SID_NAME_USE use{};
-  if (!::LookupAccountSidW(nullptr, sid, name.data(), &name_len, domain.data(), &domain_len, &use))
-    return {};
-  std::wstring full = domain_len ? std::wstring(domain.data(), domain_len) + L"\\" : L"";
-  full.append(name.data(), name_len);
-  return win32::to_utf8(full);
-}
+using win32::account_name;
 
 std::string process_image(std::uint32_t pid) {
   win32::unique_handle process(::OpenProcess(PROCESS_QUERY_LIMITED_INFORMATION, FALSE, pid));

@@ -16,6 +16,7 @@ import tempfile
 import unittest
 
 from harness import DISCARB, DISCARBITERD, LineReader, Service, encode_frame
+from peer import read_frame
 
 NOBODY = 65534
 PYTHON = "/usr/bin/python3"  # N.B. the system's: one under /root is out of nobody's reach
@@ -46,25 +47,6 @@ int bind(int fd, const struct sockaddr* addr, socklen_t len) {
   return rc;
 }
 """
-
-
-def read_frame(sock):
-    def exact(n):
-        data = b""
-        while len(data) < n:
-            chunk = sock.recv(n - len(data))
-            if not chunk:
-                return None
-            data += chunk
-        return data
-
-    header = exact(8)
-    if header is None:
-        return None
-    json_len, payload_len = int.from_bytes(header[:4], "little"), int.from_bytes(header[4:], "little")
-    reply = json.loads(exact(json_len))
-    exact(payload_len)
-    return reply
 
 
 def subscribers(endpoint):
