@@ -1,11 +1,11 @@
-#include "arbiter.hpp"
+#include "core/arbiter.hpp"
 
 #include <algorithm>
 #include <utility>
 
 #include <fmt/format.h>
 
-#include "client_name.hpp"
+#include "core/client_name.hpp"
 
 namespace discarbiter::core {
 

@@ -46,14 +46,14 @@
 
 #include <nlohmann/json.hpp>
 
-#include "audit.hpp"
-#include "command_policy.hpp"
+#include "core/audit.hpp"
+#include "core/command_policy.hpp"
+#include "core/drive_channel.hpp"
+#include "core/identity.hpp"
+#include "core/scheduler.hpp"
+#include "core/timeout_policy.hpp"
 #include "discarbiter/proto/messages.hpp"
 #include "discarbiter/proto/result.hpp"
-#include "drive_channel.hpp"
-#include "identity.hpp"
-#include "scheduler.hpp"
-#include "timeout_policy.hpp"
 
 namespace discarbiter::core {
 

@@ -1,4 +1,4 @@
-#include "command_policy.hpp"
+#include "core/command_policy.hpp"
 
 #include <algorithm>
 #include <array>

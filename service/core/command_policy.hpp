@@ -11,8 +11,8 @@
 #include <span>
 #include <string_view>
 
+#include "core/identity.hpp"
 #include "discarbiter/proto/result.hpp"
-#include "identity.hpp"
 
 namespace discarbiter::core {
 

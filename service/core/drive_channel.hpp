@@ -6,8 +6,8 @@
 #include <functional>
 #include <string>
 
+#include "core/scsi.hpp"
 #include "discarbiter/proto/result.hpp"
-#include "scsi.hpp"
 
 namespace discarbiter::core {
 

@@ -1,4 +1,4 @@
-#include "scsi.hpp"
+#include "core/scsi.hpp"
 
 #include <algorithm>
 

@@ -1,8 +1,8 @@
-#include "timeout_policy.hpp"
+#include "core/timeout_policy.hpp"
 
 #include <algorithm>
 
-#include "scsi.hpp"
+#include "core/scsi.hpp"
 
 namespace discarbiter::core {
 

@@ -1,4 +1,4 @@
-#include "drive_worker.hpp"
+#include "drives/drive_worker.hpp"
 
 namespace discarbiter::drives {
 

@@ -9,8 +9,8 @@
 #include <mutex>
 #include <thread>
 
-#include "drive_channel.hpp"
-#include "scsi_device.hpp"
+#include "core/drive_channel.hpp"
+#include "drives/scsi_device.hpp"
 
 namespace discarbiter::drives {
 

@@ -10,7 +10,7 @@
 #include <vector>
 
 #include "discarbiter/proto/result.hpp"
-#include "scsi_device.hpp"
+#include "drives/scsi_device.hpp"
 
 namespace discarbiter::drives {
 

@@ -19,8 +19,8 @@
 #include <fmt/format.h>
 
 #include "discarbiter/posix/unique_fd.hpp"
-#include "recorder.hpp"
-#include "sgio_outcome.hpp"
+#include "drives/recorder.hpp"
+#include "drives/sgio_outcome.hpp"
 
 namespace discarbiter::drives {
 namespace {

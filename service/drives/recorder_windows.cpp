@@ -15,8 +15,8 @@
 #include "discarbiter/win32/error.hpp"
 #include "discarbiter/win32/handle.hpp"
 #include "discarbiter/win32/wide.hpp"
-#include "recorder.hpp"
-#include "spti_protocol_windows.hpp"
+#include "drives/recorder.hpp"
+#include "drives/spti_protocol_windows.hpp"
 
 namespace discarbiter::drives {
 namespace {

@@ -6,9 +6,9 @@
 #include <string>
 #include <utility>
 
+#include "core/drive_channel.hpp"
+#include "core/scsi.hpp"
 #include "discarbiter/proto/result.hpp"
-#include "drive_channel.hpp"
-#include "scsi.hpp"
 
 namespace discarbiter::drives {
 

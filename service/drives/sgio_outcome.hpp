@@ -6,7 +6,7 @@
 #include <chrono>
 #include <cstdint>
 
-#include "scsi.hpp"
+#include "core/scsi.hpp"
 
 namespace discarbiter::drives {
 

@@ -1,4 +1,4 @@
-#include "simulated_drive.hpp"
+#include "drives/simulated_drive.hpp"
 
 #include <algorithm>
 #include <cstring>

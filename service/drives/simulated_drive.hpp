@@ -15,7 +15,7 @@
 #include <string>
 #include <vector>
 
-#include "scsi_device.hpp"
+#include "drives/scsi_device.hpp"
 
 namespace discarbiter::drives {
 

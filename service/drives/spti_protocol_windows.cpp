@@ -1,4 +1,4 @@
-#include "spti_protocol_windows.hpp"
+#include "drives/spti_protocol_windows.hpp"
 
 #include <algorithm>
 #include <cstring>

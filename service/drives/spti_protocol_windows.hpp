@@ -15,8 +15,8 @@
 #include <memory>
 #include <string>
 
+#include "core/scsi.hpp"
 #include "discarbiter/proto/result.hpp"
-#include "scsi.hpp"
 
 namespace discarbiter::drives::spti {
 

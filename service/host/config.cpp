@@ -1,4 +1,4 @@
-#include "config.hpp"
+#include "host/config.hpp"
 
 #include <algorithm>
 #include <fstream>
@@ -7,7 +7,7 @@
 
 #include <fmt/format.h>
 
-#include "logging.hpp"
+#include "host/logging.hpp"
 
 namespace discarbiter::host {
 namespace {

@@ -10,11 +10,11 @@
 
 #include <nlohmann/json.hpp>
 
-#include "arbiter.hpp"
+#include "core/arbiter.hpp"
 #include "discarbiter/proto/result.hpp"
-#include "listener.hpp"
-#include "log_limiter.hpp"
-#include "simulated_drive.hpp"
+#include "drives/simulated_drive.hpp"
+#include "transport/log_limiter.hpp"
+#include "transport/options.hpp"
 
 namespace discarbiter::host {
 

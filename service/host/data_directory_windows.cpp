@@ -1,4 +1,4 @@
-#include "data_directory_windows.hpp"
+#include "host/data_directory_windows.hpp"
 
 #include <aclapi.h>
 #include <sddl.h>

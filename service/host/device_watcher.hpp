@@ -9,7 +9,7 @@
 #include <boost/asio/io_context.hpp>
 
 #include "discarbiter/proto/result.hpp"
-#include "recorder.hpp"
+#include "drives/recorder.hpp"
 
 namespace discarbiter::host {
 

@@ -16,8 +16,8 @@
 #include <spdlog/spdlog.h>
 #include <boost/asio/posix/stream_descriptor.hpp>
 
-#include "device_watcher.hpp"
-#include "uevent.hpp"
+#include "host/device_watcher.hpp"
+#include "host/uevent.hpp"
 
 namespace discarbiter::host {
 namespace {

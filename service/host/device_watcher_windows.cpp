@@ -13,9 +13,9 @@
 #include <spdlog/spdlog.h>
 #include <boost/asio/post.hpp>
 
-#include "device_watcher.hpp"
 #include "discarbiter/win32/cfgmgr.hpp"
 #include "discarbiter/win32/wide.hpp"
+#include "host/device_watcher.hpp"
 
 namespace discarbiter::host {
 namespace {

@@ -1,4 +1,4 @@
-#include "drive_set.hpp"
+#include "host/drive_set.hpp"
 
 #include <utility>  // N.B. before Asio (Boost 1.74 + g++ 12)
 
@@ -6,8 +6,8 @@
 #include <spdlog/spdlog.h>
 #include <boost/asio/post.hpp>
 
-#include "recorder.hpp"
-#include "simulated_drive.hpp"
+#include "drives/recorder.hpp"
+#include "drives/simulated_drive.hpp"
 
 namespace discarbiter::host {
 namespace {

@@ -14,10 +14,10 @@
 
 #include <boost/asio/io_context.hpp>
 
-#include "arbiter.hpp"
-#include "config.hpp"
-#include "device_watcher.hpp"
-#include "drive_worker.hpp"
+#include "core/arbiter.hpp"
+#include "drives/drive_worker.hpp"
+#include "host/config.hpp"
+#include "host/device_watcher.hpp"
 
 namespace discarbiter::host {
 

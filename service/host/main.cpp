@@ -13,11 +13,11 @@
 #include <spdlog/sinks/stdout_color_sinks.h>
 #include <spdlog/spdlog.h>
 
-#include "config.hpp"
-#include "logging.hpp"
-#include "service_app.hpp"
-#include "system_service.hpp"
-#include "version.hpp"
+#include "host/config.hpp"
+#include "host/logging.hpp"
+#include "host/service_app.hpp"
+#include "host/system_service.hpp"
+#include "host/version.hpp"
 
 namespace {
 

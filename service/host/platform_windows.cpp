@@ -1,6 +1,6 @@
 #include <windows.h>
 
-#include "platform.hpp"
+#include "host/platform.hpp"
 
 namespace discarbiter::host {
 

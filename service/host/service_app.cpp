@@ -1,4 +1,4 @@
-#include "service_app.hpp"
+#include "host/service_app.hpp"
 
 #include <utility>  // N.B. before Asio (Boost 1.74 + g++ 12)
 
@@ -10,13 +10,13 @@
 
 #include <spdlog/spdlog.h>
 
-#include "asio_scheduler.hpp"
-#include "drive_set.hpp"
-#include "listener.hpp"
-#include "log_limiter.hpp"
-#include "logging.hpp"
-#include "platform.hpp"
-#include "version.hpp"
+#include "host/drive_set.hpp"
+#include "host/logging.hpp"
+#include "host/platform.hpp"
+#include "host/version.hpp"
+#include "transport/asio_scheduler.hpp"
+#include "transport/listener.hpp"
+#include "transport/log_limiter.hpp"
 
 namespace discarbiter::host {
 namespace {

@@ -5,7 +5,7 @@
 #include <functional>
 #include <string>
 
-#include "config.hpp"
+#include "host/config.hpp"
 
 namespace discarbiter::host {
 

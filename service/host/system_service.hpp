@@ -7,8 +7,8 @@
 #include <string>
 #include <vector>
 
-#include "config.hpp"
 #include "discarbiter/proto/result.hpp"
+#include "host/config.hpp"
 
 namespace discarbiter::host {
 

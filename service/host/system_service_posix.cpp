@@ -1,6 +1,6 @@
 #include <iostream>
 
-#include "system_service.hpp"
+#include "host/system_service.hpp"
 
 namespace discarbiter::host {
 

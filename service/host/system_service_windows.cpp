@@ -14,14 +14,14 @@
 #include <spdlog/sinks/win_eventlog_sink.h>
 #include <spdlog/spdlog.h>
 
-#include "data_directory_windows.hpp"
 #include "discarbiter/win32/error.hpp"
 #include "discarbiter/win32/handle.hpp"
 #include "discarbiter/win32/wide.hpp"
-#include "logging.hpp"
-#include "service_app.hpp"
-#include "system_service.hpp"
-#include "version.hpp"
+#include "host/data_directory_windows.hpp"
+#include "host/logging.hpp"
+#include "host/service_app.hpp"
+#include "host/system_service.hpp"
+#include "host/version.hpp"
 
 namespace discarbiter::host {
 namespace {

@@ -1,4 +1,4 @@
-#include "uevent.hpp"
+#include "host/uevent.hpp"
 
 namespace discarbiter::host {
 

@@ -1,4 +1,4 @@
-#include "asio_scheduler.hpp"
+#include "transport/asio_scheduler.hpp"
 
 namespace discarbiter::transport {
 

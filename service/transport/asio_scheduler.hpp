@@ -8,7 +8,7 @@
 #include <map>
 #include <memory>
 
-#include "scheduler.hpp"
+#include "core/scheduler.hpp"
 
 namespace discarbiter::transport {
 

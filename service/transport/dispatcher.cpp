@@ -1,4 +1,4 @@
-#include "dispatcher.hpp"
+#include "transport/dispatcher.hpp"
 
 #include <fmt/format.h>
 

@@ -8,7 +8,7 @@
 
 #include <nlohmann/json.hpp>
 
-#include "arbiter.hpp"
+#include "core/arbiter.hpp"
 #include "discarbiter/proto/frame.hpp"
 #include "discarbiter/proto/messages.hpp"
 

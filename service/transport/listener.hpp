@@ -11,27 +11,13 @@
 #include <boost/asio/write.hpp>
 
 #include "discarbiter/proto/result.hpp"
-#include "dispatcher.hpp"
-#include "log_limiter.hpp"
-#include "session.hpp"
-#include "session_registry.hpp"
+#include "transport/dispatcher.hpp"
+#include "transport/log_limiter.hpp"
+#include "transport/options.hpp"
+#include "transport/session.hpp"
+#include "transport/session_registry.hpp"
 
 namespace discarbiter::transport {
-
-struct ListenerOptions {
-  std::string endpoint;
-  std::uint32_t socket_mode = 0660;  // POSIX: permissions of the socket file
-  std::string socket_group;          // POSIX: group of the socket file ("": root's)
-  std::string admin_group;           // POSIX: its members may `break` (as may uid 0)
-  std::uint32_t max_sessions = 256;
-  std::uint32_t max_sessions_per_user = 32;
-  /// Of max_sessions, the last this many only administrators may take.
-  std::uint32_t admin_reserved_sessions = 8;
-  /// Windows: connected pipe instances that have not yet sent their first
-  /// bytes (so are not yet identified, and count against no user).
-  std::uint32_t max_pending_connections = 64;
-  SessionLimits session;
-};
 
 class Listener {
  public:

@@ -5,7 +5,7 @@
 // (N.B. impersonation needs the client to have written), then the client is
 // identified by impersonation, then it becomes a Session like any socket
 // connection.
-#include "pipe_security_windows.hpp"
+#include "transport/pipe_security_windows.hpp"
 
 #include <sddl.h>
 
@@ -19,7 +19,7 @@
 #include "discarbiter/win32/error.hpp"
 #include "discarbiter/win32/handle.hpp"
 #include "discarbiter/win32/wide.hpp"
-#include "listener.hpp"
+#include "transport/listener.hpp"
 
 namespace discarbiter::transport {
 namespace {

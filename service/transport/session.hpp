@@ -26,24 +26,16 @@
 #include <spdlog/spdlog.h>
 
 #include "discarbiter/proto/frame.hpp"
-#include "dispatcher.hpp"
-#include "log_limiter.hpp"
-#include "session_registry.hpp"
+#include "transport/dispatcher.hpp"
+#include "transport/log_limiter.hpp"
+#include "transport/options.hpp"
+#include "transport/session_registry.hpp"
 
 namespace discarbiter::transport {
 
 /// The peer went away (end of file, broken pipe, reset): an ordinary end of a
 /// session, not a failure. One definition per platform (stream_errors_*.cpp).
 bool is_peer_gone(const boost::system::error_code& ec);
-
-struct SessionLimits {
-  std::chrono::milliseconds handshake{2000};
-  /// A session that holds no lock, waits for none and has not subscribed is
-  /// closed after this long without a request; 0 never.
-  std::chrono::seconds idle{600};
-  proto::FrameLimits frames;
-  std::size_t max_outbox_bytes = 8 * 1024 * 1024;
-};
 
 template <typename Stream>
 class Session final : public SessionHandle, public std::enable_shared_from_this<Session<Stream>> {

@@ -1,4 +1,4 @@
-#include "session_registry.hpp"
+#include "transport/session_registry.hpp"
 
 #include <fmt/format.h>
 

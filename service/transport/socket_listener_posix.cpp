@@ -19,7 +19,7 @@
 
 #include "discarbiter/posix/unique_fd.hpp"
 #include "discarbiter/posix/users.hpp"
-#include "listener.hpp"
+#include "transport/listener.hpp"
 
 // N.B. Linux 6.5 and later; Debian 12's headers (Linux 6.1) do not name it.
 #ifndef SO_PEERPIDFD

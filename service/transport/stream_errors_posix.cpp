@@ -1,6 +1,6 @@
 #include <boost/asio/error.hpp>
 
-#include "session.hpp"
+#include "transport/session.hpp"
 
 namespace discarbiter::transport {
 

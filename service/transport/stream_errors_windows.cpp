@@ -2,7 +2,7 @@
 
 #include <boost/asio/error.hpp>
 
-#include "session.hpp"
+#include "transport/session.hpp"
 
 namespace discarbiter::transport {
 

@@ -26,10 +26,10 @@
 #include <optional>
 #include <span>
 
-#include "arbiter.hpp"
-#include "dispatcher.hpp"
-#include "fakes.hpp"
-#include "simulated_drive.hpp"
+#include "core/arbiter.hpp"
+#include "core/fakes.hpp"
+#include "drives/simulated_drive.hpp"
+#include "transport/dispatcher.hpp"
 
 namespace {
 

@@ -2,7 +2,7 @@
 // folders of the test's own under %TEMP%: the protected DACL read back, and
 // planted folders and files that others can change refused, naming the path.
 // Runs under Wine here; checks that Wine cannot emulate skip with the reason.
-#include "data_directory_windows.hpp"
+#include "host/data_directory_windows.hpp"
 
 #include <aclapi.h>
 #include <sddl.h>

@@ -1,12 +1,13 @@
 // The named-pipe endpoint, in process: the real service (run_service) on a
 // pipe of its own, driven by the client library and by raw pipe handles.
 // Runs under Wine here; checks that Wine cannot emulate skip with the reason.
-#include "pipe_security_windows.hpp"
+#include "transport/pipe_security_windows.hpp"
 
 #include <aclapi.h>
 #include <sddl.h>
 #include <windows.h>
 
+#include <fmt/format.h>
 #include <gtest/gtest.h>
 
 #include <future>
@@ -17,7 +18,7 @@
 #include "discarbiter/proto/frame.hpp"
 #include "discarbiter/win32/handle.hpp"
 #include "discarbiter/win32/wide.hpp"
-#include "service_app.hpp"
+#include "host/service_app.hpp"
 
 namespace discarbiter {
 namespace {

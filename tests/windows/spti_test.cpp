@@ -1,13 +1,13 @@
 // The SPTI seam with recorded replies: what the service hands the CD-ROM
 // class driver, and how it reads the answers (the struct layouts themselves
 // are static_asserts in spti_protocol_windows.cpp).
-#include "spti_protocol_windows.hpp"
+#include "drives/spti_protocol_windows.hpp"
 
 #include <gtest/gtest.h>
 
 #include <cstring>
 
-#include "recorder.hpp"
+#include "drives/recorder.hpp"
 
 namespace discarbiter::drives::spti {
 namespace {

@@ -1,4 +1,4 @@
-#include "arbiter.hpp"
+#include "core/arbiter.hpp"
 
 #include <gtest/gtest.h>
 

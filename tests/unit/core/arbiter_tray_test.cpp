@@ -1,11 +1,11 @@
 // No tray prevention outlives a lock (issue 11 finding 4): the arbiter
 // against the simulated drive, which models both of MMC's preventions.
-#include "arbiter.hpp"
+#include "core/arbiter.hpp"
 
 #include <gtest/gtest.h>
 
+#include "drives/simulated_drive.hpp"
 #include "fakes.hpp"
-#include "simulated_drive.hpp"
 
 namespace discarbiter::core {
 namespace {

@@ -1,4 +1,4 @@
-#include "client_name.hpp"
+#include "core/client_name.hpp"
 
 #include <gtest/gtest.h>
 

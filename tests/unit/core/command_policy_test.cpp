@@ -1,10 +1,11 @@
-#include "command_policy.hpp"
+#include "core/command_policy.hpp"
 
+#include <fmt/format.h>
 #include <gtest/gtest.h>
 
-#include "arbiter.hpp"
-#include "config.hpp"
+#include "core/arbiter.hpp"
 #include "fakes.hpp"
+#include "host/config.hpp"
 
 namespace discarbiter::core {
 namespace {

@@ -10,7 +10,7 @@
 #include <string>
 #include <vector>
 
-#include "arbiter.hpp"
+#include "core/arbiter.hpp"
 
 namespace discarbiter::testing {
 

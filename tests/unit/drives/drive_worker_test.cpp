@@ -1,11 +1,11 @@
-#include "drive_worker.hpp"
+#include "drives/drive_worker.hpp"
 
 #include <condition_variable>
 #include <future>
 
 #include <gtest/gtest.h>
 
-#include "simulated_drive.hpp"
+#include "drives/simulated_drive.hpp"
 
 namespace discarbiter::drives {
 namespace {

@@ -1,4 +1,4 @@
-#include "sgio_outcome.hpp"
+#include "drives/sgio_outcome.hpp"
 
 #include <cerrno>
 

@@ -1,4 +1,4 @@
-#include "config.hpp"
+#include "host/config.hpp"
 
 #include <gtest/gtest.h>
 

@@ -1,4 +1,4 @@
-#include "logging.hpp"
+#include "host/logging.hpp"
 
 #include <algorithm>
 #include <condition_variable>

@@ -1,4 +1,4 @@
-#include "uevent.hpp"
+#include "host/uevent.hpp"
 
 #include <gtest/gtest.h>
 

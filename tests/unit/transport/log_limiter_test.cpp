@@ -1,4 +1,4 @@
-#include "log_limiter.hpp"
+#include "transport/log_limiter.hpp"
 
 #include <gtest/gtest.h>
 
