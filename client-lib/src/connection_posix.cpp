@@ -21,7 +21,7 @@ namespace discarbiter {
 namespace {
 
 using posix::describe_uid;
-using posix::UniqueFd;
+using posix::unique_fd;
 
 std::string errno_text() {
   return std::error_code(errno, std::system_category()).message();
@@ -35,7 +35,7 @@ int milliseconds_until(Connection::Deadline deadline) {
 
 class SocketConnection final : public Connection {
  public:
-  explicit SocketConnection(UniqueFd fd) : fd_(std::move(fd)) {}
+  explicit SocketConnection(unique_fd fd) : fd_(std::move(fd)) {}
 
   void write_all(std::span<const std::uint8_t> bytes, Deadline deadline) override {
     while (!bytes.empty()) {
@@ -82,7 +82,7 @@ class SocketConnection final : public Connection {
     throw ServiceError(Error{errc::connection_lost, what});
   }
 
-  UniqueFd fd_;
+  unique_fd fd_;
 };
 
 /// Refuses a server that is neither root nor this process's own user: anyone
@@ -119,7 +119,7 @@ std::unique_ptr<Connection> connect_to_service(const std::string& endpoint, Conn
         Error{errc::invalid_arg, fmt::format("endpoint path too long: {}", endpoint)});
   }
   std::memcpy(addr.sun_path, endpoint.c_str(), endpoint.size() + 1);
-  UniqueFd fd(::socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0));
+  unique_fd fd(::socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0));
   if (fd.get() < 0) {
     throw ServiceError(Error{errc::fail, "socket: " + errno_text()});
   }

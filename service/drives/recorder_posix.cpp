@@ -25,7 +25,7 @@
 namespace discarbiter::drives {
 namespace {
 
-using posix::UniqueFd;
+using posix::unique_fd;
 
 namespace fs = std::filesystem;
 
@@ -86,8 +86,8 @@ std::string describe_open_error(int e, const std::string& path) {
 }
 
 /// Opens one node for the service alone: O_EXCL, then flock(LOCK_EX).
-Result<UniqueFd> open_exclusive(const std::string& path) {
-  UniqueFd fd(::open(path.c_str(), O_RDWR | O_NONBLOCK | O_EXCL | O_CLOEXEC));
+Result<unique_fd> open_exclusive(const std::string& path) {
+  unique_fd fd(::open(path.c_str(), O_RDWR | O_NONBLOCK | O_EXCL | O_CLOEXEC));
   if (!fd) {
     const int e = errno;
     return Error{e == ENOENT || e == ENXIO || e == ENODEV ? errc::dev_not_exist : errc::fail,
@@ -116,7 +116,7 @@ std::uint32_t max_transfer_of(const std::string& block_path) {
 
 class SgioDevice final : public ScsiDevice {
  public:
-  SgioDevice(RecorderInfo info, UniqueFd primary, UniqueFd twin)
+  SgioDevice(RecorderInfo info, unique_fd primary, unique_fd twin)
       : info_(std::move(info)), primary_(std::move(primary)), twin_(std::move(twin)) {
     description_.id = info_.id;
     description_.path = info_.path;
@@ -181,8 +181,8 @@ class SgioDevice final : public ScsiDevice {
   int command_fd() const { return twin_ ? twin_.get() : primary_.get(); }
 
   RecorderInfo info_;
-  UniqueFd primary_;
-  UniqueFd twin_;
+  unique_fd primary_;
+  unique_fd twin_;
   DriveDescription description_;
 };
 
@@ -240,7 +240,7 @@ Result<std::shared_ptr<ScsiDevice>> open_recorder(const RecorderInfo& recorder,
   auto primary = open_exclusive(recorder.path);
   if (!primary)
     return primary.error();
-  UniqueFd twin;
+  unique_fd twin;
   if (!recorder.twin.empty()) {
     auto opened = open_exclusive(recorder.twin);
     if (!opened)

@@ -30,7 +30,7 @@ namespace discarbiter::transport {
 namespace {
 
 using posix::describe_uid;
-using posix::UniqueFd;
+using posix::unique_fd;
 
 // N.B. system calls, not glibc 2.36's <sys/pidfd.h>, whose declarations lack
 // extern "C" and so do not link from C++.
@@ -66,14 +66,14 @@ bool peer_in_group(Socket& socket, gid_t primary, gid_t gid) {
 /// an older kernel, for whatever process has its pid now (pidfd_open, Linux
 /// 5.3: a pid reused between connect and this call goes unnoticed). Empty
 /// when the process is already gone or the kernel has neither.
-UniqueFd peer_pidfd(Socket& socket, pid_t pid) {
+unique_fd peer_pidfd(Socket& socket, pid_t pid) {
   int fd = -1;
   socklen_t len = sizeof fd;
   if (::getsockopt(socket.native_handle(), SOL_SOCKET, SO_PEERPIDFD, &fd, &len) == 0)
-    return UniqueFd(fd);
+    return unique_fd(fd);
   if (errno != ENOPROTOOPT)
     return {};  // N.B. EINVAL/ESRCH: the process that connected has exited
-  return UniqueFd(pidfd_open(pid, 0));
+  return unique_fd(pidfd_open(pid, 0));
 }
 
 /// The executable of the process that connected, read from /proc/PID/exe and
@@ -82,7 +82,7 @@ UniqueFd peer_pidfd(Socket& socket, pid_t pid) {
 std::string peer_executable(Socket& socket, pid_t pid) {
   if (pid <= 0)
     return {};  // N.B. 0: the peer is in another pid namespace
-  const UniqueFd pidfd = peer_pidfd(socket, pid);
+  const unique_fd pidfd = peer_pidfd(socket, pid);
   if (!pidfd && errno != ENOSYS)
     return {};
   std::error_code ec;
@@ -155,12 +155,12 @@ Result<Done> create_missing_directories(const std::filesystem::path& dir) {
 /// user and nobody else may write to it: whoever may write there could
 /// replace the socket (clients would talk to an impostor) or plant a symlink
 /// where the service sets the socket's mode and group.
-Result<UniqueFd> open_endpoint_directory(const std::filesystem::path& dir) {
+Result<unique_fd> open_endpoint_directory(const std::filesystem::path& dir) {
   if (::access(dir.c_str(), F_OK) != 0 && errno == ENOENT) {
     if (auto created = create_missing_directories(dir); !created)
       return created.error();
   }
-  UniqueFd fd(::open(dir.c_str(), O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC));
+  unique_fd fd(::open(dir.c_str(), O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC));
   if (!fd) {
     const int e = errno;
     return Error{errc::fail,
@@ -333,8 +333,8 @@ class SocketListener final : public Listener {
   asio::local::stream_protocol::acceptor acceptor_;
   SessionRegistry sessions_;
   std::optional<gid_t> admin_gid_;
-  UniqueFd directory_;  // the endpoint's directory, checked at open()
-  std::string name_;    // the socket's name in it
+  unique_fd directory_;  // the endpoint's directory, checked at open()
+  std::string name_;     // the socket's name in it
 };
 
 }  // namespace
