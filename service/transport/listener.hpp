@@ -8,12 +8,12 @@
 #include <string>
 
 #include <boost/asio/io_context.hpp>
-#include <boost/asio/write.hpp>
 
 #include "discarbiter/proto/result.hpp"
 #include "transport/dispatcher.hpp"
 #include "transport/log_limiter.hpp"
 #include "transport/options.hpp"
+#include "transport/refusals.hpp"
 #include "transport/session.hpp"
 #include "transport/session_registry.hpp"
 
@@ -33,27 +33,19 @@ class Listener {
 std::unique_ptr<Listener> make_listener(boost::asio::io_context& io, ServiceContext& context,
                                         ListenerOptions options);
 
-/// Answers a connection the service will not serve with one error frame
-/// (best effort: the client may be gone already); the caller logs why.
-template <typename Stream>
-void refuse_connection(Stream& stream, const Error& why) {
-  const auto frame = proto::encode_frame(proto::make_error_reply(std::nullopt, why));
-  boost::system::error_code ignored;
-  boost::asio::write(stream, boost::asio::buffer(frame), ignored);
-}
-
 /// Refuses a new connection with an error frame when a limit is reached;
 /// otherwise starts a Session for it, registered in `registry` until it ends.
+/// On the strand, once the peer is identified.
 template <typename Stream>
-void admit_connection(SessionRegistry& registry, Stream stream, ServiceContext& context,
-                      core::PeerIdentity peer, const SessionLimits& limits,
+void admit_connection(SessionRegistry& registry, Refusals& refusals, Stream stream,
+                      ServiceContext& context, core::PeerIdentity peer, const SessionLimits& limits,
                       proto::Bytes already_read = {}) {
   if (auto refusal = registry.refusal(peer.user, peer.administrator)) {
     if (const auto admitted = client_warnings().admit(peer_key(peer.user))) {
       spdlog::warn("refusing connection from pid {} ({}): {}{}", peer.pid, peer.user,
                    refusal->message, suppressed_note(admitted));
     }
-    refuse_connection(stream, *refusal);
+    refusals.refuse(std::move(stream), *refusal);
     return;
   }
   auto session = std::make_shared<Session<Stream>>(

@@ -19,6 +19,7 @@
 #include "discarbiter/win32/error.hpp"
 #include "discarbiter/win32/handle.hpp"
 #include "discarbiter/win32/wide.hpp"
+#include "transport/identity_resolver.hpp"
 #include "transport/listener.hpp"
 
 namespace discarbiter::transport {
@@ -80,9 +81,19 @@ Result<std::wstring> own_user_sid() {
   return std::wstring(text);
 }
 
+/// What impersonation tells about the client, read on the strand while the
+/// pipe is fresh: impersonation, the token's user and groups
+/// (CheckTokenMembership) and the process image are local calls that never
+/// wait on another machine.
+struct PipeClient {
+  core::PeerIdentity peer;        // all but the account's name
+  std::vector<std::uint8_t> sid;  // the user's, for LookupAccountSidW
+};
+
 /// Who is on the other end of a connected pipe instance, by impersonation.
-Result<core::PeerIdentity> identify_client(HANDLE pipe) {
-  core::PeerIdentity peer;
+Result<PipeClient> identify_client(HANDLE pipe) {
+  PipeClient client;
+  core::PeerIdentity& peer = client.peer;
   ULONG pid = 0;
   // N.B. Wine answers TRUE with pid 0; the pid from hello is the fallback.
   if (::GetNamedPipeClientProcessId(pipe, &pid))
@@ -110,14 +121,23 @@ Result<core::PeerIdentity> identify_client(HANDLE pipe) {
     return Error{errc::access_denied, describe("ConvertSidToStringSidW", ::GetLastError())};
   const win32::unique_hlocal sid_owner(sid_text);
   peer.sid = win32::to_utf8(sid_text);
-  peer.user = account_name(sid);
-  if (peer.user.empty())
-    peer.user = *peer.sid;  // an account without a name still has its SID
+  const auto* sid_bytes = static_cast<const std::uint8_t*>(sid);
+  client.sid.assign(sid_bytes, sid_bytes + ::GetLengthSid(sid));
   peer.administrator = token_has(token.get(), WinBuiltinAdministratorsSid) ||
                        token_has(token.get(), WinLocalSystemSid);
   if (peer.pid != 0)
     peer.exe = process_image(peer.pid);
-  return peer;
+  return client;
+}
+
+/// The client's account name: LookupAccountSidW may ask a domain
+/// controller, so this runs off the strand.
+Identified name_account(PipeClient client) {
+  Identified out{std::move(client.peer), {}};
+  out.peer.user = account_name(client.sid.data());
+  if (out.peer.user.empty())
+    out.peer.user = *out.peer.sid;  // an account without a name still has its SID
+  return out;
 }
 
 /// A connected instance whose client has not written yet.
@@ -136,7 +156,8 @@ class PipeListener final : public Listener {
         options_(std::move(options)),
         retry_(io),
         sessions_(options_.max_sessions, options_.max_sessions_per_user,
-                  options_.admin_reserved_sessions) {}
+                  options_.admin_reserved_sessions),
+        identities_(io.get_executor(), options_.max_pending_connections) {}
 
   Result<Done> open() override {
     if (!options_.admin_group.empty()) {
@@ -200,6 +221,8 @@ class PipeListener final : public Listener {
     for (const auto& greeting : greetings_)
       greeting->pipe->close(ignored);
     greetings_.clear();
+    identities_.stop();  // N.B. never waits for a look-up that is stuck
+    refusals_.stop();
     sessions_.close_all("service stopping");
   }
 
@@ -267,21 +290,20 @@ class PipeListener final : public Listener {
 
   /// Reads the client's first bytes within the handshake deadline, then
   /// identifies it and hands the pipe to a Session. At most
-  /// max_pending_connections wait so: until a client has written it is
-  /// nobody, so no per-user limit can hold it.
+  /// max_pending_connections wait so, to write or to be identified: until
+  /// then a client is nobody, so no per-user limit can hold it.
   void greet(const std::shared_ptr<Pipe>& pipe) {
-    if (greetings_.size() >= options_.max_pending_connections) {
+    const std::size_t waiting = greetings_.size() + identities_.pending();
+    if (waiting >= options_.max_pending_connections) {
       const Error full{errc::limit_reached,
                        fmt::format("{} connections are already waiting to send their first "
-                                   "request (limits.max_pending_connections)",
-                                   greetings_.size())};
+                                   "request or to be identified (limits.max_pending_connections)",
+                                   waiting)};
       // N.B. once per episode: a flood must not flood the log as well.
       if (!pending_full_)
         spdlog::warn("refusing pipe clients: {}", full.message);
       pending_full_ = true;
-      refuse_connection(*pipe, full);
-      boost::system::error_code ignored;
-      pipe->close(ignored);
+      refusals_.refuse(std::move(*pipe), full);
       return;
     }
     pending_full_ = false;
@@ -313,14 +335,18 @@ class PipeListener final : public Listener {
   void on_first_bytes(Greeting& greeting, std::size_t n) {
     proto::Bytes first(greeting.buffer.begin(),
                        greeting.buffer.begin() + static_cast<std::ptrdiff_t>(n));
-    auto peer = identify_client(greeting.pipe->native_handle());
-    if (!peer) {
-      spdlog::warn("refusing pipe client: {}", peer.error().message);
-      refuse_connection(*greeting.pipe, peer.error());
+    auto client = identify_client(greeting.pipe->native_handle());
+    if (!client) {
+      spdlog::warn("refusing pipe client: {}", client.error().message);
+      refusals_.refuse(std::move(*greeting.pipe), client.error());
       return;
     }
-    admit_connection(sessions_, std::move(*greeting.pipe), context_, std::move(*peer),
-                     options_.session, std::move(first));
+    identities_.submit(
+        [client = std::move(*client)] { return name_account(client); },
+        [this, pipe = greeting.pipe, first = std::move(first)](Identified identified) mutable {
+          admit_connection(sessions_, refusals_, std::move(*pipe), context_,
+                           std::move(identified.peer), options_.session, std::move(first));
+        });
   }
 
   asio::io_context& io_;
@@ -333,6 +359,9 @@ class PipeListener final : public Listener {
   asio::steady_timer retry_;
   std::set<std::shared_ptr<Greeting>> greetings_;
   SessionRegistry sessions_;
+  Refusals refusals_;
+  // N.B. after what its look-ups' completions use, so destroyed (stopped) first.
+  IdentityResolver identities_;
   bool pending_full_ = false;  // max_pending_connections reached; logged once
   bool stopping_ = false;
 };

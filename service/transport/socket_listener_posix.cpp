@@ -12,13 +12,16 @@
 
 #include <algorithm>
 #include <boost/asio/local/stream_protocol.hpp>
+#include <boost/asio/steady_timer.hpp>
 #include <cerrno>
 #include <filesystem>
 #include <optional>
 #include <string_view>
 
+#include "discarbiter/posix/error.hpp"
 #include "discarbiter/posix/unique_fd.hpp"
 #include "discarbiter/posix/users.hpp"
+#include "transport/identity_resolver.hpp"
 #include "transport/listener.hpp"
 
 // N.B. Linux 6.5 and later; Debian 12's headers (Linux 6.1) do not name it.
@@ -29,6 +32,7 @@
 namespace discarbiter::transport {
 namespace {
 
+using posix::describe;
 using posix::describe_uid;
 using posix::unique_fd;
 
@@ -44,9 +48,9 @@ int pidfd_send_signal(int pidfd, int sig) {
 namespace asio = boost::asio;
 using Socket = asio::local::stream_protocol::socket;
 
-std::string errno_text(int e = errno) {
-  return std::error_code(e, std::system_category()).message();
-}
+/// With max_pending_connections waiting to be identified, how long a new
+/// connection waits for one of their look-ups to finish before it is refused.
+constexpr auto kLookupPatience = std::chrono::milliseconds(500);
 
 /// Whether the peer's primary or supplementary groups include `gid`.
 bool peer_in_group(Socket& socket, gid_t primary, gid_t gid) {
@@ -55,7 +59,7 @@ bool peer_in_group(Socket& socket, gid_t primary, gid_t gid) {
   std::array<gid_t, 256> groups{};
   socklen_t len = sizeof groups;
   if (::getsockopt(socket.native_handle(), SOL_SOCKET, SO_PEERGROUPS, groups.data(), &len) != 0) {
-    spdlog::warn("SO_PEERGROUPS failed: {}", errno_text());
+    spdlog::warn("{}", describe("SO_PEERGROUPS", posix::last_error()));
     return false;
   }
   const auto end = groups.begin() + len / sizeof(gid_t);
@@ -65,7 +69,8 @@ bool peer_in_group(Socket& socket, gid_t primary, gid_t gid) {
 /// A pidfd for the process that connected (SO_PEERPIDFD, Linux 6.5), or, on
 /// an older kernel, for whatever process has its pid now (pidfd_open, Linux
 /// 5.3: a pid reused between connect and this call goes unnoticed). Empty
-/// when the process is already gone or the kernel has neither.
+/// when the process is already gone or the kernel has neither (errno says
+/// which: ENOSYS for the kernel).
 unique_fd peer_pidfd(Socket& socket, pid_t pid) {
   int fd = -1;
   socklen_t len = sizeof fd;
@@ -76,51 +81,73 @@ unique_fd peer_pidfd(Socket& socket, pid_t pid) {
   return unique_fd(pidfd_open(pid, 0));
 }
 
+/// What the kernel says about the peer, read on the strand as the connection
+/// is accepted: SO_PEERCRED, SO_PEERGROUPS and SO_PEERPIDFD (or pidfd_open)
+/// ask the kernel about the socket and never wait, and the pidfd must be
+/// taken now, while the pid still names the process that connected.
+struct PeerCredentials {
+  ucred cred{};
+  bool administrator = false;
+  unique_fd pidfd;
+  /// Whether /proc/PID/exe may be read: with a pidfd to check afterwards
+  /// that the process still lives, or unchecked on a kernel without pidfds.
+  bool exe_readable = false;
+};
+
+/// An administrator is uid 0 or a member of the configured admin group. A
+/// peer the kernel will not name is refused.
+Result<PeerCredentials> peer_credentials(Socket& socket, std::optional<gid_t> admin_gid) {
+  PeerCredentials c;
+  socklen_t len = sizeof c.cred;
+  if (::getsockopt(socket.native_handle(), SOL_SOCKET, SO_PEERCRED, &c.cred, &len) != 0)
+    return Error{errc::access_denied, describe("SO_PEERCRED", posix::last_error())};
+  c.administrator = c.cred.uid == 0 || (admin_gid && peer_in_group(socket, c.cred.gid, *admin_gid));
+  if (c.cred.pid > 0) {  // N.B. 0: the peer is in another pid namespace
+    c.pidfd = peer_pidfd(socket, c.cred.pid);
+    c.exe_readable = c.pidfd || errno == ENOSYS;
+  }
+  return c;
+}
+
 /// The executable of the process that connected, read from /proc/PID/exe and
 /// kept only if that process still lives afterwards: while it lives its pid
 /// cannot name another process, so the link read was its own.
-std::string peer_executable(Socket& socket, pid_t pid) {
-  if (pid <= 0)
-    return {};  // N.B. 0: the peer is in another pid namespace
-  const unique_fd pidfd = peer_pidfd(socket, pid);
-  if (!pidfd && errno != ENOSYS)
+std::string peer_executable(const PeerCredentials& c, std::string& note) {
+  if (!c.exe_readable)
     return {};
   std::error_code ec;
-  const auto exe = std::filesystem::read_symlink(fmt::format("/proc/{}/exe", pid), ec);
+  const auto exe = std::filesystem::read_symlink(fmt::format("/proc/{}/exe", c.cred.pid), ec);
   if (ec)
     return {};
   // N.B. signal 0 only checks: EPERM (another user's process) still means alive.
-  if (pidfd && pidfd_send_signal(pidfd.get(), 0) != 0 && errno != EPERM) {
-    spdlog::debug("pid {} exited while being identified; its executable is not recorded", pid);
+  if (c.pidfd && pidfd_send_signal(c.pidfd.get(), 0) != 0 && errno != EPERM) {
+    note = fmt::format("pid {} exited while being identified; its executable is not recorded",
+                       c.cred.pid);
     return {};
   }
   return exe.string();
 }
 
-/// Who the peer is, from SO_PEERCRED; an administrator is uid 0 or a member
-/// of the configured admin group. A peer the kernel will not name is refused.
-/// N.B. runs on the io thread: getpwuid_r may block on a remote user database
-/// (NSS); the rest are system calls on procfs and the socket.
-Result<core::PeerIdentity> peer_identity(Socket& socket, std::optional<gid_t> admin_gid) {
-  core::PeerIdentity peer;
-  ucred cred{};
-  socklen_t len = sizeof cred;
-  if (::getsockopt(socket.native_handle(), SOL_SOCKET, SO_PEERCRED, &cred, &len) != 0) {
-    return Error{errc::access_denied, fmt::format("SO_PEERCRED failed: {}", errno_text())};
-  }
-  peer.pid = static_cast<std::uint32_t>(cred.pid);
-  peer.uid = cred.uid;
-  peer.administrator = cred.uid == 0 || (admin_gid && peer_in_group(socket, cred.gid, *admin_gid));
+/// Who the peer is: the user's name from getpwuid_r, which may wait on a
+/// remote user database (NSS: LDAP, sssd), and the executable, whose /proc
+/// read waits on the process's memory map. Off the strand, so neither
+/// delays any other client.
+Identified identify(const PeerCredentials& c) {
+  Identified out;
+  core::PeerIdentity& peer = out.peer;
+  peer.pid = static_cast<std::uint32_t>(c.cred.pid);
+  peer.uid = c.cred.uid;
+  peer.administrator = c.administrator;
   passwd pw{};
   passwd* found = nullptr;
   std::array<char, 1024> buf{};
-  if (::getpwuid_r(cred.uid, &pw, buf.data(), buf.size(), &found) == 0 && found) {
+  if (::getpwuid_r(c.cred.uid, &pw, buf.data(), buf.size(), &found) == 0 && found) {
     peer.user = found->pw_name;
   } else {
-    peer.user = std::to_string(cred.uid);
+    peer.user = std::to_string(c.cred.uid);
   }
-  peer.exe = peer_executable(socket, cred.pid);
-  return peer;
+  peer.exe = peer_executable(c, out.note);
+  return out;
 }
 
 /// `key` names the configuration key, for the error.
@@ -143,8 +170,9 @@ Result<Done> create_missing_directories(const std::filesystem::path& dir) {
   for (const auto& part : dir) {
     prefix /= part;
     if (::mkdir(prefix.c_str(), 0755) != 0 && errno != EEXIST) {
+      const auto error = posix::last_error();
       return Error{errc::fail,
-                   fmt::format("create directory {}: {}", prefix.string(), errno_text())};
+                   describe(fmt::format("create directory {}", prefix.string()), error)};
     }
   }
   return Done{};
@@ -162,17 +190,19 @@ Result<unique_fd> open_endpoint_directory(const std::filesystem::path& dir) {
   }
   unique_fd fd(::open(dir.c_str(), O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC));
   if (!fd) {
-    const int e = errno;
+    const auto error = posix::last_error();
     return Error{errc::fail,
-                 e == ELOOP || e == ENOTDIR
+                 error.value() == ELOOP || error.value() == ENOTDIR
                      ? fmt::format("endpoint directory {} is a symbolic link or not "
                                    "a directory; refusing it",
                                    dir.string())
-                     : fmt::format("open endpoint directory {}: {}", dir.string(), errno_text(e))};
+                     : describe(fmt::format("open endpoint directory {}", dir.string()), error)};
   }
   struct stat st {};
-  if (::fstat(fd.get(), &st) != 0)
-    return Error{errc::fail, fmt::format("stat {}: {}", dir.string(), errno_text())};
+  if (::fstat(fd.get(), &st) != 0) {
+    const auto error = posix::last_error();
+    return Error{errc::fail, describe(fmt::format("stat {}", dir.string()), error)};
+  }
   if (st.st_uid != 0 && st.st_uid != ::geteuid()) {
     return Error{errc::access_denied,
                  fmt::format("endpoint directory {} is owned by {}, not by root or by this "
@@ -211,7 +241,9 @@ class SocketListener final : public Listener {
         options_(std::move(options)),
         acceptor_(io),
         sessions_(options_.max_sessions, options_.max_sessions_per_user,
-                  options_.admin_reserved_sessions) {}
+                  options_.admin_reserved_sessions),
+        identities_(io.get_executor(), options_.max_pending_connections),
+        patience_(io) {}
 
   Result<Done> open() override {
     namespace fs = std::filesystem;
@@ -256,8 +288,9 @@ class SocketListener final : public Listener {
                      fmt::format("another service is already listening on {}", path.string())};
       }
       if (::unlinkat(directory_.get(), name_.c_str(), 0) != 0 && errno != ENOENT) {
+        const auto error = posix::last_error();
         return Error{errc::fail,
-                     fmt::format("remove the stale socket {}: {}", path.string(), errno_text())};
+                     describe(fmt::format("remove the stale socket {}", path.string()), error)};
       }
     }
     boost::system::error_code bec;
@@ -280,13 +313,17 @@ class SocketListener final : public Listener {
     // N.B. group before mode: the socket is never open to a group it was not meant for.
     if (socket_gid && ::fchownat(directory_.get(), name_.c_str(), static_cast<uid_t>(-1),
                                  *socket_gid, AT_SYMLINK_NOFOLLOW) != 0) {
-      return Error{errc::fail, fmt::format("chgrp {} {}: {}", options_.socket_group, path.string(),
-                                           errno_text())};
+      const auto error = posix::last_error();
+      return Error{
+          errc::fail,
+          describe(fmt::format("chgrp {} {}", options_.socket_group, path.string()), error)};
     }
     if (::fchmodat(directory_.get(), name_.c_str(), static_cast<mode_t>(options_.socket_mode),
                    AT_SYMLINK_NOFOLLOW) != 0) {
-      return Error{errc::fail, fmt::format("chmod {:o} {}: {}", options_.socket_mode, path.string(),
-                                           errno_text())};
+      const auto error = posix::last_error();
+      return Error{
+          errc::fail,
+          describe(fmt::format("chmod {:o} {}", options_.socket_mode, path.string()), error)};
     }
     acceptor_.listen(asio::socket_base::max_listen_connections, bec);
     if (bec) {
@@ -298,33 +335,101 @@ class SocketListener final : public Listener {
   void start() override { accept(); }
 
   void stop() override {
+    stopped_ = true;
+    patience_.cancel();
     boost::system::error_code ignored;
     acceptor_.close(ignored);
     if (directory_ && !name_.empty())
       ::unlinkat(directory_.get(), name_.c_str(), 0);
+    identities_.stop();  // N.B. never waits for a look-up that is stuck
+    refusals_.stop();
     sessions_.close_all("service stopping");
   }
 
   std::size_t session_count() const override { return sessions_.size(); }
 
  private:
+  /// Accepts the next connection, unless max_pending_connections wait to be
+  /// identified. While the look-ups keep finishing, the next connection
+  /// waits in the socket's backlog, as every one did when the look-ups ran
+  /// on the strand: a burst of clients is served, not refused. Only once
+  /// none has finished for kLookupPatience (a user database that does not
+  /// answer) are connections accepted again, and refused while it lasts.
   void accept() {
+    if (stopped_)
+      return;
+    if (identities_.full() && !lookups_stuck_) {
+      paused_ = true;
+      patience_.expires_after(kLookupPatience);
+      patience_.async_wait([this](boost::system::error_code ec) {
+        // N.B. a wait that had already expired when a look-up finished.
+        if (ec || !paused_ || std::chrono::steady_clock::now() < patience_.expiry())
+          return;
+        paused_ = false;
+        lookups_stuck_ = true;
+        accept();
+      });
+      return;
+    }
     acceptor_.async_accept([this](boost::system::error_code ec, Socket socket) {
       if (ec == asio::error::operation_aborted)
         return;
       if (ec) {
         spdlog::error("accept on {}: {}", options_.endpoint, ec.message());
       } else {
-        if (auto peer = peer_identity(socket, admin_gid_)) {
-          admit_connection(sessions_, std::move(socket), context_, std::move(*peer),
-                           options_.session);
-        } else {
-          spdlog::warn("refusing connection on {}: {}", options_.endpoint, peer.error().message);
-          refuse_connection(socket, peer.error());
-        }
+        identify_then_admit(std::move(socket));
       }
       accept();
     });
+  }
+
+  /// Reads what the kernel says about the peer now, looks up the rest off
+  /// the strand, then admits it back on the strand. At most
+  /// max_pending_connections wait so: until it is identified a connection
+  /// is nobody's, so no per-user limit can hold it.
+  void identify_then_admit(Socket socket) {
+    if (identities_.full()) {
+      const Error full{errc::limit_reached,
+                       fmt::format("{} connections are already waiting to be identified "
+                                   "(limits.max_pending_connections)",
+                                   identities_.pending())};
+      // N.B. once per episode: a flood must not flood the log as well.
+      if (!pending_full_)
+        spdlog::warn("refusing connections on {}: {}", options_.endpoint, full.message);
+      pending_full_ = true;
+      refusals_.refuse(std::move(socket), full);
+      return;
+    }
+    pending_full_ = false;
+    auto credentials = peer_credentials(socket, admin_gid_);
+    if (!credentials) {
+      spdlog::warn("refusing connection on {}: {}", options_.endpoint, credentials.error().message);
+      refusals_.refuse(std::move(socket), credentials.error());
+      return;
+    }
+    // N.B. shared: std::function copies, and a socket and a pidfd do not.
+    auto lookup = [c = std::make_shared<PeerCredentials>(std::move(*credentials))] {
+      return identify(*c);
+    };
+    auto on_identified =
+        [this, connection = std::make_shared<Socket>(std::move(socket))](Identified identified) {
+          if (!identified.note.empty())
+            spdlog::debug("{}", identified.note);
+          admit_connection(sessions_, refusals_, std::move(*connection), context_,
+                           std::move(identified.peer), options_.session);
+          on_lookup_finished();
+        };
+    identities_.submit(std::move(lookup), std::move(on_identified));
+  }
+
+  /// A slot is free: accept again if accepting was paused for one.
+  void on_lookup_finished() {
+    lookups_stuck_ = false;
+    if (!paused_)
+      return;
+    paused_ = false;
+    patience_.cancel();
+    accept();
   }
 
   asio::io_context& io_;
@@ -332,6 +437,14 @@ class SocketListener final : public Listener {
   ListenerOptions options_;
   asio::local::stream_protocol::acceptor acceptor_;
   SessionRegistry sessions_;
+  Refusals refusals_;
+  // N.B. after what its look-ups' completions use, so destroyed (stopped) first.
+  IdentityResolver identities_;
+  bool pending_full_ = false;    // max_pending_connections reached; logged once
+  asio::steady_timer patience_;  // how long accepting waits for a free slot
+  bool paused_ = false;          // accepting waits for a look-up to finish
+  bool lookups_stuck_ = false;   // none finished within kLookupPatience
+  bool stopped_ = false;
   std::optional<gid_t> admin_gid_;
   unique_fd directory_;  // the endpoint's directory, checked at open()
   std::string name_;     // the socket's name in it
