@@ -45,7 +45,7 @@ class LineReader:
 
 
 class Service:
-    def __init__(self, simulate=2, config=None, endpoint=None):
+    def __init__(self, simulate=2, config=None, endpoint=None, env=None):
         self.dir = tempfile.TemporaryDirectory(prefix="discarbiter-test-")
         self.endpoint = endpoint or os.path.join(self.dir.name, "discarbiter.sock")
         args = [DISCARBITERD, "run", "--simulate", str(simulate), "--endpoint", self.endpoint,
@@ -56,7 +56,8 @@ class Service:
                 json.dump(config, f)
             args += ["--config", path]
         self.children = []
-        self.proc = subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+        self.proc = subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+                                     env=env)
         self.log = LineReader(self.proc.stderr)
         self.log.wait_for("listening on")
 
