@@ -6,6 +6,7 @@
 #include <fmt/format.h>
 
 #include "connection.hpp"
+#include "discarbiter/process.hpp"
 
 namespace discarbiter {
 namespace {

@@ -25,6 +25,5 @@ class Connection {
 std::unique_ptr<Connection> connect_to_service(const std::string& endpoint,
                                                Connection::Deadline deadline);
 std::string platform_default_endpoint();
-std::uint32_t current_process_id();
 
 }  // namespace discarbiter

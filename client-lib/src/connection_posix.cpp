@@ -7,25 +7,23 @@
 
 #include <algorithm>
 #include <array>
-#include <cerrno>
 #include <cstring>
 
 #include <fmt/format.h>
 
 #include "connection.hpp"
 #include "discarbiter/client.hpp"
+#include "discarbiter/posix/error.hpp"
 #include "discarbiter/posix/unique_fd.hpp"
 #include "discarbiter/posix/users.hpp"
 
 namespace discarbiter {
 namespace {
 
+using posix::describe;
 using posix::describe_uid;
+using posix::last_error;
 using posix::unique_fd;
-
-std::string errno_text() {
-  return std::error_code(errno, std::system_category()).message();
-}
 
 int milliseconds_until(Connection::Deadline deadline) {
   const auto left =
@@ -43,9 +41,10 @@ class SocketConnection final : public Connection {
         lost("write: timed out");
       const ssize_t n = ::send(fd_.get(), bytes.data(), bytes.size(), MSG_NOSIGNAL);
       if (n < 0) {
-        if (errno == EINTR || errno == EAGAIN)
+        const auto error = last_error();
+        if (retry_later(error))
           continue;
-        lost("write: " + errno_text());
+        lost(describe("write", error));
       }
       bytes = bytes.subspan(static_cast<std::size_t>(n));
     }
@@ -60,8 +59,8 @@ class SocketConnection final : public Connection {
         return static_cast<std::size_t>(n);
       if (n == 0)
         lost("the service closed the connection");
-      if (errno != EINTR && errno != EAGAIN)
-        lost("read: " + errno_text());
+      if (const auto error = last_error(); !retry_later(error))
+        lost(describe("read", error));
     }
   }
 
@@ -74,9 +73,13 @@ class SocketConnection final : public Connection {
         return true;
       if (r == 0)
         return false;
-      if (errno != EINTR)
-        lost("poll: " + errno_text());
+      if (const auto error = last_error(); error != std::errc::interrupted)
+        lost(describe("poll", error));
     }
+  }
+  /// Interrupted by a signal, or the non-blocking socket is not ready yet.
+  static bool retry_later(std::error_code error) {
+    return error == std::errc::interrupted || error == std::errc::resource_unavailable_try_again;
   }
   [[noreturn]] static void lost(const std::string& what) {
     throw ServiceError(Error{errc::connection_lost, what});
@@ -95,9 +98,8 @@ void check_server_is_trusted(int fd, const std::string& endpoint) {
   socklen_t len = sizeof server;
   if (::getsockopt(fd, SOL_SOCKET, SO_PEERCRED, &server, &len) != 0) {
     throw ServiceError(
-        Error{errc::access_denied,
-              fmt::format("cannot tell who serves {} (SO_PEERCRED: {}); not talking to it",
-                          endpoint, errno_text())});
+        Error{errc::access_denied, fmt::format("cannot tell who serves {} ({}); not talking to it",
+                                               endpoint, describe("SO_PEERCRED", last_error()))});
   }
   const uid_t me = ::geteuid();
   if (server.uid == 0 || server.uid == me)
@@ -120,21 +122,20 @@ std::unique_ptr<Connection> connect_to_service(const std::string& endpoint, Conn
   }
   std::memcpy(addr.sun_path, endpoint.c_str(), endpoint.size() + 1);
   unique_fd fd(::socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0));
-  if (fd.get() < 0) {
-    throw ServiceError(Error{errc::fail, "socket: " + errno_text()});
+  if (!fd) {
+    throw ServiceError(Error{errc::fail, describe("socket", last_error())});
   }
   // N.B. a local connect does not block for long: it succeeds, or fails at
   // once when nothing listens (ECONNREFUSED/ENOENT).
   if (::connect(fd.get(), reinterpret_cast<const sockaddr*>(&addr), sizeof addr) != 0) {
-    if (errno == EACCES) {
-      throw ServiceError(Error{errc::access_denied,
-                               fmt::format("cannot connect to {}: {}; the service lets in root "
-                                           "and the members of its socket_group",
-                                           endpoint, errno_text())});
+    const auto error = last_error();
+    const std::string failed = describe(fmt::format("cannot connect to {}", endpoint), error);
+    if (error == std::errc::permission_denied) {
+      throw ServiceError(
+          Error{errc::access_denied,
+                failed + "; the service lets in root and the members of its socket_group"});
     }
-    throw ServiceError(Error{errc::service_unavailable,
-                             fmt::format("cannot connect to {}: {} (is discarbiterd running?)",
-                                         endpoint, errno_text())});
+    throw ServiceError(Error{errc::service_unavailable, failed + "; is discarbiterd running?"});
   }
   check_server_is_trusted(fd.get(), endpoint);
   return std::make_unique<SocketConnection>(std::move(fd));
@@ -142,10 +143,6 @@ std::unique_ptr<Connection> connect_to_service(const std::string& endpoint, Conn
 
 std::string platform_default_endpoint() {
   return "/run/discarbiter/discarbiter.sock";
-}
-
-std::uint32_t current_process_id() {
-  return static_cast<std::uint32_t>(::getpid());
 }
 
 }  // namespace discarbiter

@@ -211,8 +211,4 @@ std::string platform_default_endpoint() {
   return R"(\\.\pipe\DiscArbiter)";
 }
 
-std::uint32_t current_process_id() {
-  return static_cast<std::uint32_t>(::GetCurrentProcessId());
-}
-
 }  // namespace discarbiter

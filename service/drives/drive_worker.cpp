@@ -32,20 +32,20 @@ void DriveWorker::stop() {
   }
 }
 
-void DriveWorker::retire() {
+void DriveWorker::retire(std::function<void()> finished) {
   {
     std::lock_guard lock(mutex_);
     if (stopping_ || retired_)
       return;
     retired_ = true;
-    // N.B. the last job: it runs after everything already queued.
-    jobs_.push_back(Job{[this] {
-                          std::lock_guard closing(mutex_);  // N.B. stop() reads device_ too
-                          device_.reset();
-                        },
-                        {}});
+    on_finished_ = std::move(finished);
   }
   wake_.notify_one();
+}
+
+bool DriveWorker::finished() const {
+  std::lock_guard lock(mutex_);
+  return finished_;
 }
 
 bool DriveWorker::submit(Job job) {
@@ -133,14 +133,32 @@ void DriveWorker::run() {
     Job job;
     {
       std::unique_lock lock(mutex_);
-      wake_.wait(lock, [this] { return stopping_ || !jobs_.empty(); });
-      if (stopping_)
+      wake_.wait(lock, [this] { return stopping_ || retired_ || !jobs_.empty(); });
+      if (stopping_) {
+        finished_ = true;
         return;
+      }
+      if (jobs_.empty())
+        break;  // retired, and everything queued before has run
       job = std::move(jobs_.front());
       jobs_.pop_front();
     }
     job.run();
   }
+  finish_retired();
+}
+
+void DriveWorker::finish_retired() {
+  std::function<void()> finished;
+  {
+    std::lock_guard lock(mutex_);  // N.B. stop() reads device_ too
+    device_.reset();
+    finished_ = true;
+    finished = std::move(on_finished_);
+  }
+  // N.B. the thread's last act: once the owner hears it, joining is instant.
+  if (finished)
+    post_(std::move(finished));
 }
 
 }  // namespace discarbiter::drives

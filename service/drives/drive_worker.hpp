@@ -33,9 +33,16 @@ class DriveWorker final : public core::DriveChannel {
   /// Interrupts the current command, drops queued ones and joins the thread.
   void stop();
   /// The drive is gone (hot-plug): queued work still runs (and fails on the
-  /// vanished device), then the device is closed so the OS can let it go.
+  /// vanished device), then the device is closed so the OS can let it go and
+  /// the thread ends; its last act is to post `finished` to the arbiter. The
+  /// owner may drop the worker there: the destructor's join then waits for a
+  /// thread with nothing left to do but return. Never blocks: a call stuck
+  /// in the device keeps the thread, and delays `finished`, until it returns.
   /// Later calls complete at once with ERROR_DEV_NOT_EXIST.
-  void retire();
+  void retire(std::function<void()> finished = {});
+  /// Whether the thread is done: retired and drained, or stopped. It has
+  /// nothing left to do but return.
+  bool finished() const;
 
  private:
   struct Job {
@@ -47,15 +54,18 @@ class DriveWorker final : public core::DriveChannel {
   template <typename Handler, typename Failure>
   void fail_later(Handler handler, Failure failure);
   void run();
+  void finish_retired();
 
   std::shared_ptr<ScsiDevice> device_;
   core::DriveDescription description_;
   PostToArbiter post_;
-  std::mutex mutex_;
+  mutable std::mutex mutex_;
   std::condition_variable wake_;
   std::deque<Job> jobs_;
   bool stopping_ = false;
   bool retired_ = false;
+  bool finished_ = false;
+  std::function<void()> on_finished_;  // posted when a retired worker's thread ends
   std::thread thread_;  // N.B. last: it starts in the constructor and uses the members above
 };
 

@@ -9,8 +9,6 @@
 #include <unistd.h>
 
 #include <algorithm>
-#include <cerrno>
-#include <cstring>
 #include <filesystem>
 #include <fstream>
 #include <mutex>
@@ -18,6 +16,7 @@
 
 #include <fmt/format.h>
 
+#include "discarbiter/posix/error.hpp"
 #include "discarbiter/posix/unique_fd.hpp"
 #include "drives/recorder.hpp"
 #include "drives/sgio_outcome.hpp"
@@ -69,35 +68,37 @@ std::optional<RecorderInfo> recorder_for_block(const std::string& sr) {
   return info;
 }
 
-std::string describe_open_error(int e, const std::string& path) {
-  switch (e) {
-    case EBUSY:
-      return fmt::format("{} is in use: mounted, or opened exclusively by another program", path);
-    case EACCES:
-    case EPERM:
-      return fmt::format("{}: permission denied (the service must run as root)", path);
-    case ENOENT:
-    case ENXIO:
-    case ENODEV:
-      return fmt::format("{} does not exist", path);
-    default:
-      return fmt::format("cannot open {}: {}", path, std::strerror(e));
+bool is_missing(std::error_code e) {
+  return e == std::errc::no_such_file_or_directory || e == std::errc::no_such_device_or_address ||
+         e == std::errc::no_such_device;
+}
+
+/// What open() failing with e means for an operator.
+Error open_failure(std::error_code e, const std::string& path) {
+  if (is_missing(e))
+    return Error{errc::dev_not_exist, fmt::format("{} does not exist", path)};
+  if (e == std::errc::device_or_resource_busy) {
+    return Error{errc::fail, fmt::format("{} is in use: mounted, or opened exclusively by another "
+                                         "program",
+                                         path)};
   }
+  if (e == std::errc::permission_denied || e == std::errc::operation_not_permitted) {
+    return Error{errc::fail,
+                 fmt::format("{}: permission denied (the service must run as root)", path)};
+  }
+  return Error{errc::fail, posix::describe(fmt::format("cannot open {}", path), e)};
 }
 
 /// Opens one node for the service alone: O_EXCL, then flock(LOCK_EX).
 Result<unique_fd> open_exclusive(const std::string& path) {
   unique_fd fd(::open(path.c_str(), O_RDWR | O_NONBLOCK | O_EXCL | O_CLOEXEC));
-  if (!fd) {
-    const int e = errno;
-    return Error{e == ENOENT || e == ENXIO || e == ENODEV ? errc::dev_not_exist : errc::fail,
-                 describe_open_error(e, path)};
-  }
+  if (!fd)
+    return open_failure(posix::last_error(), path);
   if (::flock(fd.get(), LOCK_EX | LOCK_NB) != 0) {
-    const int e = errno;
-    return Error{errc::fail, e == EWOULDBLOCK
+    const auto e = posix::last_error();
+    return Error{errc::fail, e == std::errc::operation_would_block
                                  ? fmt::format("{} is flock()ed by another program", path)
-                                 : fmt::format("flock({}): {}", path, std::strerror(e))};
+                                 : posix::describe(fmt::format("flock({})", path), e)};
   }
   return fd;
 }
@@ -151,7 +152,7 @@ class SgioDevice final : public ScsiDevice {
         std::chrono::duration_cast<std::chrono::milliseconds>(command.timeout).count());
     SgIoOutcome o;
     if (::ioctl(command_fd(), SG_IO, &io) != 0) {
-      o.ioctl_errno = errno;
+      o.ioctl_error = posix::last_error();
     } else {
       o.status = io.status;
       o.host_status = io.host_status;

@@ -1,26 +1,26 @@
 #include "drives/sgio_outcome.hpp"
 
-#include <cerrno>
-#include <cstring>
-
 #include <fmt/format.h>
 
 namespace discarbiter::drives {
 
 core::ScsiResult interpret_sg_io(const SgIoOutcome& o, std::chrono::seconds timeout) {
   using core::ScsiResult;
-  if (o.ioctl_errno != 0) {
-    const int e = o.ioctl_errno;
-    if (e == ENODEV || e == ENXIO || e == ENOENT) {
+  // N.B. the error's own words: this mapping also builds (and is tested) on
+  // Windows, where support/posix's describe() is not available.
+  if (const std::error_code e = o.ioctl_error) {
+    if (e == std::errc::no_such_device || e == std::errc::no_such_device_or_address ||
+        e == std::errc::no_such_file_or_directory) {
       return ScsiResult::failed(errc::dev_not_exist,
-                                fmt::format("the device is gone (SG_IO: {})", std::strerror(e)));
+                                fmt::format("the device is gone (SG_IO: {})", e.message()));
     }
-    if (e == ETIMEDOUT) {
+    if (e == std::errc::timed_out) {
       return ScsiResult::failed(
           errc::recorder_command_timeout,
-          fmt::format("no answer within {} s (SG_IO: {})", timeout.count(), std::strerror(e)));
+          fmt::format("no answer within {} s (SG_IO: {})", timeout.count(), e.message()));
     }
-    return ScsiResult::failed(errc::fail, fmt::format("SG_IO failed: {}", std::strerror(e)));
+    return ScsiResult::failed(errc::fail,
+                              fmt::format("SG_IO failed: {} (errno {})", e.message(), e.value()));
   }
   switch (o.host_status) {
     case sg::did_ok:

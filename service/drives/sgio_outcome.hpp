@@ -5,14 +5,15 @@
 
 #include <chrono>
 #include <cstdint>
+#include <system_error>
 
 #include "core/scsi.hpp"
 
 namespace discarbiter::drives {
 
 struct SgIoOutcome {
-  int ioctl_errno = 0;      // 0 when ioctl(SG_IO) itself succeeded
-  std::uint8_t status = 0;  // the SCSI status byte
+  std::error_code ioctl_error{};  // errno when ioctl(SG_IO) itself failed
+  std::uint8_t status = 0;        // the SCSI status byte
   std::uint16_t host_status = 0;
   std::uint16_t driver_status = 0;
   std::uint32_t duration_ms = 0;

@@ -8,14 +8,13 @@
 #include <utility>  // N.B. before Asio (Boost 1.74 + g++ 12)
 
 #include <array>
-#include <cerrno>
-#include <cstring>
 #include <filesystem>
 
-#include <fmt/format.h>
 #include <spdlog/spdlog.h>
 #include <boost/asio/posix/stream_descriptor.hpp>
 
+#include "discarbiter/posix/error.hpp"
+#include "discarbiter/posix/unique_fd.hpp"
 #include "host/device_watcher.hpp"
 #include "host/uevent.hpp"
 
@@ -56,20 +55,16 @@ class NetlinkWatcher final : public DeviceWatcher {
   explicit NetlinkWatcher(asio::io_context& io) : socket_(io) {}
 
   Result<Done> start(Handler handler) override {
-    const int fd =
-        ::socket(AF_NETLINK, SOCK_DGRAM | SOCK_CLOEXEC | SOCK_NONBLOCK, NETLINK_KOBJECT_UEVENT);
-    if (fd < 0) {
-      return Error{errc::fail, fmt::format("netlink uevent socket: {}", std::strerror(errno))};
-    }
+    posix::unique_fd fd(
+        ::socket(AF_NETLINK, SOCK_DGRAM | SOCK_CLOEXEC | SOCK_NONBLOCK, NETLINK_KOBJECT_UEVENT));
+    if (!fd)
+      return Error{errc::fail, posix::describe("netlink uevent socket", posix::last_error())};
     sockaddr_nl address{};
     address.nl_family = AF_NETLINK;
     address.nl_groups = 1;  // the kernel's broadcast
-    if (::bind(fd, reinterpret_cast<const sockaddr*>(&address), sizeof address) != 0) {
-      const int e = errno;
-      ::close(fd);
-      return Error{errc::fail, fmt::format("netlink uevent bind: {}", std::strerror(e))};
-    }
-    socket_.assign(fd);
+    if (::bind(fd.get(), reinterpret_cast<const sockaddr*>(&address), sizeof address) != 0)
+      return Error{errc::fail, posix::describe("netlink uevent bind", posix::last_error())};
+    socket_.assign(fd.release());
     handler_ = std::move(handler);
     wait();
     return Done{};
@@ -94,11 +89,15 @@ class NetlinkWatcher final : public DeviceWatcher {
   void drain() {
     for (;;) {
       const ssize_t n = ::recv(socket_.native_handle(), buffer_.data(), buffer_.size(), 0);
-      if (n <= 0) {
-        if (n < 0 && errno == ENOBUFS)
-          spdlog::warn("device events were lost (netlink ENOBUFS); a drive change may be missed");
+      if (n < 0) {
+        // N.B. EAGAIN: drained. ENOBUFS: the kernel dropped events for us.
+        if (const auto error = posix::last_error(); error == std::errc::no_buffer_space)
+          spdlog::warn("device events were lost ({}); a drive change may be missed",
+                       posix::describe("netlink recv", error));
         return;
       }
+      if (n == 0)
+        return;
       const auto event = parse_uevent({buffer_.data(), static_cast<std::size_t>(n)});
       if (!event)
         continue;

@@ -105,9 +105,19 @@ void DriveSet::detach(const std::string& id, const std::string& reason) {
   if (it == workers_.end())
     return;
   arbiter_.remove_drive(id, reason);
-  it->second->retire();
+  // N.B. never joined here: a call stuck in the vanished device would hang
+  // the strand. The worker says when its thread is done, through post.
+  it->second->retire([this, worker = it->second.get()] { forget_retired(worker); });
   retired_.push_back(std::move(it->second));
   workers_.erase(it);
+}
+
+void DriveSet::forget_retired(const drives::DriveWorker* worker) {
+  if (stopped_)
+    return;  // stop() stops and keeps them all
+  // N.B. dropping the last reference joins a thread that has nothing left to
+  // do but return (the arbiter may still hold one; its drop joins as fast).
+  std::erase_if(retired_, [worker](const auto& w) { return w.get() == worker; });
 }
 
 void DriveSet::on_change(DeviceChange change) {

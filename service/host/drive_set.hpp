@@ -40,12 +40,15 @@ class DriveSet {
   Result<Done> attach(std::shared_ptr<drives::ScsiDevice> device);
   void on_change(DeviceChange change);
   void detach(const std::string& id, const std::string& reason);
+  void forget_retired(const drives::DriveWorker* worker);
 
   boost::asio::io_context& io_;
   core::Arbiter& arbiter_;
   const Config& config_;
   std::unique_ptr<DeviceWatcher> watcher_;
   std::map<std::string, std::shared_ptr<drives::DriveWorker>> workers_;  // by drive id
+  // Workers of removed drives, until their thread has finished what was
+  // queued (a stuck call keeps one here until it returns); then forgotten.
   std::vector<std::shared_ptr<drives::DriveWorker>> retired_;
   // Hot-plug arrivals open off the strand; each is joined and dropped once
   // its result is back on the strand.

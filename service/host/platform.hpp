@@ -1,13 +1,12 @@
-// The few facts about the running process the host needs, one definition per
-// platform (platform_posix.cpp, platform_windows.cpp).
+// The platform as the host names it, one definition per platform
+// (platform_posix.cpp, platform_windows.cpp). The process id, which the
+// client library needs too, is discarbiter/process.hpp in support/.
 #pragma once
 
-#include <cstdint>
 #include <string_view>
 
 namespace discarbiter::host {
 
-std::uint32_t current_pid();
 /// "linux" or "windows", as the status document names it.
 std::string_view platform_name();
 

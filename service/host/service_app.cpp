@@ -10,6 +10,7 @@
 
 #include <spdlog/spdlog.h>
 
+#include "discarbiter/process.hpp"
 #include "host/drive_set.hpp"
 #include "host/logging.hpp"
 #include "host/platform.hpp"
@@ -113,7 +114,7 @@ int run_service(const Config& config, const RunHooks& hooks) {
         return nlohmann::json{
             {"version", kVersion},
             {"protocol", proto::kProtocolVersion},
-            {"pid", current_pid()},
+            {"pid", current_process_id()},
             {"platform", platform_name()},
             {"endpoint", options.endpoint},
             {"log_dropped", log_records_dropped()},

@@ -9,9 +9,11 @@ core::Scheduler::TimerId AsioScheduler::schedule_at(Clock::time_point deadline,
   timers_.emplace(id, timer);
   // N.B. the handler holds the timer so cancel() may drop the map's copy.
   timer->async_wait([this, id, timer, fn = std::move(fn)](boost::system::error_code ec) {
-    if (ec)
+    // N.B. the map decides, not ec: a timer that expired has its completion
+    // queued with success, and cancel() can no longer abort it; cancel()
+    // erases the id, so a cancelled timer's fn never runs.
+    if (ec || timers_.erase(id) == 0)
       return;  // cancelled
-    timers_.erase(id);
     fn();
   });
   return id;

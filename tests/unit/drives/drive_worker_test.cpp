@@ -1,5 +1,6 @@
 #include "drives/drive_worker.hpp"
 
+#include <atomic>
 #include <condition_variable>
 #include <future>
 
@@ -40,6 +41,75 @@ TEST(DriveWorker, ARetiredWorkerFinishesQueuedWorkThenFailsWithDevNotExist) {
   EXPECT_EQ(unlocked.get_future().get().error().code, errc::dev_not_exist);
   worker.stop();
   EXPECT_TRUE(watch.expired()) << "the retired device was closed";
+}
+
+/// A device whose commands block until the test opens the gate: a call stuck
+/// in the kernel (SG_IO, which nothing interrupts).
+class GatedDevice final : public ScsiDevice {
+ public:
+  DriveDescription describe() override {
+    DriveDescription d;
+    d.id = "gated";
+    d.path = "/dev/gated";
+    return d;
+  }
+  ScsiResult execute(const ScsiCommand&) override {
+    started_.set_value();
+    gate_.wait();
+    return {};
+  }
+  Result<Done> lock_exclusive(const std::string&, bool) override { return Done{}; }
+  Result<Done> unlock_exclusive() override { return Done{}; }
+  void cancel() override {}
+
+  std::future<void> started() { return started_.get_future(); }
+  void open_gate() { open_.set_value(); }
+
+ private:
+  std::promise<void> started_;
+  std::promise<void> open_;
+  std::shared_future<void> gate_ = open_.get_future().share();
+};
+
+TEST(DriveWorker, ARetiredWorkersThreadEndsOnceItsQueueDrainsAndSaysSo) {
+  auto simulated = std::make_shared<SimulatedDrive>(0);
+  const std::weak_ptr<SimulatedDrive> closed = simulated;
+  DriveWorker worker(std::move(simulated), run_inline());
+  EXPECT_FALSE(worker.finished());
+  std::atomic<int> good_answers = 0;
+  for (int i = 0; i < 3; ++i) {
+    worker.async_execute(
+        ScsiCommand{core::cdb_test_unit_ready(), core::Direction::none, {}, 0, 10s},
+        [&](ScsiResult r) { good_answers += r.good() ? 1 : 0; });
+  }
+  std::promise<void> finished;
+  worker.retire([&] { finished.set_value(); });
+  ASSERT_EQ(finished.get_future().wait_for(10s), std::future_status::ready)
+      << "the retired worker's thread did not end";
+  EXPECT_EQ(good_answers, 3) << "what was queued before retire() ran first";
+  EXPECT_TRUE(worker.finished());
+  EXPECT_TRUE(closed.expired()) << "the retired device was closed without stop()";
+}
+
+TEST(DriveWorker, RetiringAWorkerWithAStuckCallReturnsAtOnceAndItEndsWhenTheCallDoes) {
+  auto device = std::make_shared<GatedDevice>();
+  auto started = device->started();
+  DriveWorker worker(device, run_inline());
+  std::promise<ScsiResult> answered;
+  worker.async_execute(ScsiCommand{core::cdb_test_unit_ready(), core::Direction::none, {}, 0, 10s},
+                       [&](ScsiResult r) { answered.set_value(std::move(r)); });
+  ASSERT_EQ(started.wait_for(10s), std::future_status::ready);
+
+  std::promise<void> finished;
+  auto heard = finished.get_future();
+  worker.retire([&] { finished.set_value(); });  // N.B. returns while the call is stuck
+  EXPECT_FALSE(worker.finished());
+  EXPECT_EQ(heard.wait_for(0s), std::future_status::timeout);
+
+  device->open_gate();
+  ASSERT_EQ(heard.wait_for(10s), std::future_status::ready);
+  EXPECT_TRUE(worker.finished());
+  EXPECT_TRUE(answered.get_future().get().good()) << "the stuck call was answered first";
 }
 
 TEST(DriveWorker, CancelQueuedAnswersWhatHasNotStartedAndLeavesTheRunningCallAlone) {

@@ -1,6 +1,6 @@
 #include "drives/sgio_outcome.hpp"
 
-#include <cerrno>
+#include <system_error>
 
 #include <gtest/gtest.h>
 
@@ -30,7 +30,8 @@ TEST(SgIoOutcome, CheckConditionIsAnAnswerWithSensePaddedTo18Bytes) {
 TEST(SgIoOutcome, TimeoutsFromHostOrDriverAreCommandTimeouts) {
   for (const SgIoOutcome& o :
        {SgIoOutcome{.host_status = sg::did_time_out}, SgIoOutcome{.host_status = sg::did_abort},
-        SgIoOutcome{.driver_status = sg::driver_timeout}, SgIoOutcome{.ioctl_errno = ETIMEDOUT}}) {
+        SgIoOutcome{.driver_status = sg::driver_timeout},
+        SgIoOutcome{.ioctl_error = std::make_error_code(std::errc::timed_out)}}) {
     const auto r = interpret_sg_io(o, 20s);
     EXPECT_EQ(r.transport, errc::recorder_command_timeout) << r.transport_message;
     EXPECT_NE(r.transport_message.find("20 s"), std::string::npos) << r.transport_message;
@@ -39,7 +40,8 @@ TEST(SgIoOutcome, TimeoutsFromHostOrDriverAreCommandTimeouts) {
 
 TEST(SgIoOutcome, AVanishedDeviceIsDevNotExist) {
   for (const SgIoOutcome& o :
-       {SgIoOutcome{.ioctl_errno = ENODEV}, SgIoOutcome{.ioctl_errno = ENXIO},
+       {SgIoOutcome{.ioctl_error = std::make_error_code(std::errc::no_such_device)},
+        SgIoOutcome{.ioctl_error = std::make_error_code(std::errc::no_such_device_or_address)},
         SgIoOutcome{.host_status = sg::did_no_connect},
         SgIoOutcome{.host_status = sg::did_bad_target}}) {
     EXPECT_EQ(interpret_sg_io(o, 10s).transport, errc::dev_not_exist);
@@ -53,7 +55,9 @@ TEST(SgIoOutcome, OtherFailuresAreEFailNamingTheNumbers) {
   const auto driver = interpret_sg_io({.driver_status = 0x04}, 10s);
   EXPECT_EQ(driver.transport, errc::fail);
   EXPECT_NE(driver.transport_message.find("driver_status 0x04"), std::string::npos);
-  EXPECT_EQ(interpret_sg_io({.ioctl_errno = EINVAL}, 10s).transport, errc::fail);
+  EXPECT_EQ(interpret_sg_io({.ioctl_error = std::make_error_code(std::errc::invalid_argument)}, 10s)
+                .transport,
+            errc::fail);
 }
 
 }  // namespace

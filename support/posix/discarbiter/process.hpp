@@ -1,0 +1,19 @@
+// The running process, named the same way on every platform. This is the
+// POSIX definition; support/win32/discarbiter/process.hpp is its twin at the
+// same include path, and the support target a build links (discarbiter_posix
+// or discarbiter_win32) chooses which one "discarbiter/process.hpp" is. The
+// service and the client library both use it.
+#pragma once
+
+#include <unistd.h>
+
+#include <cstdint>
+
+namespace discarbiter {
+
+/// This process's id, as HELLO and the status document carry it.
+inline std::uint32_t current_process_id() {
+  return static_cast<std::uint32_t>(::getpid());
+}
+
+}  // namespace discarbiter
