@@ -141,9 +141,9 @@ class Connection {
   proto::FrameDecoder decoder;
 };
 
-/// The scripted conversation: each request, and whether its reply came.
-struct Script {
-  std::vector<proto::RequestBody> requests{
+/// The scripted conversation's requests, each answered before the next.
+std::vector<proto::RequestBody> script() {
+  return {
       proto::HelloRequest{proto::kProtocolVersion, "Burner", 4242},
       proto::SubscribeRequest{},
       proto::AcquireRequest{"sim0", false, 0},
@@ -152,16 +152,16 @@ struct Script {
       proto::AcquireRequest{"sim0", false, 0},
       proto::ReleaseRequest{"sim0"},
   };
-};
+}
 
 /// Runs the conversation, then the peer hangs up with the lock still held
 /// once. Returns how many replies came; stops early when the session ends.
 std::size_t converse(Connection& c) {
-  const Script script;
+  const auto requests = script();
   std::size_t replies = 0;
-  for (std::size_t i = 0; i < script.requests.size(); ++i) {
+  for (std::size_t i = 0; i < requests.size(); ++i) {
     const std::uint64_t id = i + 1;
-    for (auto& frame : c.exchange(id, script.requests[i])) {
+    for (auto& frame : c.exchange(id, requests[i])) {
       if (frame.json.contains("event"))
         continue;  // the subscription's: acquired, …
       EXPECT_EQ(frame.json.value("ok", false), true) << frame.json.dump();
@@ -198,7 +198,7 @@ TEST(SessionTest, EveryFailurePointEndsTheSessionOnceAndFreesItsLock) {
     if (!c.stream->fail_count.reached()) {
       // A whole conversation without reaching operation n: every operation
       // before it has failed once, each in its own run.
-      EXPECT_EQ(replies, Script{}.requests.size());
+      EXPECT_EQ(replies, script().size());
       EXPECT_EQ(c.stream->fail_count.operations(), n) << "the clean run took n operations";
       EXPECT_FALSE(log.matching("closed: client disconnected").empty());
       break;
