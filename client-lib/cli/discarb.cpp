@@ -13,6 +13,7 @@
 #include <fmt/format.h>
 
 #include "discarbiter/client.hpp"
+#include "discarbiter/proto/sense.hpp"
 #include "wait.hpp"
 
 namespace {
@@ -64,27 +65,6 @@ std::string text_or_dash(const std::string& s) {
 std::string describe_owner(const proto::OwnerInfo& o) {
   return fmt::format("'{}' (pid {}, user {}, lock count {}, since {}{})", o.client_name, o.pid,
                      text_or_dash(o.user), o.lock_count, o.since, o.force ? ", force" : "");
-}
-
-// Names for the sense codes a burning-app developer meets most.
-std::string explain_sense(const proto::Bytes& sense) {
-  if (sense.size() < 14)
-    return "no sense data";
-  const int key = sense[2] & 0x0F, asc = sense[12], ascq = sense[13];
-  std::string what;
-  if (asc == 0x53 && (ascq == 0x02 || ascq == 0x00))
-    // N.B. MMC says 5/53/02; QEMU and some drives answer 2/53/00.
-    what = "medium removal prevented (the tray is locked by PREVENT MEDIUM REMOVAL)";
-  else if (asc == 0x3A)
-    what = "medium not present";
-  else if (asc == 0x20)
-    what = "invalid command operation code";
-  else if (asc == 0x24)
-    what = "invalid field in CDB";
-  else if (asc == 0x21)
-    what = "logical block address out of range";
-  return fmt::format("sense {:X}/{:02X}/{:02X}{}{}", key, asc, ascq, what.empty() ? "" : ": ",
-                     what);
 }
 
 void print_hex_dump(const proto::Bytes& data) {
@@ -307,7 +287,7 @@ int print_scsi_reply(const Globals& g, const ScsiReply& reply) {
                : reply.scsi_status == 2 ? "CHECK CONDITION"
                                         : "");
     if (!reply.sense.empty()) {
-      fmt::print("{}: {}\n", error_name(reply.code), explain_sense(reply.sense));
+      fmt::print("{}: {}\n", error_name(reply.code), proto::explain_sense(reply.sense));
     }
     if (!reply.data.empty()) {
       fmt::print("data: {} bytes\n", reply.data.size());
@@ -383,7 +363,7 @@ int cmd_eject(const Globals& g, const std::string& drive, const std::string& nam
     const ScsiCommand allow{{0x1E, 0, 0, 0, 0, 0}, proto::Direction::none, 0, {}, std::nullopt};
     if (const auto r = client.execute(drive, allow); r.scsi_status != 0) {
       fmt::print(stderr, "discarb: ALLOW MEDIUM REMOVAL refused by {}: {}\n", drive,
-                 explain_sense(r.sense));
+                 proto::explain_sense(r.sense));
       return kExitOther;
     }
   }
@@ -392,7 +372,8 @@ int cmd_eject(const Globals& g, const std::string& drive, const std::string& nam
     fmt::print("{}: ejected\n", drive);
     return kExitOk;
   }
-  fmt::print(stderr, "discarb: eject refused by {}: {}\n", drive, explain_sense(reply.sense));
+  fmt::print(stderr, "discarb: eject refused by {}: {}\n", drive,
+             proto::explain_sense(reply.sense));
   return kExitOther;
 }
 

@@ -708,7 +708,7 @@ void Arbiter::start_acquire(Drive& drive, SessionId id, AcquireOptions options,
         return;
       }
       Error e = r.answered() ? Error{errc::fail, "PREVENT MEDIUM REMOVAL failed with sense " +
-                                                     describe_sense(r.sense)}
+                                                     proto::describe_sense(r.sense)}
                              : Error{r.transport, "PREVENT MEDIUM REMOVAL: " + r.transport_message};
       os_unlock(*d, [fail, e = std::move(e), h = std::move(h)](Result<Done>) mutable {
         fail(h, std::move(e));
@@ -859,7 +859,7 @@ void Arbiter::allow_medium_removal(Drive& drive, bool prevent, bool persistent,
         audit(AuditKind::drive_error, *d, d->owner,
               fmt::format("{}{}ALLOW MEDIUM REMOVAL failed: {}", when,
                           (field & kPersistentBit) != 0 ? "PERSISTENT " : "",
-                          r.answered() ? describe_sense(r.sense) : r.transport_message));
+                          r.answered() ? proto::describe_sense(r.sense) : r.transport_message));
       }
       next();
     });

@@ -16,13 +16,6 @@ Bytes make_sense(std::uint8_t key, std::uint8_t asc, std::uint8_t ascq) {
   return sense;
 }
 
-std::string describe_sense(const Bytes& sense) {
-  if (sense.size() < 14) {
-    return "no sense data";
-  }
-  return fmt::format("{:X}/{:02X}/{:02X}", sense[2] & 0x0F, sense[12], sense[13]);
-}
-
 namespace {
 
 std::string trimmed_ascii(const Bytes& data, std::size_t from, std::size_t length) {
@@ -49,7 +42,7 @@ Result<InquiryData> parse_inquiry(const ScsiResult& result, std::string_view pat
   }
   if (!result.good()) {
     return Error{errc::fail, fmt::format("INQUIRY on {} failed (sense {})", path,
-                                         describe_sense(result.sense))};
+                                         proto::describe_sense(result.sense))};
   }
   const Bytes& data = result.data_in;
   if (data.size() < 36) {

@@ -9,6 +9,7 @@
 #include "discarbiter/proto/errors.hpp"
 #include "discarbiter/proto/messages.hpp"
 #include "discarbiter/proto/result.hpp"
+#include "discarbiter/proto/sense.hpp"  // proto::describe_sense for a ScsiResult's sense
 
 namespace discarbiter::core {
 
@@ -69,8 +70,6 @@ struct ScsiResult {
 
 /// Fixed-format sense data (SPC-4 4.5.3) with the given key/ASC/ASCQ.
 Bytes make_sense(std::uint8_t key, std::uint8_t asc, std::uint8_t ascq);
-/// "5/24/00"-style text of a sense buffer's key, ASC and ASCQ.
-std::string describe_sense(const Bytes& sense);
 
 /// The INQUIRY (standard data, 96 bytes) a backend sends to identify a drive.
 ScsiCommand inquiry_command(std::chrono::seconds timeout);

@@ -26,40 +26,11 @@
 #include <optional>
 #include <span>
 
-#include "core/arbiter.hpp"
-#include "core/fakes.hpp"
-#include "drives/simulated_drive.hpp"
-#include "transport/dispatcher.hpp"
+#include "transport/dispatch_fixture.hpp"
 
 namespace {
 
 using namespace discarbiter;
-
-/// A simulated drive behind the arbiter's seam, answering on the fake
-/// scheduler's queue (never inside the call).
-class SimulatedChannel final : public core::DriveChannel {
- public:
-  SimulatedChannel(testing::FakeScheduler& scheduler, unsigned index)
-      : scheduler_(scheduler), drive_(index), description_(drive_.describe()) {}
-  const core::DriveDescription& description() const override { return description_; }
-  void async_execute(core::ScsiCommand command, ExecuteHandler handler) override {
-    auto result = drive_.execute(command);
-    scheduler_.post([h = std::move(handler), r = std::move(result)]() mutable { h(std::move(r)); });
-  }
-  void async_os_lock(std::string client_name, bool force, LockHandler handler) override {
-    auto r = drive_.lock_exclusive(client_name, force);
-    scheduler_.post([h = std::move(handler), r = std::move(r)]() mutable { h(std::move(r)); });
-  }
-  void async_os_unlock(LockHandler handler) override {
-    auto r = drive_.unlock_exclusive();
-    scheduler_.post([h = std::move(handler), r = std::move(r)]() mutable { h(std::move(r)); });
-  }
-
- private:
-  testing::FakeScheduler& scheduler_;
-  drives::SimulatedDrive drive_;
-  core::DriveDescription description_;
-};
 
 /// A reading session's bound: more than any one turn's replies and events.
 constexpr std::size_t kMaxOutbox = 16 * 1024;
@@ -83,8 +54,6 @@ void require(bool ok) {
 }  // namespace
 
 extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size) {
-  testing::FakeScheduler scheduler;
-  testing::RecordingAudit audit;
   core::ArbiterConfig config;
   config.max_waits_per_drive = 4;
   config.max_waits_per_session = 2;
@@ -94,11 +63,10 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size
   config.max_commands_per_drive = 4;
   config.max_payload_bytes_per_session = 2 * 64 * 1024;
   config.max_deferred_per_session = 2;
-  core::Arbiter arbiter(scheduler, audit, config);
-  for (unsigned i = 0; i < 2; ++i)
-    require(arbiter.add_drive(std::make_shared<SimulatedChannel>(scheduler, i)).ok());
-  scheduler.run();
-  transport::ServiceContext context{arbiter, "fuzz", [] { return nlohmann::json::object(); }};
+  testing::DispatchFixture fixture(config);
+  auto& scheduler = fixture.scheduler;
+  auto& arbiter = fixture.arbiter;
+  auto& context = fixture.context;
 
   std::array<Connection, 3> sessions;
   auto close = [&](Connection& c) {

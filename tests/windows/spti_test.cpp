@@ -80,7 +80,7 @@ TEST(Spti, CheckConditionIsAnAnswerWithSenseNotATransportError) {
   const auto r = read_pass_through(TRUE, ERROR_SUCCESS, reply, none, eject);
   ASSERT_TRUE(r.answered());
   EXPECT_EQ(r.status, core::kStatusCheckCondition);
-  EXPECT_EQ(core::describe_sense(r.sense), "5/53/02");
+  EXPECT_EQ(proto::describe_sense(r.sense), "5/53/02");
 }
 
 TEST(Spti, FailedCallsMapToTimeoutGoneOrFail) {

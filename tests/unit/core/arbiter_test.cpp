@@ -348,7 +348,7 @@ TEST_F(ArbiterTest, OnlyTheOwnerMayExecuteAndSenseIsNotAnError) {
   scheduler.run();
   ASSERT_TRUE(got && got->ok());
   EXPECT_EQ((*got)->status, kStatusCheckCondition);
-  EXPECT_EQ(describe_sense((*got)->sense), "5/53/02");
+  EXPECT_EQ(proto::describe_sense((*got)->sense), "5/53/02");
   EXPECT_EQ(drives[0]->timeouts.back(), 60s) << "START STOP UNIT's default timeout";
 }
 

@@ -82,7 +82,7 @@ class ArbiterTrayTest : public ::testing::TestWithParam<bool> {
     EXPECT_TRUE(drive->tray_persistently_prevented());
     EXPECT_EQ(arbiter->status()["drives"][0]["tray_persistent"], true);
     EXPECT_EQ(arbiter->status()["drives"][0]["tray_locked"], true);
-    EXPECT_EQ(describe_sense(execute(s, kEject).sense), "5/53/02") << "the tray is held";
+    EXPECT_EQ(proto::describe_sense(execute(s, kEject).sense), "5/53/02") << "the tray is held";
     return s;
   }
 

@@ -24,7 +24,7 @@ TEST(SgIoOutcome, CheckConditionIsAnAnswerWithSensePaddedTo18Bytes) {
   ASSERT_TRUE(r.answered());
   EXPECT_EQ(r.status, core::kStatusCheckCondition);
   ASSERT_EQ(r.sense.size(), 18U);
-  EXPECT_EQ(core::describe_sense(r.sense), "2/53/00");
+  EXPECT_EQ(proto::describe_sense(r.sense), "2/53/00");
 }
 
 TEST(SgIoOutcome, TimeoutsFromHostOrDriverAreCommandTimeouts) {

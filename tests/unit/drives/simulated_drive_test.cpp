@@ -29,13 +29,13 @@ TEST(SimulatedDrive, EjectIsRefusedWhileTheTrayIsLocked) {
   EXPECT_TRUE(drive.tray_locked());
   const auto refused = drive.execute(cmd({0x1B, 0, 0, 0, 0x02, 0}));
   EXPECT_EQ(refused.status, core::kStatusCheckCondition);
-  EXPECT_EQ(core::describe_sense(refused.sense), "5/53/02");
+  EXPECT_EQ(proto::describe_sense(refused.sense), "5/53/02");
   EXPECT_FALSE(drive.tray_open());
   ASSERT_TRUE(drive.execute(cmd(core::cdb_prevent_allow_medium_removal(false))).good());
   EXPECT_TRUE(drive.execute(cmd({0x1B, 0, 0, 0, 0x02, 0})).good());
   EXPECT_TRUE(drive.tray_open());
   const auto tur = drive.execute(cmd(core::cdb_test_unit_ready()));
-  EXPECT_EQ(core::describe_sense(tur.sense), "2/3A/00");
+  EXPECT_EQ(proto::describe_sense(tur.sense), "2/3A/00");
 }
 
 TEST(SimulatedDrive, PersistentPreventionIsSeparateAndOnlyPersistentAllowClearsIt) {
@@ -47,12 +47,12 @@ TEST(SimulatedDrive, PersistentPreventionIsSeparateAndOnlyPersistentAllowClearsI
   EXPECT_TRUE(drive.tray_locked());
   ASSERT_TRUE(drive.execute(cmd(core::cdb_prevent_allow_medium_removal(false))).good());
   EXPECT_TRUE(drive.tray_persistently_prevented()) << "an ordinary ALLOW leaves it";
-  EXPECT_EQ(core::describe_sense(drive.execute(cmd(eject)).sense), "5/53/02");
+  EXPECT_EQ(proto::describe_sense(drive.execute(cmd(eject)).sense), "5/53/02");
   ASSERT_TRUE(drive.execute(cmd({0x1E, 0, 0, 0, 0x01, 0})).good());
   ASSERT_TRUE(drive.execute(cmd({0x1E, 0, 0, 0, 0x02, 0})).good());  // persistent allow
   EXPECT_FALSE(drive.tray_persistently_prevented());
   EXPECT_TRUE(drive.tray_prevented()) << "a persistent ALLOW leaves the other one";
-  EXPECT_EQ(core::describe_sense(drive.execute(cmd(eject)).sense), "5/53/02");
+  EXPECT_EQ(proto::describe_sense(drive.execute(cmd(eject)).sense), "5/53/02");
   ASSERT_TRUE(drive.execute(cmd(core::cdb_prevent_allow_medium_removal(false))).good());
   EXPECT_FALSE(drive.tray_locked());
   EXPECT_TRUE(drive.execute(cmd(eject)).good());
@@ -81,12 +81,12 @@ TEST(SimulatedDrive, WhatIsWrittenReadsBack) {
   ASSERT_TRUE(r.good());
   EXPECT_EQ(r.data_in, block);
   const auto beyond = drive.execute(cmd({0x28, 0, 0, 0, 4, 0, 0, 0, 1, 0}, Direction::in, 2048));
-  EXPECT_EQ(core::describe_sense(beyond.sense), "5/21/00");
+  EXPECT_EQ(proto::describe_sense(beyond.sense), "5/21/00");
 }
 
 TEST(SimulatedDrive, UnknownOpcodeIsInvalidCommand) {
   SimulatedDrive drive(0);
-  EXPECT_EQ(core::describe_sense(drive.execute(cmd({0xEE, 0, 0, 0, 0, 0})).sense), "5/20/00");
+  EXPECT_EQ(proto::describe_sense(drive.execute(cmd({0xEE, 0, 0, 0, 0, 0})).sense), "5/20/00");
 }
 
 TEST(SimulatedDrive, ADelayLongerThanTheTimeoutTimesOutAtTheTimeout) {

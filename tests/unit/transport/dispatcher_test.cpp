@@ -1,0 +1,383 @@
+#include "transport/dispatcher.hpp"
+
+#include <gtest/gtest.h>
+
+#include <deque>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include <fmt/format.h>
+
+#include "transport/dispatch_fixture.hpp"
+
+// The dispatcher on plain frames, as the session drives it: request bytes go
+// through a FrameDecoder into on_frame (or on_decode_error), and every frame
+// it sends is decoded and checked. Only the frame interface is used, so these
+// tests hold however the dispatcher builds its replies.
+namespace discarbiter::transport {
+namespace {
+
+using nlohmann::json;
+
+/// One connection's dispatcher and the frames it has sent, decoded.
+class Peer {
+ public:
+  Peer(ServiceContext& context, std::string user, bool administrator = false) {
+    core::PeerIdentity peer{4242, std::move(user), 1000, {}, "/usr/bin/burner"};
+    peer.administrator = administrator;
+    dispatcher_.emplace(context, std::move(peer), [this](proto::Bytes frame) {
+      proto::FrameDecoder decoder;
+      decoder.feed(frame);
+      auto out = decoder.next();
+      ASSERT_EQ(out.status, proto::FrameDecoder::Status::frame) << out.error.message;
+      EXPECT_EQ(decoder.buffered(), 0U) << "one frame per send";
+      frames_.push_back(std::move(out.frame));
+    });
+  }
+
+  /// Feeds bytes as the session does: each whole frame to on_frame, a framing
+  /// error to on_decode_error. The verdict of the last frame.
+  Dispatcher::Verdict feed(const proto::Bytes& bytes) {
+    decoder_.feed(bytes);
+    for (;;) {
+      auto out = decoder_.next();
+      if (out.status == proto::FrameDecoder::Status::need_more)
+        return Dispatcher::Verdict::keep_open;
+      if (out.status == proto::FrameDecoder::Status::error) {
+        dispatcher_->on_decode_error(out.error);
+        return Dispatcher::Verdict::close;
+      }
+      if (dispatcher_->on_frame(std::move(out.frame)) == Dispatcher::Verdict::close)
+        return Dispatcher::Verdict::close;
+    }
+  }
+  Dispatcher::Verdict send(std::uint64_t id, proto::RequestBody body) {
+    return feed(proto::encode_request(proto::Request{id, std::move(body)}));
+  }
+  Dispatcher::Verdict send_json(const json& j) { return feed(proto::encode_frame(j)); }
+
+  /// The oldest frame not yet taken; fails the test when there is none.
+  proto::Frame take() {
+    EXPECT_FALSE(frames_.empty()) << "the dispatcher sent nothing";
+    if (frames_.empty())
+      return {};
+    auto f = std::move(frames_.front());
+    frames_.pop_front();
+    return f;
+  }
+  std::size_t pending() const { return frames_.size(); }
+
+  /// Says hello as `client_name`; expects the reply.
+  void greet(const std::string& client_name) {
+    ASSERT_EQ(send(1, proto::HelloRequest{proto::kProtocolVersion, client_name, 4242}),
+              Dispatcher::Verdict::keep_open);
+    const auto reply = take().json;
+    ASSERT_EQ(reply.value("ok", false), true) << reply.dump();
+    frames_.clear();
+  }
+
+  Dispatcher& dispatcher() { return *dispatcher_; }
+  void hang_up() { dispatcher_.reset(); }
+
+ private:
+  proto::FrameDecoder decoder_;
+  std::deque<proto::Frame> frames_;
+  std::optional<Dispatcher> dispatcher_;
+};
+
+/// The error object of an error reply, after checking the reply's shape.
+json error_of(const json& reply, std::optional<std::uint64_t> id) {
+  EXPECT_EQ(reply.at("ok"), false) << reply.dump();
+  EXPECT_EQ(reply.at("id"), id ? json(*id) : json(nullptr)) << reply.dump();
+  return reply.at("error");
+}
+
+void expect_error(const json& reply, std::optional<std::uint64_t> id, errc code,
+                  const std::string& message) {
+  const json e = error_of(reply, id);
+  EXPECT_EQ(e.at("code"), hresult(code)) << reply.dump();
+  EXPECT_EQ(e.at("name"), error_name(code)) << reply.dump();
+  EXPECT_EQ(e.at("message"), message) << reply.dump();
+}
+
+class DispatcherTest : public ::testing::Test {
+ protected:
+  /// Lets the simulated drives answer.
+  void run() { fixture.scheduler.run(); }
+  drives::SimulatedDrive& drive(unsigned i) { return fixture.channels.at(i)->drive(); }
+  std::size_t commands(unsigned i) { return drive(i).command_log().size(); }
+  /// `p` acquires `drive` and is answered; the reply.
+  json acquire(Peer& p, std::uint64_t id, const std::string& drive) {
+    p.send(id, proto::AcquireRequest{drive, false, 0});
+    run();
+    return p.take().json;
+  }
+  static proto::ExecuteRequest inquiry(const std::string& drive) {
+    return {drive, {0x12, 0, 0, 0, 96, 0}, proto::Direction::in, 96, {}, {}};
+  }
+  std::optional<proto::OwnerInfo> owner(const std::string& id) {
+    auto r = fixture.arbiter.exclusive_access_owner(id);
+    EXPECT_TRUE(r.ok());
+    return r ? *r : std::nullopt;
+  }
+
+  testing::DispatchFixture fixture;
+};
+
+// ---- hello ------------------------------------------------------------------
+
+TEST_F(DispatcherTest, AnyRequestBeforeHelloIsRefusedAndClosesTheConnection) {
+  const auto before = commands(0);
+  Peer p(fixture.context, "alice");
+  EXPECT_EQ(p.send(7, proto::AcquireRequest{"sim0", false, 0}), Dispatcher::Verdict::close);
+  run();
+  expect_error(p.take().json, 7, errc::hello_required,
+               "'acquire' before hello; the first request must be hello");
+  EXPECT_EQ(p.pending(), 0U);
+  EXPECT_FALSE(p.dispatcher().greeted());
+  EXPECT_FALSE(owner("sim0")) << "nothing was acquired";
+  EXPECT_EQ(commands(0), before) << "nothing reached the drive";
+}
+
+TEST_F(DispatcherTest, AMalformedRequestBeforeHelloClosesTheConnection) {
+  Peer p(fixture.context, "alice");
+  EXPECT_EQ(p.send_json({{"id", 3}, {"op", "hello"}, {"client_name", 5}, {"protocol", 1}}),
+            Dispatcher::Verdict::close);
+  expect_error(p.take().json, 3, errc::invalid_arg, "field 'client_name' must be a string");
+  EXPECT_FALSE(p.dispatcher().greeted());
+}
+
+TEST_F(DispatcherTest, HelloWithAnotherProtocolIsRefused) {
+  Peer p(fixture.context, "alice");
+  EXPECT_EQ(p.send(1, proto::HelloRequest{proto::kProtocolVersion + 1, "Burner", 1}),
+            Dispatcher::Verdict::close);
+  expect_error(p.take().json, 1, errc::unsupported_protocol,
+               fmt::format("client speaks protocol {}, service speaks {}",
+                           proto::kProtocolVersion + 1, proto::kProtocolVersion));
+  EXPECT_FALSE(p.dispatcher().greeted());
+}
+
+TEST_F(DispatcherTest, HelloIsAnsweredWithTheServiceVersionAndCapabilities) {
+  Peer p(fixture.context, "alice");
+  EXPECT_EQ(p.send(1, proto::HelloRequest{proto::kProtocolVersion, "Burner", 4242}),
+            Dispatcher::Verdict::keep_open);
+  const json reply = p.take().json;
+  EXPECT_EQ(reply.at("ok"), true);
+  EXPECT_EQ(reply.at("id"), 1);
+  const auto hello = reply.get<proto::HelloReply>();
+  EXPECT_EQ(hello.server_version, "test");
+  EXPECT_EQ(hello.protocol, proto::kProtocolVersion);
+  EXPECT_EQ(hello.capabilities,
+            (std::vector<std::string>{"acquire-wait", "execute", "status", "subscribe", "break"}));
+  EXPECT_TRUE(p.dispatcher().greeted());
+  EXPECT_EQ(p.dispatcher().client_name(), "Burner");
+}
+
+// ---- bad requests: an error reply naming the problem, nothing else ----------
+
+TEST_F(DispatcherTest, BadRequestsAreAnsweredWithTheProblemAndChangeNothing) {
+  Peer p(fixture.context, "alice");
+  p.greet("Burner");
+  const auto before = commands(0);
+  struct Case {
+    json request;
+    std::optional<std::uint64_t> id;
+    errc code;
+    std::string message;
+  };
+  const std::vector<Case> cases{
+      {{{"id", 2}, {"op", "frobnicate"}},
+       2,
+       errc::unknown_request,
+       "unknown request op 'frobnicate'"},
+      {{{"op", "acquire"}, {"drive", "sim0"}},
+       std::nullopt,
+       errc::invalid_arg,
+       "field 'id' is required"},
+      {{{"id", "two"}, {"op", "acquire"}, {"drive", "sim0"}},
+       std::nullopt,
+       errc::invalid_arg,
+       "field 'id' must be an unsigned integer"},
+      {{{"id", 3}, {"op", 7}}, 3, errc::invalid_arg, "field 'op' is required and must be a string"},
+      {{{"id", 4}, {"op", "acquire"}, {"drive", 0}},
+       4,
+       errc::invalid_arg,
+       "field 'drive' must be a string"},
+      {{{"id", 5}, {"op", "acquire"}}, 5, errc::invalid_arg, "field 'drive' is required"},
+      {{{"id", 6}, {"op", "acquire"}, {"drive", "sim0"}, {"wait_ms", -1}},
+       6,
+       errc::invalid_arg,
+       "field 'wait_ms' must be an unsigned integer"},
+      {{{"id", 7}, {"op", "acquire"}, {"drive", "sim0"}, {"force", "yes"}},
+       7,
+       errc::invalid_arg,
+       "field 'force' must be true or false"},
+      {{{"id", 8}, {"op", "execute"}, {"drive", "sim0"}, {"cdb", "zz"}},
+       8,
+       errc::invalid_arg,
+       "field 'cdb' must be hexadecimal bytes"},
+  };
+  for (const auto& c : cases) {
+    SCOPED_TRACE(c.request.dump());
+    EXPECT_EQ(p.send_json(c.request), Dispatcher::Verdict::keep_open) << "a greeted peer stays";
+    run();
+    expect_error(p.take().json, c.id, c.code, c.message);
+    EXPECT_EQ(p.pending(), 0U) << "one reply and nothing else";
+  }
+  EXPECT_FALSE(owner("sim0"));
+  EXPECT_EQ(commands(0), before) << "nothing reached the drive";
+  EXPECT_FALSE(p.dispatcher().holds_anything());
+
+  // And the connection still works.
+  EXPECT_EQ(acquire(p, 9, "sim0").at("lock_count"), 1);
+}
+
+TEST_F(DispatcherTest, AFrameWhoseJsonDoesNotParseIsAnsweredWithoutAnId) {
+  Peer p(fixture.context, "alice");
+  p.greet("Burner");
+  const std::string text = "{\"id\": 1, \"op\": ";
+  proto::Bytes bytes{static_cast<std::uint8_t>(text.size()), 0, 0, 0, 0, 0, 0, 0};
+  bytes.insert(bytes.end(), text.begin(), text.end());
+  EXPECT_EQ(p.feed(bytes), Dispatcher::Verdict::close);
+  expect_error(p.take().json, std::nullopt, errc::bad_frame, "frame's JSON part does not parse");
+  EXPECT_EQ(p.pending(), 0U);
+  EXPECT_FALSE(owner("sim0"));
+}
+
+// ---- round trips against the simulated drives -------------------------------
+
+TEST_F(DispatcherTest, AcquireOwnerReleaseRoundTrip) {
+  Peer p(fixture.context, "alice");
+  p.greet("Burner");
+
+  json reply = acquire(p, 2, "sim0");
+  EXPECT_EQ(reply.at("ok"), true) << reply.dump();
+  EXPECT_EQ(reply.at("id"), 2);
+  EXPECT_EQ(reply.at("drive"), "sim0");
+  EXPECT_EQ(reply.at("lock_count"), 1);
+  EXPECT_EQ(drive(0).exclusive_owner(), "Burner") << "the OS-level lock is taken";
+
+  EXPECT_EQ(acquire(p, 3, "sim0").at("lock_count"), 2);
+
+  p.send(4, proto::OwnerRequest{"sim0"});
+  reply = p.take().json;
+  EXPECT_EQ(reply.at("drive"), "sim0");
+  const auto info = reply.at("owner").get<proto::OwnerInfo>();
+  EXPECT_EQ(info.client_name, "Burner");
+  EXPECT_EQ(info.user, "alice");
+  EXPECT_EQ(info.pid, 4242U);
+  EXPECT_EQ(info.lock_count, 2U);
+  EXPECT_EQ(info.session, p.dispatcher().session());
+
+  // Another client is told who holds it.
+  Peer other(fixture.context, "bob");
+  other.greet("Other");
+  reply = acquire(other, 2, "sim0");
+  EXPECT_EQ(error_of(reply, 2).at("code"), hresult(errc::recorder_locked)) << reply.dump();
+
+  p.send(5, proto::ReleaseRequest{"sim0"});
+  run();
+  EXPECT_EQ(p.take().json.at("lock_count"), 1);
+  p.send(6, proto::ReleaseRequest{"sim0"});
+  run();
+  reply = p.take().json;
+  EXPECT_EQ(reply.at("id"), 6);
+  EXPECT_EQ(reply.at("lock_count"), 0);
+  EXPECT_EQ(drive(0).exclusive_owner(), std::nullopt) << "the OS-level lock is gone";
+
+  p.send(7, proto::OwnerRequest{"sim0"});
+  EXPECT_TRUE(p.take().json.at("owner").is_null());
+  EXPECT_EQ(p.pending(), 0U);
+
+  p.send(8, proto::OwnerRequest{"nope"});
+  expect_error(p.take().json, 8, errc::dev_not_exist, "no drive named 'nope'");
+}
+
+TEST_F(DispatcherTest, ExecuteCarriesDataInAsThePayloadAndSenseWithItsCode) {
+  Peer p(fixture.context, "alice");
+  p.greet("Burner");
+  ASSERT_EQ(acquire(p, 2, "sim0").at("lock_count"), 1);
+
+  p.send(3, inquiry("sim0"));
+  run();
+  auto frame = p.take();
+  EXPECT_EQ(frame.json.at("ok"), true) << frame.json.dump();
+  EXPECT_EQ(frame.json.at("id"), 3);
+  EXPECT_EQ(frame.json.at("code"), hresult(errc::ok));
+  const auto answer = frame.json.get<proto::ExecuteReply>();
+  EXPECT_EQ(answer.scsi_status, 0);
+  EXPECT_EQ(answer.data_len, frame.payload.size());
+  ASSERT_GE(frame.payload.size(), 36U);
+  EXPECT_EQ(frame.payload[0] & 0x1F, 0x05) << "an MMC device";
+
+  // READ(10) past the end of the 1024-block disc: CHECK CONDITION, 5/21/00.
+  proto::ExecuteRequest beyond{
+      "sim0", {0x28, 0, 0, 0, 0x10, 0, 0, 0, 1, 0}, proto::Direction::in, 2048, {}, {}};
+  p.send(4, beyond);
+  run();
+  frame = p.take();
+  EXPECT_EQ(frame.json.at("ok"), true) << frame.json.dump();
+  EXPECT_EQ(frame.json.at("code"), hresult(errc::command_has_sense_data));
+  EXPECT_EQ(frame.json.at("name"), error_name(errc::command_has_sense_data));
+  const auto refused = frame.json.get<proto::ExecuteReply>();
+  EXPECT_EQ(refused.scsi_status, 2);
+  ASSERT_GE(refused.sense.size(), 14U);
+  EXPECT_EQ(refused.sense[2] & 0x0F, 0x05);
+  EXPECT_EQ(refused.sense[12], 0x21);
+  EXPECT_TRUE(frame.payload.empty());
+
+  // Without the lock: refused by the arbiter, the drive never sees it.
+  Peer other(fixture.context, "bob");
+  other.greet("Other");
+  const auto before = commands(0);
+  other.send(2, inquiry("sim0"));
+  run();
+  EXPECT_EQ(error_of(other.take().json, 2).at("code"), hresult(errc::recorder_locked));
+  EXPECT_EQ(commands(0), before);
+}
+
+TEST_F(DispatcherTest, ASubscriberHearsAnotherClientsAcquireAndRelease) {
+  Peer watcher(fixture.context, "carol");
+  watcher.greet("Watcher");
+  watcher.send(2, proto::SubscribeRequest{});
+  json reply = watcher.take().json;
+  EXPECT_EQ(reply.at("ok"), true);
+  EXPECT_EQ(reply.at("id"), 2);
+  EXPECT_TRUE(watcher.dispatcher().holds_anything()) << "a subscription keeps a session";
+
+  Peer p(fixture.context, "alice");
+  p.greet("Burner");
+  EXPECT_EQ(acquire(p, 2, "sim1").at("lock_count"), 1);
+  p.send(3, proto::ReleaseRequest{"sim1"});
+  run();
+  EXPECT_EQ(p.take().json.at("lock_count"), 0);
+
+  const json acquired = watcher.take().json;
+  EXPECT_EQ(acquired.at("event"), "acquired") << acquired.dump();
+  EXPECT_EQ(acquired.at("drive"), "sim1");
+  EXPECT_EQ(acquired.at("owner").at("client_name"), "Burner");
+  const json released = watcher.take().json;
+  EXPECT_EQ(released.at("event"), "released") << released.dump();
+  EXPECT_EQ(released.at("drive"), "sim1");
+  EXPECT_EQ(released.at("client_name"), "Burner");
+  EXPECT_EQ(watcher.pending(), 0U);
+}
+
+TEST_F(DispatcherTest, ADispatcherGoneBeforeItsAnswersSendsNothingAndFreesItsLock) {
+  Peer p(fixture.context, "alice");
+  p.greet("Burner");
+  ASSERT_EQ(acquire(p, 2, "sim0").at("lock_count"), 1);
+  // A command in flight when the connection goes: its answer has no one to go to.
+  p.send(3, inquiry("sim0"));
+  const core::SessionId session = p.dispatcher().session();
+  p.hang_up();
+  run();
+  EXPECT_EQ(p.pending(), 0U) << "nothing was sent after the dispatcher was gone";
+  EXPECT_FALSE(owner("sim0"));
+  EXPECT_FALSE(fixture.arbiter.holds_anything(session));
+  EXPECT_EQ(drive(0).exclusive_owner(), std::nullopt);
+}
+
+}  // namespace
+}  // namespace discarbiter::transport

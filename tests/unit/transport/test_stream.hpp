@@ -1,0 +1,217 @@
+// An in-memory stream for transport::Session, after Beast's test::stream and
+// test::fail_count (boostorg/beast include/boost/beast/_experimental/test/):
+// the session holds a TestStream, the test holds its StreamState and plays
+// the peer (writes requests into it, reads replies out of it). A FailCount
+// makes the Nth operation and every later one fail, so that a test can raise
+// N from 0 until a whole conversation runs without reaching it.
+//
+// Single-threaded, as the service's io_context is: every completion is
+// posted to the stream's executor, never run inside the call, as a socket's.
+#pragma once
+
+#include <utility>  // N.B. before Asio: Boost 1.74's awaitable.hpp needs std::exchange
+
+#include <algorithm>
+#include <boost/asio/any_io_executor.hpp>
+#include <boost/asio/async_result.hpp>
+#include <boost/asio/buffer.hpp>
+#include <boost/asio/error.hpp>
+#include <boost/asio/post.hpp>
+#include <boost/system/error_code.hpp>
+#include <cstddef>
+#include <cstdint>
+#include <functional>
+#include <limits>
+#include <memory>
+#include <optional>
+#include <vector>
+
+namespace discarbiter::testing {
+
+/// Counts operations; the Nth (from 0) and every one after it fail with
+/// `error` (as Beast's fail_count: a broken stream stays broken).
+class FailCount {
+ public:
+  static constexpr std::size_t kNever = std::numeric_limits<std::size_t>::max();
+
+  explicit FailCount(std::size_t n = kNever, boost::system::error_code error =
+                                                 make_error_code(boost::system::errc::io_error))
+      : n_(n), error_(error) {}
+
+  /// Called as each operation starts: whether it must fail, and with what.
+  bool fail(boost::system::error_code& ec) {
+    if (operations_++ < n_)
+      return false;
+    reached_ = true;
+    ec = error_;
+    return true;
+  }
+
+  /// Operations started so far.
+  std::size_t operations() const { return operations_; }
+  /// Whether an operation has failed.
+  bool reached() const { return reached_; }
+
+ private:
+  std::size_t n_;
+  boost::system::error_code error_;
+  std::size_t operations_ = 0;
+  bool reached_ = false;
+};
+
+/// Both directions of one connection, shared by the session's TestStream and
+/// the test (the peer).
+struct StreamState {
+  StreamState(boost::asio::any_io_executor ex, FailCount fails = FailCount{})
+      : executor(std::move(ex)), fail_count(fails) {}
+
+  // ---- the peer's side ----
+
+  /// Bytes for the session to read.
+  void peer_write(const std::vector<std::uint8_t>& bytes) {
+    inbound.insert(inbound.end(), bytes.begin(), bytes.end());
+    complete_read();
+  }
+  /// The peer closes its end: the session reads the rest, then end of file.
+  void peer_close() {
+    peer_closed = true;
+    complete_read();
+  }
+  /// Takes what the session has written so far.
+  std::vector<std::uint8_t> peer_read() { return std::exchange(outbound, {}); }
+
+  boost::asio::any_io_executor executor;
+  FailCount fail_count;
+  std::vector<std::uint8_t> inbound;   // written by the peer, not yet read by the session
+  std::vector<std::uint8_t> outbound;  // written by the session, not yet read by the peer
+  bool peer_closed = false;
+  /// A peer that reads nothing: the session's writes never complete.
+  bool stall_writes = false;
+  /// At most this many bytes per read or write operation, so that a frame
+  /// takes several and a failure can fall inside one.
+  std::size_t max_read = 16;
+  std::size_t max_write = 16;
+  bool closed = false;  // by the session
+  std::size_t closes = 0;
+
+  // ---- the session's side (TestStream) ----
+
+  using Completion = std::function<void(boost::system::error_code, std::size_t)>;
+
+  /// A read waiting for the peer: tries to complete it now.
+  std::function<bool()> waiting_read;
+  /// A write a stalled peer never takes: completes only when closed.
+  Completion waiting_write;
+
+  void complete_read() {
+    if (waiting_read && waiting_read())
+      waiting_read = nullptr;
+  }
+
+  void close() {
+    closed = true;
+    ++closes;
+    const auto aborted = make_error_code(boost::asio::error::operation_aborted);
+    if (auto read = std::exchange(waiting_read, nullptr))
+      read();  // N.B. sees `closed`: completes with operation_aborted
+    if (auto write = std::exchange(waiting_write, nullptr))
+      write(aborted, 0);
+  }
+};
+
+class TestStream {
+ public:
+  using executor_type = boost::asio::any_io_executor;
+
+  explicit TestStream(std::shared_ptr<StreamState> state) : state_(std::move(state)) {}
+
+  executor_type get_executor() const { return state_->executor; }
+
+  void close(boost::system::error_code& ec) {
+    ec = {};
+    state_->close();
+  }
+
+  template <typename MutableBuffers, typename Token>
+  auto async_read_some(const MutableBuffers& buffers, Token&& token) {
+    return boost::asio::async_initiate<Token, void(boost::system::error_code, std::size_t)>(
+        [state = state_](auto handler, const MutableBuffers& into) {
+          auto done = completion(*state, std::move(handler));
+          if (failed(*state, done))
+            return;
+          // Completes when there are bytes, end of file or a close.
+          state->waiting_read = [state = state.get(), done, into] {
+            if (state->closed) {
+              done(make_error_code(boost::asio::error::operation_aborted), 0);
+            } else if (!state->inbound.empty()) {
+              const std::size_t n = boost::asio::buffer_copy(
+                  into, boost::asio::buffer(state->inbound.data(),
+                                            std::min(state->inbound.size(), state->max_read)));
+              state->inbound.erase(state->inbound.begin(),
+                                   state->inbound.begin() + static_cast<std::ptrdiff_t>(n));
+              done({}, n);
+            } else if (state->peer_closed) {
+              done(make_error_code(boost::asio::error::eof), 0);
+            } else {
+              return false;
+            }
+            return true;
+          };
+          state->complete_read();
+        },
+        token, buffers);
+  }
+
+  template <typename ConstBuffers, typename Token>
+  auto async_write_some(const ConstBuffers& buffers, Token&& token) {
+    return boost::asio::async_initiate<Token, void(boost::system::error_code, std::size_t)>(
+        [state = state_](auto handler, const ConstBuffers& from) {
+          auto done = completion(*state, std::move(handler));
+          if (failed(*state, done)) {
+            return;
+          } else if (state->stall_writes) {
+            state->waiting_write = done;
+          } else {
+            std::vector<std::uint8_t> chunk(
+                std::min(boost::asio::buffer_size(from), state->max_write));
+            chunk.resize(boost::asio::buffer_copy(boost::asio::buffer(chunk), from));
+            state->outbound.insert(state->outbound.end(), chunk.begin(), chunk.end());
+            done({}, chunk.size());
+          }
+        },
+        token, buffers);
+  }
+
+ private:
+  /// Counts an operation as it starts; completes it at once with the
+  /// scripted failure, or on a closed stream.
+  static bool failed(StreamState& state, const StreamState::Completion& done) {
+    boost::system::error_code ec;
+    if (state.fail_count.fail(ec)) {
+      done(ec, 0);
+    } else if (state.closed) {
+      done(make_error_code(boost::asio::error::bad_descriptor), 0);
+    } else {
+      return false;
+    }
+    return true;
+  }
+
+  /// A copyable completion that posts the (move-only) handler to the
+  /// stream's executor; the first call wins.
+  template <typename Handler>
+  static StreamState::Completion completion(StreamState& state, Handler handler) {
+    auto held = std::make_shared<std::optional<Handler>>(std::move(handler));
+    return [executor = state.executor, held](boost::system::error_code ec, std::size_t n) {
+      if (!*held)
+        return;
+      boost::asio::post(executor,
+                        [h = std::move(**held), ec, n]() mutable { std::move(h)(ec, n); });
+      held->reset();
+    };
+  }
+
+  std::shared_ptr<StreamState> state_;
+};
+
+}  // namespace discarbiter::testing
