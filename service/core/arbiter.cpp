@@ -70,6 +70,9 @@ struct Arbiter::Acquisition {
   SessionId session = 0;
   AcquireOptions options;
   CountHandler handler;
+  // The drive was removed meanwhile (why): the acquire fails whatever its
+  // steps answer, even if the drive is back by then.
+  std::optional<std::string> removed;
 };
 
 /// Who hears a release end: the owner that released (its count, 0), or the
@@ -310,6 +313,8 @@ void Arbiter::mark_removed(Drive& drive, const std::string& reason) {
   const json event =
       proto::make_event("drive_removed", {{"drive", drive.id()}, {"reason", reason}});
   drive.removed = reason;
+  if (drive.acquisition)
+    drive.acquisition->removed = reason;
   drive.channel.drop_queued(
       std::nullopt, Error{errc::dev_not_exist,
                           fmt::format("drive '{}' was removed before it started the command: {}",
@@ -323,7 +328,8 @@ void Arbiter::mark_removed(Drive& drive, const std::string& reason) {
   }
   if (drive.state == Drive::LockState::owned) {
     // N.B. nothing to send: the device is gone, and with it its tray lock.
-    // ACQUIRING/RELEASING end on their own when the channel answers.
+    // ACQUIRING/RELEASING end on their own when the channel answers (an
+    // acquire then fails with ERROR_DEV_NOT_EXIST: finish_acquire).
     audit(AuditKind::freed, drive, drive.owner, "the drive was removed");
     drive.state = Drive::LockState::free;
     drive.owner = 0;
@@ -771,7 +777,7 @@ void Arbiter::start_acquire(Drive& drive, SessionId id, AcquireOptions options,
                                       0,
                                       format_rfc3339(scheduler_.wall_now()),
                                       options.force};
-  drive.acquisition = Acquisition{id, options, std::move(handler)};
+  drive.acquisition = Acquisition{id, options, std::move(handler), {}};
   // TEST UNIT READY first: any SCSI answer will do (an empty drive says NOT
   // READY and may still be locked); no answer in time fails the acquire.
   Drive* d = &drive;
@@ -782,6 +788,10 @@ void Arbiter::start_acquire(Drive& drive, SessionId id, AcquireOptions options,
 void Arbiter::on_tur_answered(Drive& drive, ScsiResult r) {
   if (!r.answered()) {
     finish_acquire(drive, Error{r.transport, "TEST UNIT READY: " + r.transport_message});
+    return;
+  }
+  if (drive.acquisition->removed) {
+    finish_acquire(drive, Done{});  // N.B. it answers ERROR_DEV_NOT_EXIST; nothing more is sent
     return;
   }
   // The OS-level exclusive lock, under the client's name.
@@ -797,8 +807,8 @@ void Arbiter::on_os_locked(Drive& drive, Result<Done> locked) {
                    Error{locked.error().code, "OS exclusive lock: " + locked.error().message});
     return;
   }
-  if (!config_.tray_lock) {
-    finish_acquire(drive, Done{});
+  if (!config_.tray_lock || drive.acquisition->removed) {
+    finish_acquire(drive, Done{});  // N.B. removed: it answers ERROR_DEV_NOT_EXIST
     return;
   }
   // PREVENT MEDIUM REMOVAL, configured by tray_lock.
@@ -826,6 +836,14 @@ void Arbiter::on_prevented(Drive& drive, ScsiResult r) {
 void Arbiter::finish_acquire(Drive& drive, Result<Done> outcome) {
   Acquisition acquisition = std::move(*drive.acquisition);
   drive.acquisition.reset();
+  if (acquisition.removed) {
+    // N.B. nothing to undo on a device that is gone (mark_removed's
+    // reasoning), and nothing of the lock may remain.
+    drive.forget_tray();
+    outcome = Error{errc::dev_not_exist,
+                    fmt::format("drive '{}' was removed while it was being acquired: {}",
+                                drive.id(), *acquisition.removed)};
+  }
   if (!outcome) {
     acquire_failed(drive, acquisition.session, outcome.error(), std::move(acquisition.handler));
     return;

@@ -10,9 +10,9 @@
 //    ▲ ▲                                   │         on_os_locked: PREVENT (if tray_lock)
 //    │ │                                   │         on_prevented (a failure: OS unlock)
 //    │ │                                   ▼ finish_acquire
-//    │ │             all ok: acquire_succeeded   a step failed: acquire_failed,
-//    │ │                                   │     back to FREE, then the next
-//    │ │                                   ▼     waiter
+//    │ │             all ok: acquire_succeeded   a step failed, or the drive was
+//    │ │                                   │     removed: acquire_failed, back to
+//    │ │                                   ▼     FREE, then the next waiter
 //    │ │        acquire/release by S    OWNED(n) ◄─┐
 //    │ │        with n > 1 stay here ──────┴───────┘
 //    │ │                                   │ start_release: release to 0, S's session
@@ -130,7 +130,9 @@ class Arbiter {
   Result<Done> add_drive(std::shared_ptr<DriveChannel> channel);
   /// The drive is gone (hot-plug removal): its waits fail with
   /// ERROR_DEV_NOT_EXIST, its lock ends (the owner hears "drive_removed"),
-  /// and later requests fail until it is added again.
+  /// an acquire in progress fails with ERROR_DEV_NOT_EXIST when its step in
+  /// flight returns (and holds nothing), and later requests fail until it is
+  /// added again.
   void remove_drive(const std::string& id, const std::string& reason);
 
   /// A new connection. events receives the frames for subscribe. An event
