@@ -2,6 +2,7 @@
 
 #include <algorithm>
 #include <utility>
+#include <variant>
 
 #include <fmt/format.h>
 
@@ -26,6 +27,13 @@ std::optional<std::uint8_t> prevent_field(const ScsiCommand& command) {
     return std::nullopt;
   return static_cast<std::uint8_t>(command.cdb[4] & (kPersistentBit | kPreventBit));
 }
+
+template <typename... Fs>
+struct Overloaded : Fs... {
+  using Fs::operator()...;
+};
+template <typename... Fs>
+Overloaded(Fs...) -> Overloaded<Fs...>;
 
 }  // namespace
 
@@ -59,28 +67,91 @@ struct Arbiter::Waiter {
   WallClock::time_point deadline;
 };
 
-struct Arbiter::ChannelCall {
-  SessionId session = 0;  // whose command; 0: the arbiter's own (never dropped)
-  std::function<void(std::uint64_t ticket)> start;  // hands it to the channel
-  std::function<void(const Error&)> drop;           // answers it without the drive
+/// An acquire under way (ACQUIRING): whose, and who hears how it ends.
+struct Arbiter::Acquisition {
+  SessionId session = 0;
+  AcquireOptions options;
+  CountHandler handler;
+  // The drive was removed meanwhile (why): the acquire fails whatever its
+  // steps answer, even if the drive is back by then.
+  std::optional<std::string> removed;
 };
 
+/// Who hears a release end: the owner that released (its count, 0), or the
+/// administrator who broke the lock (the former owner); nobody when the
+/// owner's session ended.
+struct Arbiter::ReleaseReply {
+  CountHandler released;
+  BreakHandler broken;
+  proto::OwnerInfo former;
+};
+
+/// The ALLOW MEDIUM REMOVALs still to send, in this order (N.B. PERSISTENT
+/// ALLOW first and the plain ALLOW last: a drive that reads bit 1 as SPC-2's
+/// medium changer bit takes 10b for a PREVENT, and the last word must leave
+/// the tray unlocked under either reading).
+struct Arbiter::TrayAllowing {
+  bool persistent = false;
+  bool plain = false;
+  bool start_up = false;  // add_drive's: nothing follows; a release's: the OS unlock
+};
+
+/// A client's SCSI command on its way in.
+struct Arbiter::Execution {
+  ScsiCommand command;
+  std::optional<std::uint32_t> requested_timeout_s;
+  ExecuteHandler handler;
+};
+
+/// A client's SCSI command handed to the channel: what its answer needs.
+struct Arbiter::CommandInFlight {
+  std::uint8_t opcode = 0;
+  std::chrono::seconds timeout{0};
+  std::optional<std::uint8_t> prevent;  // its PREVENT field, if a PREVENT ALLOW MEDIUM REMOVAL
+  ExecuteHandler handler;
+};
+
+/// A request that waits for the drive's transition to end: which, its
+/// arguments, its handler. run_deferred resumes it past the public guard.
 struct Arbiter::Deferred {
+  struct Acquire {
+    AcquireOptions options;
+    CountHandler handler;
+  };
+  struct Release {
+    CountHandler handler;
+  };
+  struct Break {
+    BreakHandler handler;
+  };
+  struct Execute {
+    Execution execution;
+    std::uint64_t bytes = 0;  // held while it waits: its payload is here
+  };
   SessionId session = 0;
-  std::function<void()> request;  // asks again
+  std::variant<Acquire, Release, Break, Execute> request;
 };
 
 struct Arbiter::Drive {
   enum class LockState { free, acquiring, owned, releasing };
 
-  std::shared_ptr<DriveChannel> channel;
+  Drive(Arbiter& arbiter, std::shared_ptr<DriveChannel> backend)
+      : channel(arbiter.scheduler_,
+                {arbiter.config_.watchdog_grace, arbiter.config_.timeouts.default_timeout},
+                std::move(backend),
+                [&arbiter, this](const ChannelNotice& n) { arbiter.on_channel_notice(*this, n); }) {
+  }
+
+  WatchedChannel channel;
   LockState state = LockState::free;
   SessionId owner = 0;               // 0: nobody (FREE)
   proto::OwnerInfo owner_info;       // identity snapshot at first acquire; outlives the session
   bool owner_administrator = false;  // of that snapshot: how the log treats its records
   std::uint32_t lock_count = 0;
   bool granted_from_queue = false;
+  std::optional<Acquisition> acquisition;               // ACQUIRING
   ReleaseCause release_cause = ReleaseCause::released;  // of the release in flight
+  ReleaseReply release_reply;                           // of the release in flight
   // MMC's two tray preventions (PREVENT ALLOW MEDIUM REMOVAL byte 4: bit 1
   // Persistent, bit 0 Prevent), as the drive last accepted them, and the
   // owner's PREVENTs still in flight: the release clears what may be set.
@@ -92,25 +163,12 @@ struct Arbiter::Drive {
   // field during its lock: its release then sends both ALLOWs whatever the
   // tracked bits say (a drive may read bit 1 as SPC-2 does, not as MMC).
   bool owner_touched_tray = false;
-  bool removed = false;
-  std::optional<std::string> error;  // why the drive is in "error"; cleared by an answered TUR
+  std::optional<std::string> removed;  // why, once the drive is gone
   std::deque<Waiter> waiters;
   std::vector<Deferred> deferred;
-  // N.B. the channel gets one call at a time: the watchdog of a call starts
-  // when the drive does, and what waits here can still be dropped.
-  std::deque<ChannelCall> calls;
-  std::uint64_t call_in_flight = 0;  // the ticket of the call the channel has; 0: idle
-  std::uint64_t next_call = 1;
-  // Calls handed to the channel whose backend has not returned, watchdog
-  // answer or not; counted per attachment (a re-attached drive starts anew).
-  std::uint32_t in_backend = 0;
-  std::uint64_t attachment = 0;
   std::uint32_t commands = 0;  // clients' commands queued or in flight
-  struct {
-    std::uint64_t commands = 0, timeouts = 0, errors = 0;
-  } stats;
 
-  const std::string& id() const { return channel->description().id; }
+  const std::string& id() const { return channel.description().id; }
   /// The lock state as status names it ("lock_state").
   std::string_view lock_state_name() const {
     switch (state) {
@@ -130,7 +188,7 @@ struct Arbiter::Drive {
   std::string_view public_state() const {
     if (removed)
       return "removed";
-    if (error)
+    if (channel.error())
       return "error";
     return state == LockState::free ? "free" : "owned";
   }
@@ -138,10 +196,14 @@ struct Arbiter::Drive {
     return state == LockState::acquiring || state == LockState::releasing;
   }
   bool may_prevent() const { return tray_locked || prevents_in_flight > 0; }
-  /// A watchdog has answered for a call the backend still works on.
-  bool overrunning() const { return in_backend > (call_in_flight != 0 ? 1U : 0U); }
   bool may_prevent_persistently() const {
     return tray_persistent || persistent_prevents_in_flight > 0;
+  }
+  /// Forgets the tray's preventions: the device is gone or new.
+  void forget_tray() {
+    tray_locked = false;
+    tray_persistent = false;
+    owner_touched_tray = false;
   }
   /// A PREVENT ALLOW MEDIUM REMOVAL with this PREVENT field went out: one
   /// that sets a prevention counts as set until it is answered.
@@ -223,26 +285,18 @@ Result<Done> Arbiter::add_drive(std::shared_ptr<DriveChannel> channel) {
   if (d) {
     // The same drive came back (hot-plug): a fresh start on the new channel.
     // N.B. the removal already ended its lock and its waits.
-    d->channel = std::move(channel);
-    d->call_in_flight = 0;  // N.B. a call stuck on the old channel answers there, not here
-    d->in_backend = 0;
-    ++d->attachment;
-    d->removed = false;
-    d->error.reset();
-    d->tray_locked = false;
-    d->tray_persistent = false;
-    d->owner_touched_tray = false;
+    d->channel.attach(std::move(channel));
+    d->removed.reset();
+    d->forget_tray();
   } else {
-    auto drive = std::make_unique<Drive>();
-    drive->channel = std::move(channel);
-    d = drive.get();
-    drives_.push_back(std::move(drive));
+    drives_.push_back(std::make_unique<Drive>(*this, std::move(channel)));
+    d = drives_.back().get();
   }
-  audit(AuditKind::drive_arrived, *d, 0, d->channel->description().path);
+  audit(AuditKind::drive_arrived, *d, 0, d->channel.description().path);
   notify(proto::make_event("drive_arrived", {{"drive", d->id()}}));
   // N.B. both preventions: a crash (ours or another program's) may have left
   // either, and a persistent one survives every ordinary ALLOW.
-  allow_medium_removal(*d, true, true, "start-up ", [] {});
+  allow_medium_removal(*d, TrayAllowing{true, true, true});
   return Done{};
 }
 
@@ -260,11 +314,13 @@ void Arbiter::mark_removed(Drive& drive, const std::string& reason) {
                    fmt::format("drive '{}' was removed while waiting: {}", drive.id(), reason)};
   const json event =
       proto::make_event("drive_removed", {{"drive", drive.id()}, {"reason", reason}});
-  drive.removed = true;
-  drop_commands(drive, std::nullopt,
-                Error{errc::dev_not_exist,
-                      fmt::format("drive '{}' was removed before it started the command: {}",
-                                  drive.id(), reason)});
+  drive.removed = reason;
+  if (drive.acquisition)
+    drive.acquisition->removed = reason;
+  drive.channel.drop_queued(
+      std::nullopt, Error{errc::dev_not_exist,
+                          fmt::format("drive '{}' was removed before it started the command: {}",
+                                      drive.id(), reason)});
   audit(AuditKind::drive_removed, drive, drive.owner, reason);
   auto waiters = std::exchange(drive.waiters, {});
   for (auto& w : waiters) {
@@ -274,14 +330,13 @@ void Arbiter::mark_removed(Drive& drive, const std::string& reason) {
   }
   if (drive.state == Drive::LockState::owned) {
     // N.B. nothing to send: the device is gone, and with it its tray lock.
-    // ACQUIRING/RELEASING end on their own when the channel answers.
+    // ACQUIRING/RELEASING end on their own when the channel answers (an
+    // acquire then fails with ERROR_DEV_NOT_EXIST: finish_acquire).
     audit(AuditKind::freed, drive, drive.owner, "the drive was removed");
     drive.state = Drive::LockState::free;
     drive.owner = 0;
     drive.lock_count = 0;
-    drive.tray_locked = false;
-    drive.tray_persistent = false;
-    drive.owner_touched_tray = false;
+    drive.forget_tray();
   }
   notify(event);
   for (auto& w : waiters) {
@@ -355,17 +410,19 @@ void Arbiter::close_session(SessionId id) {
   // own dropped commands, whose transport has already let go.
   sessions_.erase(it);
   for (auto& drive : drives_) {
-    drop_commands(*drive, id,
-                  Error{errc::fail, "the session ended before the drive started the command"});
+    drive->channel.drop_queued(
+        id, Error{errc::fail, "the session ended before the drive started the command"});
     if (drive->owner == id && drive->state == Drive::LockState::owned) {
       audit(AuditKind::session_ended, *drive, id,
             fmt::format("session ended holding {} lock(s)", drive->lock_count));
-      start_release(*drive, ReleaseCause::session_ended, nullptr);
+      start_release(*drive, ReleaseCause::session_ended, {});
     }
     // ACQUIRING: finish_acquire sees the session gone and releases at once.
     // RELEASING: already on its way to FREE.
   }
 }
+
+// ---- requests: the public guard, then the step a deferred one resumes at ----
 
 void Arbiter::acquire_exclusive_access(SessionId id, const std::string& drive_id,
                                        AcquireOptions options, CountHandler handler) {
@@ -374,28 +431,30 @@ void Arbiter::acquire_exclusive_access(SessionId id, const std::string& drive_id
     handler(target.error());
     return;
   }
-  Session& session = *target->session;
-  Drive& drive = *target->drive;
+  try_acquire(*target, options, std::move(handler));
+}
+
+void Arbiter::try_acquire(RequestTarget target, AcquireOptions options, CountHandler handler) {
+  Session& session = *target.session;
+  Drive& drive = *target.drive;
   if (drive.state == Drive::LockState::releasing ||
-      (drive.owner == id && drive.state == Drive::LockState::acquiring)) {
+      (drive.owner == session.id && drive.state == Drive::LockState::acquiring)) {
     // The answer depends on how the transition ends: ask again then.
     if (auto limit = deferral_limit(session)) {
       handler(std::move(*limit));
       return;
     }
-    defer(drive, session, [this, id, drive_id, options, h = std::move(handler)]() mutable {
-      acquire_exclusive_access(id, drive_id, options, std::move(h));
-    });
+    defer(drive, session, Deferred{session.id, Deferred::Acquire{options, std::move(handler)}});
     return;
   }
-  if (drive.owner == id) {
+  if (drive.owner == session.id) {
     ++drive.lock_count;
-    audit(AuditKind::nested, drive, id);
+    audit(AuditKind::nested, drive, session.id);
     handler(drive.lock_count);
     return;
   }
   if (drive.state == Drive::LockState::free && drive.waiters.empty()) {
-    start_acquire(drive, id, options, std::move(handler));
+    start_acquire(drive, session.id, options, std::move(handler));
     return;
   }
   if (options.wait.count() <= 0) {
@@ -412,28 +471,31 @@ void Arbiter::release_exclusive_access(SessionId id, const std::string& drive_id
     handler(target.error());
     return;
   }
-  Drive* drive = target->drive;
-  if (drive->owner != id) {
-    handler(
-        Error{errc::not_locked, fmt::format("this client holds no lock on drive '{}'", drive_id)});
+  try_release(*target, std::move(handler));
+}
+
+void Arbiter::try_release(RequestTarget target, CountHandler handler) {
+  Session& session = *target.session;
+  Drive& drive = *target.drive;
+  if (drive.owner != session.id) {
+    handler(Error{errc::not_locked,
+                  fmt::format("this client holds no lock on drive '{}'", drive.id())});
     return;
   }
-  if (drive->in_transition()) {
-    if (auto limit = deferral_limit(*target->session)) {
+  if (drive.in_transition()) {
+    if (auto limit = deferral_limit(session)) {
       handler(std::move(*limit));
       return;
     }
-    defer(*drive, *target->session, [this, id, drive_id, h = std::move(handler)]() mutable {
-      release_exclusive_access(id, drive_id, std::move(h));
-    });
+    defer(drive, session, Deferred{session.id, Deferred::Release{std::move(handler)}});
     return;
   }
-  if (--drive->lock_count > 0) {
-    audit(AuditKind::released, *drive, id);
-    handler(drive->lock_count);
+  if (--drive.lock_count > 0) {
+    audit(AuditKind::released, drive, session.id);
+    handler(drive.lock_count);
     return;
   }
-  start_release(*drive, ReleaseCause::released, std::move(handler));
+  start_release(drive, ReleaseCause::released, ReleaseReply{std::move(handler), {}, {}});
 }
 
 Result<std::optional<proto::OwnerInfo>> Arbiter::exclusive_access_owner(
@@ -447,38 +509,55 @@ Result<std::optional<proto::OwnerInfo>> Arbiter::exclusive_access_owner(
 
 void Arbiter::break_exclusive_access(SessionId id, const std::string& drive_id,
                                      BreakHandler handler) {
-  Session* session = find_session(id);
-  if (!session || !session->greeted()) {
-    handler(Error{errc::hello_required, "break before hello"});
+  auto target = break_target(id, drive_id);
+  if (!target) {
+    handler(target.error());
     return;
   }
+  try_break(*target, std::move(handler));
+}
+
+Result<Arbiter::RequestTarget> Arbiter::break_target(SessionId id, const std::string& drive_id) {
+  Session* session = find_session(id);
+  if (!session || !session->greeted()) {
+    return Error{errc::hello_required, "break before hello"};
+  }
   if (!session->peer.administrator) {
-    handler(Error{errc::access_denied,
-                  fmt::format("only administrators may break a lock; user '{}' is not one",
-                              session->peer.user)});
-    return;
+    return Error{errc::access_denied,
+                 fmt::format("only administrators may break a lock; user '{}' is not one",
+                             session->peer.user)};
   }
   auto found = usable_drive(drive_id);
   if (!found) {
-    handler(found.error());
-    return;
+    return found.error();
   }
-  Drive& drive = **found;
+  return RequestTarget{session, *found};
+}
+
+void Arbiter::try_break(RequestTarget target, BreakHandler handler) {
+  Drive& drive = *target.drive;
   if (drive.in_transition()) {
-    if (auto limit = deferral_limit(*session)) {
+    if (auto limit = deferral_limit(*target.session)) {
       handler(std::move(*limit));
       return;
     }
-    defer(drive, *session, [this, id, drive_id, h = std::move(handler)]() mutable {
-      break_exclusive_access(id, drive_id, std::move(h));
-    });
+    defer(drive, *target.session,
+          Deferred{target.session->id, Deferred::Break{std::move(handler)}});
     return;
   }
   if (drive.state != Drive::LockState::owned) {
-    handler(
-        Error{errc::not_locked, fmt::format("drive '{}' is not held; nothing to break", drive_id)});
+    handler(Error{errc::not_locked,
+                  fmt::format("drive '{}' is not held; nothing to break", drive.id())});
     return;
   }
+  break_lock(target, std::move(handler));
+}
+
+void Arbiter::break_lock(RequestTarget target, BreakHandler handler) {
+  const Session* session = target.session;
+  const SessionId id = session->id;
+  Drive& drive = *target.drive;
+  const std::string drive_id = drive.id();
   proto::OwnerInfo former = *owner_info(drive);
   const std::string by = fmt::format("'{}' (session {}, pid {}, user {})", session->client_name, id,
                                      session->pid(), session->peer.user);
@@ -499,8 +578,7 @@ void Arbiter::break_exclusive_access(SessionId id, const std::string& drive_id,
   // way rather than start a second one. The reply comes once the drive is
   // free, whoever ended the lock.
   start_release(drive, ReleaseCause::broken,
-                [former = std::move(former),
-                 h = std::move(handler)](Result<std::uint32_t>) mutable { h(std::move(former)); });
+                ReleaseReply{{}, std::move(handler), std::move(former)});
   // The owner is told whether or not it subscribed; subscribers hear it
   // through notify.
   if (Session* owner = find_session(owner_id); owner && !owner->subscribed && owner->events) {
@@ -537,6 +615,8 @@ std::optional<Error> Arbiter::take_broken_notice(Session& session, const std::st
   return e;
 }
 
+// ---- a client's command -------------------------------------------------------
+
 void Arbiter::execute(SessionId id, const std::string& drive_id, ScsiCommand command,
                       std::optional<std::uint32_t> requested_timeout_s, ExecuteHandler handler) {
   auto target = request_target(id, drive_id, "execute");
@@ -544,87 +624,102 @@ void Arbiter::execute(SessionId id, const std::string& drive_id, ScsiCommand com
     handler(target.error());
     return;
   }
-  Session& session = *target->session;
-  Drive& drive = *target->drive;
+  admit_command(*target, Execution{std::move(command), requested_timeout_s, std::move(handler)});
+}
+
+void Arbiter::admit_command(RequestTarget target, Execution execution) {
+  Session& session = *target.session;
+  Drive& drive = *target.drive;
+  const SessionId id = session.id;
   const bool acquiring = drive.owner == id && drive.state == Drive::LockState::acquiring;
   if (!acquiring && (drive.owner != id || drive.state != Drive::LockState::owned)) {
-    handler(drive.owner == id || drive.owner == 0
-                ? Error{errc::recorder_locked,
-                        fmt::format("only the owner of drive '{}' may send commands; acquire it "
-                                    "first",
-                                    drive_id)}
-                : locked_error(drive));
+    execution.handler(drive.owner == id || drive.owner == 0
+                          ? Error{errc::recorder_locked,
+                                  fmt::format("only the owner of drive '{}' may send commands; "
+                                              "acquire it first",
+                                              drive.id())}
+                          : locked_error(drive));
     return;
   }
-  if (auto allowed = config_.commands.check(command.cdb, target->session->peer); !allowed) {
-    handler(std::move(allowed.error()));  // N.B. before anything is sent or counted
-    return;
-  }
-  const std::uint32_t max_transfer =
-      std::min(config_.max_transfer_bytes, drive.channel->description().max_transfer_bytes);
-  if (command.cdb.size() < 6 || command.cdb.size() > 16) {
-    handler(Error{errc::invalid_arg,
-                  fmt::format("CDB of {} bytes; a CDB has 6 to 16", command.cdb.size())});
-    return;
-  }
-  const std::size_t transfer =
-      command.direction == Direction::out ? command.data_out.size() : command.data_in_len;
-  if (transfer > max_transfer) {
-    handler(Error{errc::invalid_arg,
-                  fmt::format("transfer of {} bytes exceeds drive '{}''s limit of {}", transfer,
-                              drive_id, max_transfer)});
+  if (auto refused = command_refusal(session, drive, execution.command)) {
+    execution.handler(std::move(*refused));  // N.B. before anything is sent or counted
     return;
   }
   // N.B. what the command holds while it waits: its data-out, and the
   // data-in buffer the drive will fill.
+  const ScsiCommand& command = execution.command;
   const std::uint64_t bytes =
       command.data_out.size() + (command.direction == Direction::in ? command.data_in_len : 0);
   if (auto limit = command_limit(session, drive, bytes)) {
-    handler(std::move(*limit));
+    execution.handler(std::move(*limit));
     return;
   }
-  if (acquiring) {
-    if (auto limit = deferral_limit(session)) {
-      handler(std::move(*limit));
-      return;
-    }
-    // Held while deferred too: its payload is in the closure.
-    hold_command(session, drive, bytes);
-    Drive* d = &drive;
-    defer(drive, session,
-          [this, id, d, bytes, drive_id, c = std::move(command), requested_timeout_s,
-           h = std::move(handler)]() mutable {
-            let_go_command(id, *d, bytes);
-            execute(id, drive_id, std::move(c), requested_timeout_s, std::move(h));
-          });
+  if (!acquiring) {
+    queue_command(drive, session, std::move(execution), bytes);
     return;
   }
-  command.timeout = config_.timeouts.timeout_for(command.opcode(), requested_timeout_s);
-  const std::uint8_t op = command.opcode();
-  const auto timeout = command.timeout;
-  const auto prevent = prevent_field(command);
-  if (prevent) {
-    drive.prevent_sent(*prevent);
-    drive.owner_touched_tray = drive.owner_touched_tray || *prevent != 0;
+  if (auto limit = deferral_limit(session)) {
+    execution.handler(std::move(*limit));
+    return;
+  }
+  hold_command(session, drive, bytes);  // held while deferred too: its payload is in Deferred
+  defer(drive, session, Deferred{id, Deferred::Execute{std::move(execution), bytes}});
+}
+
+std::optional<Error> Arbiter::command_refusal(const Session& session, const Drive& drive,
+                                              const ScsiCommand& command) const {
+  if (auto allowed = config_.commands.check(command.cdb, session.peer); !allowed) {
+    return std::move(allowed.error());
+  }
+  if (command.cdb.size() < 6 || command.cdb.size() > 16) {
+    return Error{errc::invalid_arg,
+                 fmt::format("CDB of {} bytes; a CDB has 6 to 16", command.cdb.size())};
+  }
+  const std::uint32_t max_transfer =
+      std::min(config_.max_transfer_bytes, drive.channel.description().max_transfer_bytes);
+  const std::size_t transfer =
+      command.direction == Direction::out ? command.data_out.size() : command.data_in_len;
+  if (transfer > max_transfer) {
+    return Error{errc::invalid_arg,
+                 fmt::format("transfer of {} bytes exceeds drive '{}''s limit of {}", transfer,
+                             drive.id(), max_transfer)};
+  }
+  return std::nullopt;
+}
+
+void Arbiter::queue_command(Drive& drive, Session& session, Execution execution,
+                            std::uint64_t bytes) {
+  ScsiCommand& command = execution.command;
+  command.timeout = config_.timeouts.timeout_for(command.opcode(), execution.requested_timeout_s);
+  CommandInFlight sent{command.opcode(), command.timeout, prevent_field(command),
+                       std::move(execution.handler)};
+  if (sent.prevent) {
+    drive.prevent_sent(*sent.prevent);
+    drive.owner_touched_tray = drive.owner_touched_tray || *sent.prevent != 0;
   }
   hold_command(session, drive, bytes);
   Drive* d = &drive;
   // N.B. the command counts against the bounds until the backend returns
   // it (or it is dropped unsent), not when the watchdog answers its caller:
   // a command a stuck backend holds is held by the service too.
-  send(
-      drive, std::move(command),
-      [d, op, timeout, prevent, h = std::move(handler)](ScsiResult r) {
-        if (prevent)
-          d->prevent_answered(*prevent, r);  // the owner may lock or unlock the tray itself
-        if (!r.answered()) {
-          h(Error{r.transport, fmt::format("opcode 0x{:02X} on drive '{}' (timeout {} s): {}", op,
-                                           d->id(), timeout.count(), r.transport_message)});
-          return;
-        }
-        h(std::move(r));
+  drive.channel.send(
+      std::move(command),
+      [this, d, sent = std::move(sent)](ScsiResult r) {
+        on_command_answered(*d, sent, std::move(r));
       },
-      id, [this, id, d, bytes] { let_go_command(id, *d, bytes); });
+      session.id, [this, d, id = session.id, bytes] { let_go_command(id, *d, bytes); });
+}
+
+void Arbiter::on_command_answered(Drive& drive, const CommandInFlight& command, ScsiResult r) {
+  if (command.prevent)
+    drive.prevent_answered(*command.prevent, r);  // the owner may lock or unlock the tray itself
+  if (!r.answered()) {
+    command.handler(Error{
+        r.transport, fmt::format("opcode 0x{:02X} on drive '{}' (timeout {} s): {}", command.opcode,
+                                 drive.id(), command.timeout.count(), r.transport_message)});
+    return;
+  }
+  command.handler(std::move(r));
 }
 
 std::optional<Error> Arbiter::command_limit(const Session& session, const Drive& drive,
@@ -665,7 +760,7 @@ void Arbiter::let_go_command(SessionId id, Drive& drive, std::uint64_t bytes) {
   --drive.commands;
 }
 
-// ---- transitions ------------------------------------------------------------
+// ---- acquire: TEST UNIT READY, OS lock, PREVENT ------------------------------
 
 void Arbiter::start_acquire(Drive& drive, SessionId id, AcquireOptions options,
                             CountHandler handler) {
@@ -684,199 +779,209 @@ void Arbiter::start_acquire(Drive& drive, SessionId id, AcquireOptions options,
                                       0,
                                       format_rfc3339(scheduler_.wall_now()),
                                       options.force};
-  Drive* d = &drive;
-  auto fail = [this, d, id](CountHandler& h, Error e) {
-    finish_acquire(*d, id, std::move(e), std::move(h));
-  };
-
-  // Step 3: PREVENT MEDIUM REMOVAL when configured; roll back the OS lock if
-  // it fails.
-  auto prevent = [this, d, id, fail](CountHandler h) mutable {
-    if (!config_.tray_lock) {
-      finish_acquire(*d, id, Done{}, std::move(h));
-      return;
-    }
-    ScsiCommand cmd{cdb_prevent_allow_medium_removal(true),
-                    Direction::none,
-                    {},
-                    0,
-                    config_.timeouts.timeout_for(opcode::prevent_allow_medium_removal)};
-    send(*d, std::move(cmd), [this, d, id, fail, h = std::move(h)](ScsiResult r) mutable {
-      if (r.good()) {
-        d->tray_locked = true;
-        finish_acquire(*d, id, Done{}, std::move(h));
-        return;
-      }
-      Error e = r.answered() ? Error{errc::fail, "PREVENT MEDIUM REMOVAL failed with sense " +
-                                                     proto::describe_sense(r.sense)}
-                             : Error{r.transport, "PREVENT MEDIUM REMOVAL: " + r.transport_message};
-      os_unlock(*d, [fail, e = std::move(e), h = std::move(h)](Result<Done>) mutable {
-        fail(h, std::move(e));
-      });
-    });
-  };
-
-  // Step 2: the OS-level exclusive lock, under the client's name.
-  auto lock = [this, d, fail, prevent, options,
-               name = session->client_name](CountHandler h) mutable {
-    os_lock(*d, name, options.force,
-            [fail, prevent, h = std::move(h)](Result<Done> locked) mutable {
-              if (!locked) {
-                fail(h, Error{locked.error().code, "OS exclusive lock: " + locked.error().message});
-                return;
-              }
-              prevent(std::move(h));
-            });
-  };
-
-  // Step 1: TEST UNIT READY. Any SCSI answer will do (an empty drive says NOT
+  drive.acquisition = Acquisition{id, options, std::move(handler), {}};
+  // TEST UNIT READY first: any SCSI answer will do (an empty drive says NOT
   // READY and may still be locked); no answer in time fails the acquire.
-  ScsiCommand tur{cdb_test_unit_ready(),
-                  Direction::none,
-                  {},
-                  0,
-                  config_.timeouts.timeout_for(opcode::test_unit_ready)};
-  send(drive, std::move(tur), [fail, lock, h = std::move(handler)](ScsiResult r) mutable {
-    if (!r.answered()) {
-      fail(h, Error{r.transport, "TEST UNIT READY: " + r.transport_message});
-      return;
-    }
-    lock(std::move(h));
-  });
+  Drive* d = &drive;
+  drive.channel.send(own_command(cdb_test_unit_ready()),
+                     [this, d](ScsiResult r) { on_tur_answered(*d, std::move(r)); });
 }
 
-void Arbiter::finish_acquire(Drive& drive, SessionId id, Result<Done> outcome,
-                             CountHandler handler) {
-  if (outcome.ok()) {
-    drive.state = Drive::LockState::owned;
-    drive.lock_count = 1;
-    if (!find_session(id)) {
-      // The client went away while its acquire was in flight: the lock dies
-      // at once, as by a final release.
-      audit(AuditKind::session_ended, drive, id, "session ended while acquiring");
-      start_release(drive, ReleaseCause::session_ended, nullptr);
-      return;
-    }
-    std::string how = drive.granted_from_queue ? "granted from the queue" : "";
-    if (drive.owner_info.force)
-      how += how.empty() ? "force" : ", force";
-    audit(AuditKind::acquired, drive, id, std::move(how));
-    const auto event = proto::make_event(drive.granted_from_queue ? "granted" : "acquired",
-                                         {{"drive", drive.id()}, {"owner", *owner_info(drive)}});
-    drive.granted_from_queue = false;
-    // N.B. the count as granted: a sink may end the owner's session, whose
-    // cleanup starts the release and zeroes the drive's count.
-    const std::uint32_t count = drive.lock_count;
-    notify(event);
-    handler(count);
-    run_deferred(drive);
+void Arbiter::on_tur_answered(Drive& drive, ScsiResult r) {
+  if (!r.answered()) {
+    finish_acquire(drive, Error{r.transport, "TEST UNIT READY: " + r.transport_message});
     return;
   }
+  if (drive.acquisition->removed) {
+    finish_acquire(drive, Done{});  // N.B. it answers ERROR_DEV_NOT_EXIST; nothing more is sent
+    return;
+  }
+  // The OS-level exclusive lock, under the client's name.
+  const Acquisition& acquisition = *drive.acquisition;
+  Drive* d = &drive;
+  drive.channel.os_lock(drive.owner_info.client_name, acquisition.options.force,
+                        [this, d](Result<Done> locked) { on_os_locked(*d, std::move(locked)); });
+}
+
+void Arbiter::on_os_locked(Drive& drive, Result<Done> locked) {
+  if (!locked) {
+    finish_acquire(drive,
+                   Error{locked.error().code, "OS exclusive lock: " + locked.error().message});
+    return;
+  }
+  if (!config_.tray_lock || drive.acquisition->removed) {
+    finish_acquire(drive, Done{});  // N.B. removed: it answers ERROR_DEV_NOT_EXIST
+    return;
+  }
+  // PREVENT MEDIUM REMOVAL, configured by tray_lock.
+  Drive* d = &drive;
+  drive.channel.send(own_command(cdb_prevent_allow_medium_removal(true)),
+                     [this, d](ScsiResult r) { on_prevented(*d, std::move(r)); });
+}
+
+void Arbiter::on_prevented(Drive& drive, ScsiResult r) {
+  if (r.good()) {
+    drive.tray_locked = true;
+    finish_acquire(drive, Done{});
+    return;
+  }
+  Error e = r.answered() ? Error{errc::fail, "PREVENT MEDIUM REMOVAL failed with sense " +
+                                                 proto::describe_sense(r.sense)}
+                         : Error{r.transport, "PREVENT MEDIUM REMOVAL: " + r.transport_message};
+  // Roll the OS lock back, then fail.
+  Drive* d = &drive;
+  drive.channel.os_unlock(
+      [this, d, e = std::move(e)](Result<Done>) mutable { finish_acquire(*d, std::move(e)); });
+}
+
+void Arbiter::finish_acquire(Drive& drive, Result<Done> outcome) {
+  Acquisition acquisition = std::move(*drive.acquisition);
+  drive.acquisition.reset();
+  if (acquisition.removed) {
+    // N.B. nothing to undo on a device that is gone (mark_removed's
+    // reasoning), and nothing of the lock may remain.
+    drive.forget_tray();
+    outcome = Error{errc::dev_not_exist,
+                    fmt::format("drive '{}' was removed while it was being acquired: {}",
+                                drive.id(), *acquisition.removed)};
+  }
+  if (!outcome) {
+    acquire_failed(drive, acquisition.session, outcome.error(), std::move(acquisition.handler));
+    return;
+  }
+  drive.state = Drive::LockState::owned;
+  drive.lock_count = 1;
+  if (!find_session(acquisition.session)) {
+    // The client went away while its acquire was in flight: the lock dies
+    // at once, as by a final release.
+    audit(AuditKind::session_ended, drive, acquisition.session, "session ended while acquiring");
+    start_release(drive, ReleaseCause::session_ended, {});
+    return;
+  }
+  acquire_succeeded(drive, acquisition.session, std::move(acquisition.handler));
+}
+
+void Arbiter::acquire_succeeded(Drive& drive, SessionId id, CountHandler handler) {
+  std::string how = drive.granted_from_queue ? "granted from the queue" : "";
+  if (drive.owner_info.force)
+    how += how.empty() ? "force" : ", force";
+  audit(AuditKind::acquired, drive, id, std::move(how));
+  const auto event = proto::make_event(drive.granted_from_queue ? "granted" : "acquired",
+                                       {{"drive", drive.id()}, {"owner", *owner_info(drive)}});
+  drive.granted_from_queue = false;
+  // N.B. the count as granted: a sink may end the owner's session, whose
+  // cleanup starts the release and zeroes the drive's count.
+  const std::uint32_t count = drive.lock_count;
+  notify(event);
+  handler(count);
+  run_deferred(drive);
+}
+
+void Arbiter::acquire_failed(Drive& drive, SessionId id, const Error& why, CountHandler handler) {
   drive.state = Drive::LockState::free;
   drive.owner = 0;
   drive.lock_count = 0;
   drive.granted_from_queue = false;
-  audit(AuditKind::acquire_failed, drive, id, outcome.error().message);
-  handler(outcome.error());
+  audit(AuditKind::acquire_failed, drive, id, why.message);
+  handler(why);
   grant_next_waiter(drive);
   run_deferred(drive);
   check_all_free();
 }
 
-void Arbiter::start_release(Drive& drive, ReleaseCause cause, CountHandler handler) {
+// ---- release: ALLOWs, OS unlock -----------------------------------------------
+
+void Arbiter::start_release(Drive& drive, ReleaseCause cause, ReleaseReply reply) {
+  drop_departing_commands(drive, cause);
+  drive.state = Drive::LockState::releasing;
+  drive.release_cause = cause;
+  drive.release_reply = std::move(reply);
+  drive.lock_count = 0;
+  // Whatever the owner did to the tray, none of it outlives the lock. N.B.
+  // an owner that sent any non-zero PREVENT field gets both ALLOWs: an
+  // answered 10b cleared tray_persistent under MMC, but not necessarily in
+  // the drive.
+  const bool touched = std::exchange(drive.owner_touched_tray, false);
+  allow_medium_removal(drive, TrayAllowing{touched || drive.may_prevent_persistently(),
+                                           touched || drive.may_prevent(), false});
+}
+
+void Arbiter::drop_departing_commands(Drive& drive, ReleaseCause cause) {
+  std::optional<Error> why;
   if (cause != ReleaseCause::released) {
     // N.B. before ALLOW is queued: nothing of a departed or broken owner
     // reaches the drive after its lock is freed. (A final release keeps its
     // own earlier commands: they run before the ALLOW.) What a backend holds
     // unstarted is the owner's too: its acquire's calls were answered before
     // it owned the drive, and the channel runs calls in order.
-    const Error why =
-        cause == ReleaseCause::broken
-            ? Error{errc::recorder_locked,
-                    fmt::format("the lock on drive '{}' was broken before the drive started the "
-                                "command",
-                                drive.id())}
-            : Error{errc::fail, "the session ended before the drive started the command"};
-    drop_commands(drive, drive.owner, why);
-    drive.channel->cancel_queued(why);
-  } else if (drive.overrunning()) {
+    why = cause == ReleaseCause::broken
+              ? Error{errc::recorder_locked,
+                      fmt::format("the lock on drive '{}' was broken before the drive started the "
+                                  "command",
+                                  drive.id())}
+              : Error{errc::fail, "the session ended before the drive started the command"};
+  } else if (drive.channel.overrunning()) {
     // A final release normally keeps the owner's earlier commands (they run
     // before the ALLOW). Behind a stuck backend they could not, and would
     // hold the ALLOW behind them: drop them, and cancel what the backend
     // holds unstarted (handed after the overrun), so nothing of the owner
     // runs after the lock is freed. (Without an overrun the one call the
     // backend has is the owner's earlier command, and it runs.)
-    const Error why{errc::recorder_command_timeout,
-                    fmt::format("drive '{}''s backend was still stuck on an earlier command when "
-                                "the lock was released; the command was not started",
-                                drive.id())};
-    drop_commands(drive, drive.owner, why);
-    drive.channel->cancel_queued(why);
+    why = Error{errc::recorder_command_timeout,
+                fmt::format("drive '{}''s backend was still stuck on an earlier command when "
+                            "the lock was released; the command was not started",
+                            drive.id())};
   }
-  drive.state = Drive::LockState::releasing;
-  drive.release_cause = cause;
-  drive.lock_count = 0;
-  Drive* d = &drive;
-  auto unlock = [this, d](CountHandler h) mutable {
-    os_unlock(*d, [this, d, h = std::move(h)](Result<Done> r) mutable {
-      if (!r) {
-        audit(AuditKind::drive_error, *d, d->owner, "OS unlock failed: " + r.error().message);
-      }
-      finish_release(*d, std::move(h));
-    });
-  };
-  // Whatever the owner did to the tray, none of it outlives the lock. N.B.
-  // an owner that sent any non-zero PREVENT field gets both ALLOWs: an
-  // answered 10b cleared tray_persistent under MMC, but not necessarily in
-  // the drive.
-  const bool touched = std::exchange(drive.owner_touched_tray, false);
-  allow_medium_removal(drive, touched || drive.may_prevent(),
-                       touched || drive.may_prevent_persistently(), "",
-                       [unlock, h = std::move(handler)]() mutable { unlock(std::move(h)); });
+  if (!why)
+    return;
+  drive.channel.drop_queued(drive.owner, *why);
+  drive.channel.cancel_in_backend(*why);
 }
 
-void Arbiter::allow_medium_removal(Drive& drive, bool prevent, bool persistent,
-                                   std::string_view when, std::function<void()> done) {
+void Arbiter::allow_medium_removal(Drive& drive, TrayAllowing rest) {
+  std::uint8_t field = 0;
+  if (std::exchange(rest.persistent, false)) {
+    field = kPersistentBit;
+  } else if (!std::exchange(rest.plain, false)) {
+    if (!rest.start_up) {
+      // The ALLOWs are done: the OS unlock ends the release.
+      Drive* d = &drive;
+      drive.channel.os_unlock([this, d](Result<Done> r) { on_os_unlocked(*d, std::move(r)); });
+    }
+    return;
+  }
   Drive* d = &drive;
-  auto step = [this, d, when = std::string(when)](std::uint8_t field, std::function<void()> next) {
-    ScsiCommand allow{cdb_prevent_allow_medium_removal(false, (field & kPersistentBit) != 0),
-                      Direction::none,
-                      {},
-                      0,
-                      config_.timeouts.timeout_for(opcode::prevent_allow_medium_removal)};
-    send(*d, std::move(allow), [this, d, field, when, next = std::move(next)](ScsiResult r) {
-      d->prevent_answered(field, r);
-      // N.B. MMC-3 drives take bit 1 for a changer's and refuse it with
-      // INVALID FIELD IN CDB: they have no persistent prevention to clear.
-      const bool no_persistent_prevention = (field & kPersistentBit) != 0 && r.answered() &&
-                                            r.sense.size() > 12 && (r.sense[2] & 0x0F) == 0x05 &&
-                                            r.sense[12] == 0x24;
-      if (no_persistent_prevention) {
-        d->tray_persistent = false;
-      } else if (!r.good()) {
-        // N.B. the next step runs regardless: a drive that refuses ALLOW
-        // must not keep a departed client's lock alive.
-        audit(AuditKind::drive_error, *d, d->owner,
-              fmt::format("{}{}ALLOW MEDIUM REMOVAL failed: {}", when,
-                          (field & kPersistentBit) != 0 ? "PERSISTENT " : "",
-                          r.answered() ? proto::describe_sense(r.sense) : r.transport_message));
-      }
-      next();
-    });
-  };
-  // N.B. PERSISTENT ALLOW first and the plain ALLOW last: a drive that
-  // reads bit 1 as SPC-2's medium changer bit takes 10b for a PREVENT, and
-  // the last word must leave the tray unlocked under either reading.
-  auto then_plain = [step, prevent, done = std::move(done)]() mutable {
-    if (prevent)
-      step(0, std::move(done));
-    else
-      done();
-  };
-  if (persistent)
-    step(kPersistentBit, std::move(then_plain));
-  else
-    then_plain();
+  drive.channel.send(
+      own_command(cdb_prevent_allow_medium_removal(false, field != 0)),
+      [this, d, field, rest](ScsiResult r) { on_allowed(*d, field, rest, std::move(r)); });
+}
+
+void Arbiter::on_allowed(Drive& drive, std::uint8_t field, TrayAllowing rest, ScsiResult r) {
+  drive.prevent_answered(field, r);
+  // N.B. MMC-3 drives take bit 1 for a changer's and refuse it with
+  // INVALID FIELD IN CDB: they have no persistent prevention to clear.
+  const bool no_persistent_prevention = (field & kPersistentBit) != 0 && r.answered() &&
+                                        r.sense.size() > 12 && (r.sense[2] & 0x0F) == 0x05 &&
+                                        r.sense[12] == 0x24;
+  if (no_persistent_prevention) {
+    drive.tray_persistent = false;
+  } else if (!r.good()) {
+    // N.B. the next step runs regardless: a drive that refuses ALLOW
+    // must not keep a departed client's lock alive.
+    audit(AuditKind::drive_error, drive, drive.owner,
+          fmt::format("{}{}ALLOW MEDIUM REMOVAL failed: {}", rest.start_up ? "start-up " : "",
+                      (field & kPersistentBit) != 0 ? "PERSISTENT " : "",
+                      r.answered() ? proto::describe_sense(r.sense) : r.transport_message));
+  }
+  allow_medium_removal(drive, rest);
+}
+
+void Arbiter::on_os_unlocked(Drive& drive, Result<Done> unlocked) {
+  if (!unlocked) {
+    audit(AuditKind::drive_error, drive, drive.owner,
+          "OS unlock failed: " + unlocked.error().message);
+  }
+  finish_release(drive);
 }
 
 std::string_view Arbiter::name_of(ReleaseCause cause) {
@@ -891,7 +996,8 @@ std::string_view Arbiter::name_of(ReleaseCause cause) {
   return "released";
 }
 
-void Arbiter::finish_release(Drive& drive, CountHandler handler) {
+void Arbiter::finish_release(Drive& drive) {
+  ReleaseReply reply = std::exchange(drive.release_reply, {});
   const SessionId former = drive.owner;
   drive.state = Drive::LockState::free;
   audit(AuditKind::freed, drive, former);
@@ -900,34 +1006,43 @@ void Arbiter::finish_release(Drive& drive, CountHandler handler) {
                                         {"client_name", drive.owner_info.client_name},
                                         {"session", former},
                                         {"cause", name_of(drive.release_cause)}}));
-  if (handler) {
-    handler(0U);
+  if (reply.broken) {
+    reply.broken(std::move(reply.former));
+  } else if (reply.released) {
+    reply.released(0U);
   }
   grant_next_waiter(drive);
   run_deferred(drive);
   check_all_free();
 }
 
-void Arbiter::enqueue_waiter(Drive& drive, Session& session, AcquireOptions options,
-                             CountHandler handler) {
+// ---- waits and deferred requests ----------------------------------------------
+
+std::optional<Error> Arbiter::wait_refusal(const Drive& drive, const Session& session) const {
   const bool already =
       std::ranges::any_of(drive.waiters, [&](const Waiter& w) { return w.session == session.id; });
   if (already) {
-    handler(Error{errc::invalid_arg,
-                  fmt::format("this client is already waiting for drive '{}'", drive.id())});
-    return;
+    return Error{errc::invalid_arg,
+                 fmt::format("this client is already waiting for drive '{}'", drive.id())};
   }
   if (session.waits >= config_.max_waits_per_session) {
-    handler(Error{errc::limit_reached, fmt::format("this client already has {} queued waits "
-                                                   "(limits.max_waits_per_session = {})",
-                                                   session.waits, config_.max_waits_per_session)});
-    return;
+    return Error{errc::limit_reached, fmt::format("this client already has {} queued waits "
+                                                  "(limits.max_waits_per_session = {})",
+                                                  session.waits, config_.max_waits_per_session)};
   }
   if (drive.waiters.size() >= config_.max_waits_per_drive) {
-    handler(Error{errc::limit_reached,
-                  fmt::format("drive '{}' already has {} queued waits "
-                              "(limits.max_waits_per_drive = {})",
-                              drive.id(), drive.waiters.size(), config_.max_waits_per_drive)});
+    return Error{errc::limit_reached,
+                 fmt::format("drive '{}' already has {} queued waits "
+                             "(limits.max_waits_per_drive = {})",
+                             drive.id(), drive.waiters.size(), config_.max_waits_per_drive)};
+  }
+  return std::nullopt;
+}
+
+void Arbiter::enqueue_waiter(Drive& drive, Session& session, AcquireOptions options,
+                             CountHandler handler) {
+  if (auto refused = wait_refusal(drive, session)) {
+    handler(std::move(*refused));
     return;
   }
   Waiter w;
@@ -994,9 +1109,9 @@ std::optional<Error> Arbiter::deferral_limit(const Session& session) const {
                            session.deferred, config_.max_deferred_per_session)};
 }
 
-void Arbiter::defer(Drive& drive, Session& session, std::function<void()> request) {
+void Arbiter::defer(Drive& drive, Session& session, Deferred request) {
   ++session.deferred;
-  drive.deferred.push_back(Deferred{session.id, std::move(request)});
+  drive.deferred.push_back(std::move(request));
 }
 
 void Arbiter::run_deferred(Drive& drive) {
@@ -1006,221 +1121,71 @@ void Arbiter::run_deferred(Drive& drive) {
   for (auto& d : deferred) {
     if (Session* session = find_session(d.session))
       --session->deferred;
-    d.request();
+    resume(drive, std::move(d));
   }
 }
 
-template <typename R>
-std::function<void(R)> Arbiter::watch(std::chrono::seconds limit, std::function<R()> overrun,
-                                      std::function<void(R)> handler) {
-  // Whichever comes first answers: the channel, or the timer at the limit
-  // plus the grace. The loser finds `done` set and is dropped.
-  struct Watched {
-    bool done = false;
-    Scheduler::TimerId timer = 0;
-    std::function<void(R)> handler;
-  };
-  auto w = std::make_shared<Watched>();
-  w->handler = std::move(handler);
-  auto alive = std::weak_ptr(alive_);
-  w->timer = scheduler_.schedule_at(scheduler_.now() + limit + config_.watchdog_grace,
-                                    [alive, w, overrun = std::move(overrun)] {
-                                      if (alive.expired() || std::exchange(w->done, true))
-                                        return;
-                                      w->handler(overrun());
-                                    });
-  return [this, alive, w](R r) {
-    if (alive.expired() || std::exchange(w->done, true))
+void Arbiter::resume(Drive& drive, Deferred d) {
+  // N.B. the public guard again: while the request waited its session may
+  // have ended, the drive gone, or the lock been broken.
+  const std::string drive_id = drive.id();
+  auto guarded = [&](std::string_view verb, auto& handler, auto step) {
+    auto target = verb == "break" ? break_target(d.session, drive_id)
+                                  : request_target(d.session, drive_id, verb);
+    if (!target) {
+      handler(target.error());
       return;
-    scheduler_.cancel(w->timer);
-    w->handler(std::move(r));
+    }
+    step(*target);
   };
+  std::visit(Overloaded{
+                 [&](Deferred::Acquire& r) {
+                   guarded("acquire", r.handler, [&](RequestTarget t) {
+                     try_acquire(t, r.options, std::move(r.handler));
+                   });
+                 },
+                 [&](Deferred::Release& r) {
+                   guarded("release", r.handler,
+                           [&](RequestTarget t) { try_release(t, std::move(r.handler)); });
+                 },
+                 [&](Deferred::Break& r) {
+                   guarded("break", r.handler,
+                           [&](RequestTarget t) { try_break(t, std::move(r.handler)); });
+                 },
+                 [&](Deferred::Execute& r) {
+                   let_go_command(d.session, drive, r.bytes);
+                   guarded("execute", r.execution.handler,
+                           [&](RequestTarget t) { admit_command(t, std::move(r.execution)); });
+                 },
+             },
+             d.request);
 }
 
-template <typename R>
-std::function<void(R)> Arbiter::track(Drive& drive, std::function<void()> returned,
-                                      std::function<void(R)> watched) {
-  ++drive.in_backend;
-  Drive* d = &drive;
-  auto alive = std::weak_ptr(alive_);
-  return [this, alive, d, attachment = drive.attachment, returned = std::move(returned),
-          watched = std::move(watched)](R r) {
-    if (alive.expired())
+// ---- the drive's channel ------------------------------------------------------
+
+void Arbiter::on_channel_notice(Drive& drive, const ChannelNotice& notice) {
+  switch (notice.kind) {
+    case ChannelNotice::Kind::command_timed_out:
+      audit(AuditKind::command_timeout, drive, drive.owner, notice.detail);
       return;
-    if (d->attachment == attachment)
-      --d->in_backend;
-    if (returned)
-      returned();
-    watched(std::move(r));
-    hand_next_call(*d);  // N.B. after an overrun, the return is what frees the slot
-  };
-}
-
-void Arbiter::send(Drive& drive, ScsiCommand command, std::function<void(ScsiResult)> handler,
-                   SessionId session, std::function<void()> returned) {
-  // N.B. shared: a ChannelCall is copyable, and either start or drop answers.
-  auto h = std::make_shared<std::function<void(ScsiResult)>>(std::move(handler));
-  auto c = std::make_shared<ScsiCommand>(std::move(command));
-  Drive* d = &drive;
-  auto ret = std::make_shared<std::function<void()>>(std::move(returned));
-  enqueue_call(
-      drive,
-      ChannelCall{
-          session,
-          [this, d, c, h, ret](std::uint64_t ticket) {
-            const std::uint8_t op = c->opcode();
-            const auto limit = c->timeout;
-            auto channel = d->channel;  // N.B. a re-attached drive has a new one; answer on the old
-            channel->async_execute(
-                std::move(*c),
-                track<ScsiResult>(
-                    *d, *ret,
-                    watch<ScsiResult>(
-                        limit,
-                        [limit] {
-                          return ScsiResult::failed(
-                              errc::recorder_command_timeout,
-                              fmt::format("the drive's backend did not return within the {} s "
-                                          "timeout (plus grace); the command may still be stuck",
-                                          limit.count()));
-                        },
-                        [this, d, op, ticket, h](ScsiResult r) {
-                          call_finished(*d, ticket);
-                          note_command_result(*d, op, r);
-                          (*h)(std::move(r));
-                          hand_next_call(*d);
-                        })));
-          },
-          [h, ret](const Error& why) {
-            if (*ret)
-              (*ret)();
-            (*h)(ScsiResult::failed(why.code, why.message));
-          }});
-}
-
-void Arbiter::os_lock(Drive& drive, std::string client_name, bool force,
-                      std::function<void(Result<Done>)> handler) {
-  const auto limit = config_.timeouts.default_timeout;
-  auto h = std::make_shared<std::function<void(Result<Done>)>>(std::move(handler));
-  Drive* d = &drive;
-  enqueue_call(
-      drive,
-      ChannelCall{0,
-                  [this, d, limit, h, name = std::move(client_name), force](std::uint64_t ticket) {
-                    d->channel->async_os_lock(
-                        name, force,
-                        track<Result<Done>>(
-                            *d, {},
-                            watch<Result<Done>>(
-                                limit, [limit] { return os_call_overrun("lock", limit); },
-                                [this, d, ticket, h](Result<Done> r) {
-                                  call_finished(*d, ticket);
-                                  (*h)(std::move(r));
-                                  hand_next_call(*d);
-                                })));
-                  },
-                  [h](const Error& why) { (*h)(why); }});
-}
-
-void Arbiter::os_unlock(Drive& drive, std::function<void(Result<Done>)> handler) {
-  const auto limit = config_.timeouts.default_timeout;
-  auto h = std::make_shared<std::function<void(Result<Done>)>>(std::move(handler));
-  Drive* d = &drive;
-  enqueue_call(drive,
-               ChannelCall{0,
-                           [this, d, limit, h](std::uint64_t ticket) {
-                             d->channel->async_os_unlock(track<Result<Done>>(
-                                 *d, {},
-                                 watch<Result<Done>>(
-                                     limit, [limit] { return os_call_overrun("unlock", limit); },
-                                     [this, d, ticket, h](Result<Done> r) {
-                                       call_finished(*d, ticket);
-                                       (*h)(std::move(r));
-                                       hand_next_call(*d);
-                                     })));
-                           },
-                           [h](const Error& why) { (*h)(why); }});
-}
-
-void Arbiter::enqueue_call(Drive& drive, ChannelCall call) {
-  drive.calls.push_back(std::move(call));
-  hand_next_call(drive);
-}
-
-void Arbiter::hand_next_call(Drive& drive) {
-  if (drive.call_in_flight != 0 || drive.calls.empty())
-    return;
-  // N.B. while a watchdog-answered call still holds the backend, at most one
-  // further call goes to it (so a release's ALLOW or a TUR can still be
-  // tried); the rest wait here, in order, where they stay counted against
-  // their bounds and a departing owner's can be dropped. A drive whose
-  // backend never returns thus holds them (and a release behind them) until
-  // it does: nothing is run, or freed, behind the backend's back.
-  // The arbiter's own calls (TUR, OS lock, PREVENT, ALLOW, OS unlock) are
-  // exempt: their number is bounded by the lock state machine, and each
-  // needs its watchdog running, or an acquire or a release behind a stuck
-  // backend would wait unanswered for ever.
-  if (drive.in_backend > 1 && drive.calls.front().session != 0)
-    return;
-  ChannelCall call = std::move(drive.calls.front());
-  drive.calls.pop_front();
-  drive.call_in_flight = drive.next_call++;
-  // N.B. a channel never completes inside the call, so this cannot re-enter.
-  call.start(drive.call_in_flight);
-}
-
-void Arbiter::call_finished(Drive& drive, std::uint64_t ticket) {
-  // N.B. after a watchdog answer the backend may still be stuck on the call;
-  // hand_next_call hands it one more at most (see there). The drive is in
-  // "error" by then.
-  if (drive.call_in_flight == ticket)
-    drive.call_in_flight = 0;
-}
-
-void Arbiter::drop_commands(Drive& drive, std::optional<SessionId> session, const Error& why) {
-  std::deque<ChannelCall> kept;
-  std::vector<ChannelCall> dropped;
-  for (auto& call : drive.calls) {
-    const bool drop = call.session != 0 && (!session || call.session == *session);
-    (drop ? dropped.emplace_back(std::move(call)) : kept.emplace_back(std::move(call)));
+    case ChannelNotice::Kind::error_entered:
+      notify(proto::make_event("drive_error", {{"drive", drive.id()}, {"reason", notice.detail}}));
+      return;
+    case ChannelNotice::Kind::error_left:
+      audit(AuditKind::drive_recovered, drive, drive.owner,
+            "TEST UNIT READY answered after: " + notice.detail);
+      notify(proto::make_event("drive_recovered", {{"drive", drive.id()}}));
+      return;
+    case ChannelNotice::Kind::device_gone:
+      if (!drive.removed)
+        mark_removed(drive, notice.detail);
+      return;
   }
-  drive.calls = std::move(kept);
-  // N.B. answered after the queue is settled: a handler may queue again.
-  for (auto& call : dropped)
-    call.drop(why);
 }
 
-Result<Done> Arbiter::os_call_overrun(std::string_view what, std::chrono::seconds limit) {
-  return Error{errc::recorder_command_timeout,
-               fmt::format("the OS exclusive {} did not return within {} s", what, limit.count())};
-}
-
-void Arbiter::note_command_result(Drive& drive, std::uint8_t op, const ScsiResult& r) {
-  ++drive.stats.commands;
-  if (r.transport == errc::recorder_command_timeout) {
-    ++drive.stats.timeouts;
-    audit(AuditKind::command_timeout, drive, drive.owner,
-          fmt::format("opcode 0x{:02X}: {}", op, r.transport_message));
-    if (!drive.error) {
-      drive.error = fmt::format("opcode 0x{:02X} timed out: {}", op, r.transport_message);
-      notify(proto::make_event("drive_error", {{"drive", drive.id()}, {"reason", *drive.error}}));
-    }
-    return;
-  }
-  if (!r.answered()) {
-    ++drive.stats.errors;
-    if (r.transport == errc::dev_not_exist && !drive.removed) {
-      mark_removed(drive, r.transport_message);
-    }
-    return;
-  }
-  if (op == opcode::test_unit_ready && drive.error) {
-    // Any answer will do: an empty drive's NOT READY is a working drive.
-    audit(AuditKind::drive_recovered, drive, drive.owner,
-          "TEST UNIT READY answered after: " + *drive.error);
-    drive.error.reset();
-    notify(proto::make_event("drive_recovered", {{"drive", drive.id()}}));
-  }
+ScsiCommand Arbiter::own_command(Bytes cdb) const {
+  const std::uint8_t op = cdb.empty() ? 0 : cdb[0];
+  return ScsiCommand{std::move(cdb), Direction::none, {}, 0, config_.timeouts.timeout_for(op)};
 }
 
 void Arbiter::when_all_free(std::function<void()> fn) {
@@ -1243,7 +1208,7 @@ void Arbiter::check_all_free() {
 std::vector<proto::DriveSummary> Arbiter::drives() const {
   std::vector<proto::DriveSummary> out;
   for (const auto& drive : drives_) {
-    const auto& desc = drive->channel->description();
+    const auto& desc = drive->channel.description();
     out.push_back({desc.id, desc.path, desc.backend, desc.vendor, desc.product, desc.revision,
                    std::string(drive->public_state()), owner_info(*drive)});
   }
@@ -1259,8 +1224,8 @@ json Arbiter::status() const {
     d["lock_state"] = drive.lock_state_name();
     d["tray_locked"] = drive.tray_locked || drive.tray_persistent;
     d["tray_persistent"] = drive.tray_persistent;
-    if (drive.error)
-      d["error"] = *drive.error;
+    if (drive.channel.error())
+      d["error"] = *drive.channel.error();
     json waiters = json::array();
     for (const auto& w : drive.waiters) {
       const auto it = sessions_.find(w.session);
@@ -1271,9 +1236,9 @@ json Arbiter::status() const {
                          {"deadline", format_rfc3339(w.deadline)}});
     }
     d["waiters"] = std::move(waiters);
-    d["stats"] = {{"commands", drive.stats.commands},
-                  {"timeouts", drive.stats.timeouts},
-                  {"errors", drive.stats.errors}};
+    d["stats"] = {{"commands", drive.channel.stats().commands},
+                  {"timeouts", drive.channel.stats().timeouts},
+                  {"errors", drive.channel.stats().errors}};
     drives.push_back(std::move(d));
   }
   json clients = json::array();

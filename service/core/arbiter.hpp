@@ -2,31 +2,55 @@
 // semantics (DESIGN.md "Semantics"). No I/O and no OS headers; everything
 // runs on one strand, so nothing here locks.
 //
-// A drive's lock states:
+// A drive's lock states, and the steps (members, in arbiter.cpp's order)
+// that move it between them:
 //
-//            acquire by S (count 0 -> 1)
-//   FREE ─────────────────────────────► ACQUIRING ── TUR, OS lock, PREVENT
-//    ▲ ▲                                   │ all ok            │ a step failed:
-//    │ │                                   ▼                   ▼ roll back, reply
-//    │ │        acquire/release by S    OWNED(n) ◄─┐          FREE, then next waiter
+//            start_acquire (count 0 -> 1): TEST UNIT READY
+//   FREE ─────────────────────────────► ACQUIRING ── on_tur_answered: OS lock
+//    ▲ ▲                                   │         on_os_locked: PREVENT (if tray_lock)
+//    │ │                                   │         on_prevented (a failure: OS unlock)
+//    │ │                                   ▼ finish_acquire
+//    │ │             all ok: acquire_succeeded   a step failed, or the drive was
+//    │ │                                   │     removed: acquire_failed, back to
+//    │ │                                   ▼     FREE, then the next waiter
+//    │ │        acquire/release by S    OWNED(n) ◄─┐
 //    │ │        with n > 1 stay here ──────┴───────┘
-//    │ │                                   │ release to 0, or S's session ends
-//    │ └──────────── ALLOW, OS unlock ── RELEASING
-//    └── a waiter at the queue's head is granted: ACQUIRING for it
+//    │ │                                   │ start_release: release to 0, S's session
+//    │ │                                   │ ends, or break_lock
+//    │ │                                   ▼
+//    │ └── finish_release ◄── on_os_unlocked ◄── on_allowed ◄── RELEASING
+//    │     (OS unlock after the ALLOWs: allow_medium_removal sends PERSISTENT
+//    │      ALLOW, then ALLOW, each answered in on_allowed)
+//    └── grant_next_waiter: the waiter at the queue's head, start_acquire for it
 //
-// A wait's life: queued (FIFO per drive, with a deadline timer) → granted
-// (reaches the head when the drive frees; its acquire runs as above) or
-// expired (E_IMAPI_RECORDER_LOCKED) or dropped (its session ended).
+// What a transition carries from step to step is plain data: the drive's
+// Acquisition (whose acquire, its handler), its ReleaseReply (who hears the
+// release end) and release_cause, or a TrayAllowing passed by value. Each
+// channel completion is a one-line trampoline into the next step.
+//
+// A wait's life: enqueue_waiter (FIFO per drive, with a deadline timer) →
+// grant_next_waiter (it reaches the head when the drive frees: start_acquire
+// runs for it as above) or expire_waiter (E_IMAPI_RECORDER_LOCKED) or
+// dropped (close_session; remove_drive answers ERROR_DEV_NOT_EXIST).
 //
 // While a drive is ACQUIRING or RELEASING for S, S's own further requests on
-// it wait ("deferred") and run again when the transition ends.
+// it wait (defer): each is plain data (Deferred: which request, its
+// arguments, its handler). When the transition ends run_deferred resumes
+// each one: it passes the same guard as a new request (the session may have
+// ended, the drive gone, the lock been broken meanwhile), then the same
+// internal step (try_acquire, try_release, try_break, admit_command).
 //
-// A drive is handed one channel call at a time; the rest wait in the
-// arbiter, in order (after a watchdog answer, while the backend is still
-// stuck, one more at most). So a command's watchdog runs only while the drive works
-// on it, and the commands of a session that ends (or whose lock is broken)
-// are dropped before the release's ALLOW: nothing of a departed owner reaches
-// the drive after its lock is freed.
+// A client's command: execute (the guard) → admit_command (owner, policy,
+// shape, bounds) → queue_command → WatchedChannel::send … →
+// on_command_answered → its handler.
+//
+// Each drive's channel is a WatchedChannel (core/watched_channel.hpp): one
+// call at a time, each under a watchdog, the drive's "error" state and its
+// statistics; the arbiter hears of those through on_channel_notice. So a
+// command's watchdog runs only while the drive works on it, and the commands
+// of a session that ends (or whose lock is broken) are dropped before the
+// release's ALLOW: nothing of a departed owner reaches the drive after its
+// lock is freed.
 //
 // Everything a session can make the service hold is bounded by ArbiterConfig:
 // its commands and payload bytes queued or in flight, its deferred requests,
@@ -52,6 +76,7 @@
 #include "core/identity.hpp"
 #include "core/scheduler.hpp"
 #include "core/timeout_policy.hpp"
+#include "core/watched_channel.hpp"
 #include "discarbiter/proto/messages.hpp"
 #include "discarbiter/proto/result.hpp"
 
@@ -105,7 +130,9 @@ class Arbiter {
   Result<Done> add_drive(std::shared_ptr<DriveChannel> channel);
   /// The drive is gone (hot-plug removal): its waits fail with
   /// ERROR_DEV_NOT_EXIST, its lock ends (the owner hears "drive_removed"),
-  /// and later requests fail until it is added again.
+  /// an acquire in progress fails with ERROR_DEV_NOT_EXIST when its step in
+  /// flight returns (and holds nothing), and later requests fail until it is
+  /// added again.
   void remove_drive(const std::string& id, const std::string& reason);
 
   /// A new connection. events receives the frames for subscribe. An event
@@ -150,8 +177,12 @@ class Arbiter {
   struct Session;
   struct Drive;
   struct Waiter;
-  struct ChannelCall;
   struct Deferred;
+  struct Acquisition;
+  struct ReleaseReply;
+  struct TrayAllowing;
+  struct Execution;
+  struct CommandInFlight;
 
   Session* find_session(SessionId id);
   const Drive* find_drive(const std::string& id) const;
@@ -161,72 +192,80 @@ class Arbiter {
     Session* session;
     Drive* drive;
   };
-  /// The guard every acquire, release and execute passes first: a greeted
-  /// session, a drive that exists and is present, and no unread notice that
-  /// this session's lock on it was broken (which is the answer if there is).
+  /// The guard every acquire, release and execute passes first (a deferred
+  /// one again when it resumes): a greeted session, a drive that exists and
+  /// is present, and no unread notice that this session's lock on it was
+  /// broken (which is the answer if there is).
   Result<RequestTarget> request_target(SessionId id, const std::string& drive_id,
                                        std::string_view verb);
-
-  void start_acquire(Drive& drive, SessionId session, AcquireOptions options, CountHandler handler);
-  void finish_acquire(Drive& drive, SessionId session, Result<Done> outcome, CountHandler handler);
-  /// Why a lock ends; subscribers read it in the `released` event.
-  enum class ReleaseCause { released, session_ended, broken };
-  static std::string_view name_of(ReleaseCause cause);
-  void start_release(Drive& drive, ReleaseCause cause, CountHandler handler);
-  /// ALLOW MEDIUM REMOVAL when `prevent`, then PERSISTENT ALLOW when
-  /// `persistent`; a failure is audited (`when` prefixes it) and the next
-  /// step runs regardless, then `done`.
-  void allow_medium_removal(Drive& drive, bool prevent, bool persistent, std::string_view when,
-                            std::function<void()> done);
+  /// break's guard: a greeted administrator's session and a present drive.
+  Result<RequestTarget> break_target(SessionId id, const std::string& drive_id);
   /// The owner's one answer after `break`: the error for its next request
   /// on the drive, if its lock there was broken.
   std::optional<Error> take_broken_notice(Session& session, const std::string& drive);
-  void finish_release(Drive& drive, CountHandler handler);
-  void enqueue_waiter(Drive& drive, Session& session, AcquireOptions options, CountHandler handler);
-  void expire_waiter(const std::string& drive, std::uint64_t ticket);
-  void grant_next_waiter(Drive& drive);
-  /// A request that waits for the drive's transition to end, within the
-  /// session's max_deferred_per_session (the error if not).
-  std::optional<Error> deferral_limit(const Session& session) const;
-  void defer(Drive& drive, Session& session, std::function<void()> request);
-  void run_deferred(Drive& drive);
-  /// Every channel call goes through these: it waits its turn in the drive's
-  /// queue (session: whose command it is; 0 for the arbiter's own TUR,
-  /// PREVENT, ALLOW and OS calls), its watchdog starts when the drive gets it
-  /// and answers for a backend that overruns its timeout, and results are
-  /// counted before the handler runs. Handlers never run after the arbiter is
-  /// gone.
-  /// `returned` (if any) runs once when the backend returns the call, or
-  /// when it is dropped unsent: a client's command counts until then.
-  void send(Drive& drive, ScsiCommand command, std::function<void(ScsiResult)> handler,
-            SessionId session = 0, std::function<void()> returned = {});
-  void os_lock(Drive& drive, std::string client_name, bool force,
-               std::function<void(Result<Done>)> handler);
-  void os_unlock(Drive& drive, std::function<void(Result<Done>)> handler);
-  template <typename R>
-  std::function<void(R)> watch(std::chrono::seconds limit, std::function<R()> overrun,
-                               std::function<void(R)> handler);
-  /// Wraps a channel completion: counts the call in Drive::in_backend until
-  /// the backend returns it (whether or not its watchdog answered first),
-  /// runs `returned`, then `watched`.
-  template <typename R>
-  std::function<void(R)> track(Drive& drive, std::function<void()> returned,
-                               std::function<void(R)> watched);
-  static Result<Done> os_call_overrun(std::string_view what, std::chrono::seconds limit);
-  void enqueue_call(Drive& drive, ChannelCall call);
-  void hand_next_call(Drive& drive);
-  /// The drive has answered (or its watchdog has) the call with this ticket.
-  void call_finished(Drive& drive, std::uint64_t ticket);
-  /// Answers the not-yet-started commands of `session` (every client's when
-  /// nullopt) with `why`; they never reach the drive.
-  void drop_commands(Drive& drive, std::optional<SessionId> session, const Error& why);
+
+  // The requests past their guard (a deferred one resumes here).
+  void try_acquire(RequestTarget target, AcquireOptions options, CountHandler handler);
+  void try_release(RequestTarget target, CountHandler handler);
+  void try_break(RequestTarget target, BreakHandler handler);
+  void break_lock(RequestTarget target, BreakHandler handler);
+  void admit_command(RequestTarget target, Execution execution);
+  /// Why the command may not be sent (the command policy, its CDB's length,
+  /// its transfer's size), if it may not.
+  std::optional<Error> command_refusal(const Session& session, const Drive& drive,
+                                       const ScsiCommand& command) const;
+  void queue_command(Drive& drive, Session& session, Execution execution, std::uint64_t bytes);
+  void on_command_answered(Drive& drive, const CommandInFlight& command, ScsiResult result);
   /// The bounds on commands and payload bytes a session may have queued or
   /// in flight (the error naming the first one `bytes` more would pass).
   std::optional<Error> command_limit(const Session& session, const Drive& drive,
                                      std::uint64_t bytes) const;
   void hold_command(Session& session, Drive& drive, std::uint64_t bytes);
   void let_go_command(SessionId session, Drive& drive, std::uint64_t bytes);
-  void note_command_result(Drive& drive, std::uint8_t opcode, const ScsiResult& result);
+
+  // Acquire: TUR, OS lock, PREVENT (see the diagram).
+  void start_acquire(Drive& drive, SessionId session, AcquireOptions options, CountHandler handler);
+  void on_tur_answered(Drive& drive, ScsiResult result);
+  void on_os_locked(Drive& drive, Result<Done> locked);
+  void on_prevented(Drive& drive, ScsiResult result);
+  void finish_acquire(Drive& drive, Result<Done> outcome);
+  void acquire_succeeded(Drive& drive, SessionId session, CountHandler handler);
+  void acquire_failed(Drive& drive, SessionId session, const Error& why, CountHandler handler);
+
+  // Release: ALLOWs, OS unlock.
+  /// Why a lock ends; subscribers read it in the `released` event.
+  enum class ReleaseCause { released, session_ended, broken };
+  static std::string_view name_of(ReleaseCause cause);
+  void start_release(Drive& drive, ReleaseCause cause, ReleaseReply reply);
+  /// Before a lock ends other than by its owner's release (or behind a
+  /// stuck backend), the owner's unstarted commands are dropped.
+  void drop_departing_commands(Drive& drive, ReleaseCause cause);
+  /// Sends the next ALLOW `rest` still holds (PERSISTENT ALLOW first);
+  /// with none left, a release goes on to its OS unlock.
+  void allow_medium_removal(Drive& drive, TrayAllowing rest);
+  /// A failure is audited and the next step runs regardless.
+  void on_allowed(Drive& drive, std::uint8_t field, TrayAllowing rest, ScsiResult result);
+  void on_os_unlocked(Drive& drive, Result<Done> unlocked);
+  void finish_release(Drive& drive);
+
+  /// Why the session may not wait for the drive (it waits already, or a
+  /// bound on waits is reached), if it may not.
+  std::optional<Error> wait_refusal(const Drive& drive, const Session& session) const;
+  void enqueue_waiter(Drive& drive, Session& session, AcquireOptions options, CountHandler handler);
+  void expire_waiter(const std::string& drive, std::uint64_t ticket);
+  void grant_next_waiter(Drive& drive);
+  /// A request that waits for the drive's transition to end, within the
+  /// session's max_deferred_per_session (the error if not).
+  std::optional<Error> deferral_limit(const Session& session) const;
+  void defer(Drive& drive, Session& session, Deferred request);
+  void run_deferred(Drive& drive);
+  void resume(Drive& drive, Deferred request);
+
+  /// What the drive's WatchedChannel reports: timeouts, "error" entered and
+  /// left (drive_error / drive_recovered), a device the backend finds gone.
+  void on_channel_notice(Drive& drive, const ChannelNotice& notice);
+  /// The arbiter's own command (TUR, PREVENT, ALLOW) with its default timeout.
+  ScsiCommand own_command(Bytes cdb) const;
   void mark_removed(Drive& drive, const std::string& reason);
   void check_all_free();
 
@@ -243,9 +282,8 @@ class Arbiter {
   std::map<SessionId, std::unique_ptr<Session>> sessions_;
   std::vector<std::unique_ptr<Drive>> drives_;
   std::function<void()> on_all_free_;
-  // N.B. handlers of drive completions may outlive the arbiter's drives only
-  // if a channel completes after the arbiter is gone; this flag lets them
-  // see that.
+  // N.B. a wait's timer may fire after the arbiter is gone; this flag lets
+  // it see that. (Channel completions are guarded by each WatchedChannel.)
   std::shared_ptr<bool> alive_ = std::make_shared<bool>(true);
 };
 

@@ -1392,5 +1392,82 @@ TEST_F(ArbiterTest, ReplyHandlersThatEndTheirOwnSessionsLeaveTheArbiterConsisten
   EXPECT_TRUE(arbiter.status()["clients"].empty());
 }
 
+// ---- a drive removed while it is being acquired (issue 12, item 8) ----------
+
+/// Where the acquire is when the drive goes: its TEST UNIT READY, its OS
+/// lock or its PREVENT MEDIUM REMOVAL in flight.
+enum class AcquireStep { tur, os_lock, prevent };
+
+class RemovedMidAcquireTest : public ArbiterTest,
+                              public ::testing::WithParamInterface<AcquireStep> {};
+
+TEST_P(RemovedMidAcquireTest, TheAcquirerHearsDevNotExistAndNothingIsLeftHeld) {
+  FakeDrive& drive = *drives[0];
+  if (GetParam() == AcquireStep::os_lock)
+    drive.stuck.insert(opcode::test_unit_ready);
+  if (GetParam() == AcquireStep::prevent)
+    drive.stuck.insert(opcode::prevent_allow_medium_removal);
+  const auto a = client("A", 1);
+  Answer r;
+  arbiter.acquire_exclusive_access(a, "sim0", {}, r.handler());
+  if (GetParam() != AcquireStep::tur)
+    scheduler.run();
+  if (GetParam() == AcquireStep::os_lock) {
+    ASSERT_EQ(drive.stuck_handlers.size(), 1U);
+    drive.stuck_handlers[0](ScsiResult{});  // TUR answered: the OS lock goes out
+  }
+  arbiter.remove_drive("sim0", "unplugged");
+  if (GetParam() == AcquireStep::prevent) {
+    ASSERT_EQ(drive.stuck_handlers.size(), 1U);
+    drive.stuck_handlers[0](ScsiResult{});  // PREVENT answered after the removal
+  }
+  scheduler.run();
+
+  ASSERT_TRUE(r.done());
+  EXPECT_EQ(r.code(), errc::dev_not_exist);
+  EXPECT_FALSE(owner("sim0").has_value());
+  EXPECT_FALSE(arbiter.holds_anything(a));
+  const auto status = arbiter.status()["drives"][0];
+  EXPECT_EQ(status["state"], "removed");
+  EXPECT_EQ(status["lock_state"], "free");
+  EXPECT_EQ(status["tray_locked"], false);
+  EXPECT_EQ(audit.count(AuditKind::acquire_failed), 1U);
+  bool all_free = false;
+  arbiter.when_all_free([&] { all_free = true; });
+  EXPECT_TRUE(all_free);
+
+  // The drive comes back free, for anyone.
+  ASSERT_TRUE(arbiter.add_drive(std::make_shared<FakeDrive>(scheduler, "sim0")).ok());
+  scheduler.run();
+  EXPECT_TRUE(acquire(client("B", 2), "sim0").ok());
+}
+
+INSTANTIATE_TEST_SUITE_P(Steps, RemovedMidAcquireTest,
+                         ::testing::Values(AcquireStep::tur, AcquireStep::os_lock,
+                                           AcquireStep::prevent));
+
+TEST_F(ArbiterTest, AnAcquireInFlightWhenItsDriveWentFailsEvenIfTheDriveIsBackWhenItEnds) {
+  drives[0]->stuck.insert(opcode::test_unit_ready);
+  const auto a = client("A", 1);
+  Answer r;
+  arbiter.acquire_exclusive_access(a, "sim0", {}, r.handler());
+  scheduler.run();
+  arbiter.remove_drive("sim0", "unplugged");
+  auto again = std::make_shared<FakeDrive>(scheduler, "sim0");
+  ASSERT_TRUE(arbiter.add_drive(again).ok());
+  scheduler.run();
+  ASSERT_EQ(drives[0]->stuck_handlers.size(), 1U);
+  drives[0]->stuck_handlers[0](ScsiResult{});  // the old channel's TUR answers at last
+  scheduler.run();
+
+  EXPECT_EQ(r.code(), errc::dev_not_exist);
+  EXPECT_FALSE(owner("sim0").has_value());
+  EXPECT_TRUE(again->os_owner.empty());
+  EXPECT_EQ(again->opcodes(), (std::vector<std::uint8_t>{opcode::prevent_allow_medium_removal,
+                                                         opcode::prevent_allow_medium_removal}))
+      << "only the start-up ALLOWs";
+  EXPECT_TRUE(acquire(client("B", 2), "sim0").ok());
+}
+
 }  // namespace
 }  // namespace discarbiter::core
