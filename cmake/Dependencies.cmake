@@ -55,7 +55,9 @@ if(WIN32)
 endif()
 
 # Win32 helpers shared by the service and the client library (handles,
-# errors, UTF-16): header-only, Windows builds only.
+# errors, UTF-16, the process id): header-only, Windows builds only. Each
+# platform's directory may hold a header at the same path as its twin's
+# (discarbiter/process.hpp): the target a build links chooses the definition.
 if(WIN32)
   add_library(discarbiter_win32 INTERFACE)
   target_include_directories(discarbiter_win32 INTERFACE ${PROJECT_SOURCE_DIR}/support/win32)
@@ -63,7 +65,8 @@ if(WIN32)
     NOMINMAX)
   target_link_libraries(discarbiter_win32 INTERFACE advapi32)
 else()
-  # Their POSIX twins (file descriptors, naming users): header-only.
+  # Their POSIX twins (file descriptors, errors, naming users, the process
+  # id): header-only.
   add_library(discarbiter_posix INTERFACE)
   target_include_directories(discarbiter_posix INTERFACE ${PROJECT_SOURCE_DIR}/support/posix)
 endif()
