@@ -1,5 +1,7 @@
 #include "transport/dispatcher.hpp"
 
+#include <cassert>
+
 #include <fmt/format.h>
 
 namespace discarbiter::transport {
@@ -33,6 +35,7 @@ void Dispatcher::on_decode_error(const Error& error) {
 
 void Dispatcher::Responder::operator()(const proto::ReplyBody& body,
                                        std::span<const std::uint8_t> payload) const {
+  assert(id_);  // only a request that parsed is answered with a reply
   if (auto send = send_.lock())
     (*send)(proto::encode_reply(*id_, body, payload));
 }

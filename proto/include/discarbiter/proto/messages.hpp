@@ -1,9 +1,10 @@
 // Typed messages of the wire protocol (docs/protocol.md): every request,
 // reply, event and the status document is a struct here, and its JSON is
-// written and read only by the to_json/from_json next to it (messages.cpp).
-// So the service encodes and the client decodes through the same code, and
-// renaming a field is a compile error on both sides. JSON carries control;
-// SCSI data rides in the frame's raw payload.
+// written and read only by the to_json/from_json declared next to it
+// (messages.cpp names each key once, for both). So the service encodes and
+// the client decodes through the same code: a renamed member is a compile
+// error on both sides, a renamed key changes both together. JSON carries
+// control; SCSI data rides in the frame's raw payload.
 //
 // Only nlohmann's forward declarations here: the core names these types
 // without pulling in the JSON library (incoming.hpp and frame.hpp do).
