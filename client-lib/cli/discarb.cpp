@@ -12,6 +12,8 @@
 #include <fmt/chrono.h>
 #include <fmt/format.h>
 
+#include <nlohmann/json.hpp>
+
 #include "discarbiter/client.hpp"
 #include "discarbiter/proto/sense.hpp"
 #include "wait.hpp"
@@ -80,39 +82,31 @@ void print_hex_dump(const proto::Bytes& data) {
 
 int cmd_status(const Globals& g) {
   Client client = connect(g, "discarb");
-  const json status = client.status();
+  const proto::StatusDocument status = client.status();
   if (g.json_output) {
-    fmt::print("{}\n", status.dump(2));
+    fmt::print("{}\n", json(status).dump(2));
     return kExitOk;
   }
-  const auto& s = status.at("service");
-  fmt::print("DiscArbiter {} ({}), pid {}, up {:.1f} s, endpoint {}\n\n",
-             s.at("version").get<std::string>(), s.at("platform").get<std::string>(),
-             s.at("pid").get<std::uint32_t>(), s.at("uptime_s").get<double>(),
-             s.at("endpoint").get<std::string>());
+  const auto& s = status.service;
+  fmt::print("DiscArbiter {} ({}), pid {}, up {:.1f} s, endpoint {}\n\n", s.version, s.platform,
+             s.pid, s.uptime_s, s.endpoint);
   fmt::print("{:<8} {:<8} {:<20} {:>7} {:<10} {:>5} {:>7} {:<8} {:>8}\n", "DRIVE", "STATE", "OWNER",
              "PID", "USER", "COUNT", "WAITERS", "TRAY", "COMMANDS");
-  for (const auto& d : status.at("drives")) {
-    const auto& o = d.at("owner");
-    fmt::print("{:<8} {:<8} {:<20} {:>7} {:<10} {:>5} {:>7} {:<8} {:>8}\n",
-               d.at("id").get<std::string>(), d.at("state").get<std::string>(),
-               o.is_null() ? "-" : o.at("client_name").get<std::string>(),
-               o.is_null() ? "-" : std::to_string(o.at("pid").get<std::uint32_t>()),
-               o.is_null() ? "-" : text_or_dash(o.at("user").get<std::string>()),
-               o.is_null() ? "-" : std::to_string(o.at("lock_count").get<std::uint32_t>()),
-               d.at("waiters").size(), d.at("tray_locked").get<bool>() ? "locked" : "unlocked",
-               d.at("stats").at("commands").get<std::uint64_t>());
+  for (const auto& d : status.drives) {
+    const auto& o = d.owner;
+    fmt::print("{:<8} {:<8} {:<20} {:>7} {:<10} {:>5} {:>7} {:<8} {:>8}\n", d.id, d.state,
+               o ? o->client_name : "-", o ? std::to_string(o->pid) : "-",
+               o ? text_or_dash(o->user) : "-", o ? std::to_string(o->lock_count) : "-",
+               d.waiters.size(), d.tray_locked ? "locked" : "unlocked", d.stats.commands);
   }
   fmt::print("\n{:<8} {:<24} {:>7} {:<10} {}\n", "SESSION", "CLIENT", "PID", "USER", "LOCKS");
-  for (const auto& c : status.at("clients")) {
+  for (const auto& c : status.clients) {
     std::string locks;
-    for (const auto& [drive, count] : c.at("locks").items()) {
-      locks += fmt::format("{}{}x{}", locks.empty() ? "" : ", ", drive, count.get<std::uint32_t>());
+    for (const auto& [drive, count] : c.locks) {
+      locks += fmt::format("{}{}x{}", locks.empty() ? "" : ", ", drive, count);
     }
-    fmt::print("{:<8} {:<24} {:>7} {:<10} {}\n", c.at("session").get<std::uint64_t>(),
-               text_or_dash(c.at("client_name").get<std::string>()),
-               c.at("pid").get<std::uint32_t>(), text_or_dash(c.at("user").get<std::string>()),
-               locks.empty() ? "-" : locks);
+    fmt::print("{:<8} {:<24} {:>7} {:<10} {}\n", c.session, text_or_dash(c.client_name), c.pid,
+               text_or_dash(c.user), locks.empty() ? "-" : locks);
   }
   return kExitOk;
 }
@@ -206,17 +200,17 @@ int cmd_hold(const Globals& g, const std::string& drive, const std::string& name
   std::fflush(stdout);
   // N.B. a lock dies with the service: hold reads its session while it waits
   // so that it ends when the service does, or when its lock is broken.
-  std::optional<json> broken;
+  std::optional<proto::LockBroken> broken;
   const std::string why = wait_reading_events(client, [&](const proto::Event& event) {
-    if (event.name != "lock_broken")
-      return true;
-    broken = event.body;
-    return false;
+    if (const auto* b = std::get_if<proto::LockBroken>(&event)) {
+      broken = *b;
+      return false;
+    }
+    return true;
   });
   if (broken) {
-    const json by = broken->value("by", json::object());
     fmt::print(stderr, "discarb: the lock on {} was broken by administrator '{}' (user {})\n",
-               drive, by.value("client_name", "?"), by.value("user", "?"));
+               drive, broken->by.client_name, broken->by.user);
     return kExitLocked;
   }
   for (unsigned i = 0; i < count; ++i) {
@@ -226,38 +220,51 @@ int cmd_hold(const Globals& g, const std::string& drive, const std::string& name
   return kExitOk;
 }
 
+/// What an event says, after "drive: ".
+struct EventText {
+  std::string operator()(const proto::Acquired& e) const {
+    return "acquired by " + describe_owner(e.owner);
+  }
+  std::string operator()(const proto::Granted& e) const {
+    return "granted from the queue by " + describe_owner(e.owner);
+  }
+  std::string operator()(const proto::Released& e) const {
+    return fmt::format("released by '{}' (session {}){}", e.client_name, e.session,
+                       e.cause == "session_ended"
+                           ? ": its session ended (the client exited or died)"
+                       : e.cause == "broken" ? ": an administrator broke the lock"
+                                             : "");
+  }
+  std::string operator()(const proto::LockBroken& e) const {
+    return fmt::format("lock broken by administrator '{}' (user {})", e.by.client_name, e.by.user);
+  }
+  std::string operator()(const proto::DriveArrived&) const { return "arrived"; }
+  std::string operator()(const proto::DriveRemoved& e) const {
+    return fmt::format("removed ({})", e.reason);
+  }
+  std::string operator()(const proto::DriveError& e) const {
+    return fmt::format("error: {}", e.reason);
+  }
+  std::string operator()(const proto::DriveRecovered&) const {
+    return "recovered (TEST UNIT READY answered)";
+  }
+  std::string operator()(const proto::UnknownEvent& e) const {
+    return fmt::format("{} {}", e.name, e.json);
+  }
+};
+
 /// One line per event: "HH:MM:SS drive: what happened".
 std::string describe_event(const proto::Event& event) {
-  const json& b = event.body;
-  const std::string drive = b.value("drive", std::string("-"));
-  const json by = b.value("by", json::object());
-  std::string what;
-  if ((event.name == "acquired" || event.name == "granted") && b.contains("owner")) {
-    what = fmt::format("{} by {}", event.name == "granted" ? "granted from the queue" : "acquired",
-                       describe_owner(b.at("owner").get<proto::OwnerInfo>()));
-  } else if (event.name == "released") {
-    const std::string cause = b.value("cause", std::string("released"));
-    what = fmt::format("released by '{}' (session {}){}", b.value("client_name", std::string("?")),
-                       b.value("session", 0ULL),
-                       cause == "session_ended" ? ": its session ended (the client exited or died)"
-                       : cause == "broken"      ? ": an administrator broke the lock"
-                                                : "");
-  } else if (event.name == "lock_broken") {
-    what =
-        fmt::format("lock broken by administrator '{}' (user {})",
-                    by.value("client_name", std::string("?")), by.value("user", std::string("?")));
-  } else if (event.name == "drive_arrived") {
-    what = "arrived";
-  } else if (event.name == "drive_removed") {
-    what = fmt::format("removed ({})", b.value("reason", std::string("no reason given")));
-  } else if (event.name == "drive_error") {
-    what = fmt::format("error: {}", b.value("reason", std::string("no reason given")));
-  } else if (event.name == "drive_recovered") {
-    what = "recovered (TEST UNIT READY answered)";
-  } else {
-    what = fmt::format("{} {}", event.name, b.dump());
-  }
-  return fmt::format("{:%H:%M:%S} {}: {}", fmt::localtime(std::time(nullptr)), drive, what);
+  const std::string drive = std::visit(
+      [](const auto& e) -> std::string {
+        if constexpr (requires { e.drive; })
+          return e.drive;
+        else
+          return "-";
+      },
+      event);
+  return fmt::format("{:%H:%M:%S} {}: {}", fmt::localtime(std::time(nullptr)), drive,
+                     std::visit(EventText{}, event));
 }
 
 int cmd_watch(const Globals& g) {
@@ -265,7 +272,7 @@ int cmd_watch(const Globals& g) {
   client.subscribe();
   fmt::print(stderr, "watching events; close stdin or send SIGINT/SIGTERM to stop\n");
   const std::string why = wait_reading_events(client, [&](const proto::Event& event) {
-    fmt::print("{}\n", g.json_output ? event.body.dump() : describe_event(event));
+    fmt::print("{}\n", g.json_output ? json(event).dump() : describe_event(event));
     std::fflush(stdout);
     return true;
   });

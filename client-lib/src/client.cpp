@@ -62,18 +62,27 @@ std::string Client::default_endpoint() {
   return platform_default_endpoint();
 }
 
+template <typename Reply>
+Reply Client::call_for(proto::RequestBody body, std::chrono::milliseconds timeout,
+                       proto::Bytes* payload) {
+  const std::string_view op = proto::op_name(body);
+  auto reply = call(std::move(body), timeout);
+  if (payload)
+    *payload = std::move(reply.payload);
+  try {
+    return reply.body.get<Reply>();
+  } catch (const std::exception& e) {  // nlohmann's, or a field's own check
+    throw ServiceError(Error{errc::bad_frame, fmt::format("{} reply: {}", op, e.what())});
+  }
+}
+
 Client::Client(ConnectOptions options)
     : endpoint_(options.endpoint.empty() ? default_endpoint() : options.endpoint),
       timeout_(options.timeout) {
   connection_ = connect_to_service(endpoint_, std::chrono::steady_clock::now() + timeout_);
-  const auto reply =
-      call(proto::HelloRequest{proto::kProtocolVersion, options.client_name, current_process_id()},
-           timeout_);
-  try {
-    server_ = reply.body.get<proto::HelloReply>();
-  } catch (const nlohmann::json::exception& e) {
-    throw ServiceError(Error{errc::bad_frame, fmt::format("hello reply: {}", e.what())});
-  }
+  server_ = call_for<proto::HelloReply>(
+      proto::HelloRequest{proto::kProtocolVersion, options.client_name, current_process_id()},
+      timeout_);
 }
 
 Client::~Client() = default;
@@ -132,51 +141,43 @@ proto::Reply Client::call(proto::RequestBody body, std::chrono::milliseconds tim
 }
 
 std::vector<proto::DriveSummary> Client::drives() {
-  return call(proto::ListDrivesRequest{}, timeout_)
-      .body.at("drives")
-      .get<std::vector<proto::DriveSummary>>();
+  return call_for<proto::DrivesReply>(proto::ListDrivesRequest{}, timeout_).drives;
 }
 
-nlohmann::json Client::status() {
-  return call(proto::StatusRequest{}, timeout_).body.at("status");
+proto::StatusDocument Client::status() {
+  return call_for<proto::StatusReply>(proto::StatusRequest{}, timeout_).status;
 }
 
 std::uint32_t Client::acquire_exclusive_access(const std::string& drive, AcquireOptions options) {
   const auto wait_ms = static_cast<std::uint32_t>(options.wait.count());
-  const auto reply = call(proto::AcquireRequest{drive, options.force, wait_ms},
-                          timeout_ + options.wait + kServiceMargin);
-  return reply.body.at("lock_count").get<std::uint32_t>();
+  return call_for<proto::AcquireReply>(proto::AcquireRequest{drive, options.force, wait_ms},
+                                       timeout_ + options.wait + kServiceMargin)
+      .lock_count;
 }
 
 std::uint32_t Client::release_exclusive_access(const std::string& drive) {
-  return call(proto::ReleaseRequest{drive}, timeout_ + kServiceMargin)
-      .body.at("lock_count")
-      .get<std::uint32_t>();
+  return call_for<proto::ReleaseReply>(proto::ReleaseRequest{drive}, timeout_ + kServiceMargin)
+      .lock_count;
 }
 
 std::optional<proto::OwnerInfo> Client::exclusive_access_owner(const std::string& drive) {
-  const auto reply = call(proto::OwnerRequest{drive}, timeout_);
-  const auto& owner = reply.body.at("owner");
-  if (owner.is_null())
-    return std::nullopt;
-  return owner.get<proto::OwnerInfo>();
+  return call_for<proto::OwnerReply>(proto::OwnerRequest{drive}, timeout_).owner;
 }
 
 proto::OwnerInfo Client::break_exclusive_access(const std::string& drive) {
-  return call(proto::BreakRequest{drive}, timeout_ + kServiceMargin)
-      .body.at("broken_owner")
-      .get<proto::OwnerInfo>();
+  return call_for<proto::BreakReply>(proto::BreakRequest{drive}, timeout_ + kServiceMargin)
+      .broken_owner;
 }
 
 ScsiReply Client::execute(const std::string& drive, const ScsiCommand& command) {
   // The service clamps the timeout; wait for the longest it may allow.
   const auto command_time = std::chrono::seconds(command.timeout_s.value_or(3600));
-  auto reply = call(proto::ExecuteRequest{drive, command.cdb, command.direction,
-                                          command.data_in_len, command.timeout_s, command.data_out},
-                    timeout_ + command_time + kServiceMargin);
-  const auto r = reply.body.get<proto::ExecuteReply>();
-  const auto code = errc_from_hresult(reply.body.value("code", 0U)).value_or(errc::ok);
-  return ScsiReply{code, r.scsi_status, r.sense, std::move(reply.payload)};
+  proto::Bytes data;
+  const auto r = call_for<proto::ExecuteReply>(
+      proto::ExecuteRequest{drive, command.cdb, command.direction, command.data_in_len,
+                            command.timeout_s, command.data_out},
+      timeout_ + command_time + kServiceMargin, &data);
+  return ScsiReply{r.code, r.scsi_status, r.sense, std::move(data)};
 }
 
 ExclusiveAccess Client::acquire(const std::string& drive, AcquireOptions options) {

@@ -2,8 +2,15 @@
 
 #include <array>
 #include <limits>
+#include <stdexcept>
+#include <tuple>
+#include <type_traits>
 
 #include <fmt/format.h>
+#include <nlohmann/json.hpp>
+
+#include "discarbiter/proto/frame.hpp"
+#include "discarbiter/proto/incoming.hpp"
 
 namespace discarbiter::proto {
 namespace {
@@ -148,13 +155,17 @@ void set_optional(json& j, const char* key, const std::optional<T>& v) {
   }
 }
 
-template <typename T>
-void get_optional(const json& j, const char* key, std::optional<T>& v) {
-  const auto it = j.find(key);
-  if (it != j.end() && !it->is_null()) {
-    v = it->get<T>();
+// An event by its name; the last alternative (UnknownEvent) takes any other.
+template <std::size_t I = 0>
+void read_event(const json& j, std::string_view name, Event& v) {
+  using T = std::variant_alternative_t<I, Event>;
+  if constexpr (I + 1 == std::variant_size_v<Event>) {
+    static_assert(std::is_same_v<T, UnknownEvent>);
+    v = j.get<T>();
+  } else if (name == T::kName) {
+    v = j.get<T>();
   } else {
-    v.reset();
+    read_event<I + 1>(j, name, v);
   }
 }
 
@@ -217,79 +228,306 @@ Bytes encode_request(const Request& request) {
   return encode_frame(j, payload);
 }
 
-void to_json(json& j, const HelloReply& v) {
-  j = json{{"server_version", v.server_version},
-           {"protocol", v.protocol},
-           {"capabilities", v.capabilities}};
-}
-void from_json(const json& j, HelloReply& v) {
-  j.at("server_version").get_to(v.server_version);
-  j.at("protocol").get_to(v.protocol);
-  j.at("capabilities").get_to(v.capabilities);
+// ---- each message's fields, named once -----------------------------------------
+// fields(const T*) lists a message's JSON keys with its members; to_json and
+// from_json both walk that one list (json_by_fields), so a key cannot differ
+// between the writer and the reader. An optional member that is empty is left
+// out, or written as null where the protocol says so.
+
+namespace {
+
+enum class Empty { omitted, null };
+
+template <typename T, typename M>
+struct Field {
+  const char* key;
+  M T::*member;
+  Empty empty = Empty::omitted;
+};
+template <typename T, typename M>
+Field(const char*, M T::*) -> Field<T, M>;
+template <typename T, typename M>
+Field(const char*, M T::*, Empty) -> Field<T, M>;
+
+template <typename... F>
+constexpr std::tuple<F...> list(F... f) {
+  return {f...};
 }
 
-void to_json(json& j, const OwnerInfo& v) {
-  j = json{{"client_name", v.client_name},
-           {"session", v.session},
-           {"pid", v.pid},
-           {"user", v.user},
-           {"exe", v.exe},
-           {"lock_count", v.lock_count},
-           {"since", v.since},
-           {"force", v.force}};
-  set_optional(j, "uid", v.uid);
-  set_optional(j, "sid", v.sid);
+constexpr auto fields(const HelloReply*) {
+  return list(Field{"server_version", &HelloReply::server_version},
+              Field{"protocol", &HelloReply::protocol},
+              Field{"capabilities", &HelloReply::capabilities});
 }
-void from_json(const json& j, OwnerInfo& v) {
-  j.at("client_name").get_to(v.client_name);
-  j.at("session").get_to(v.session);
-  j.at("pid").get_to(v.pid);
-  j.at("user").get_to(v.user);
-  j.at("exe").get_to(v.exe);
-  j.at("lock_count").get_to(v.lock_count);
-  j.at("since").get_to(v.since);
-  j.at("force").get_to(v.force);
-  get_optional(j, "uid", v.uid);
-  get_optional(j, "sid", v.sid);
+constexpr auto fields(const OwnerInfo*) {
+  return list(Field{"client_name", &OwnerInfo::client_name}, Field{"session", &OwnerInfo::session},
+              Field{"pid", &OwnerInfo::pid}, Field{"user", &OwnerInfo::user},
+              Field{"uid", &OwnerInfo::uid}, Field{"sid", &OwnerInfo::sid},
+              Field{"exe", &OwnerInfo::exe}, Field{"lock_count", &OwnerInfo::lock_count},
+              Field{"since", &OwnerInfo::since}, Field{"force", &OwnerInfo::force});
+}
+constexpr auto fields(const DriveSummary*) {
+  return list(Field{"id", &DriveSummary::id}, Field{"path", &DriveSummary::path},
+              Field{"backend", &DriveSummary::backend}, Field{"vendor", &DriveSummary::vendor},
+              Field{"product", &DriveSummary::product}, Field{"revision", &DriveSummary::revision},
+              Field{"state", &DriveSummary::state},
+              Field{"owner", &DriveSummary::owner, Empty::null});
+}
+constexpr auto fields(const DrivesReply*) {
+  return list(Field{"drives", &DrivesReply::drives});
+}
+constexpr auto fields(const AcquireReply*) {
+  return list(Field{"drive", &AcquireReply::drive}, Field{"lock_count", &AcquireReply::lock_count});
+}
+constexpr auto fields(const ReleaseReply*) {
+  return list(Field{"drive", &ReleaseReply::drive}, Field{"lock_count", &ReleaseReply::lock_count});
+}
+constexpr auto fields(const OwnerReply*) {
+  return list(Field{"drive", &OwnerReply::drive}, Field{"owner", &OwnerReply::owner, Empty::null});
+}
+constexpr auto fields(const ExecuteReply*) {  // and code, name: see to_json
+  return list(Field{"scsi_status", &ExecuteReply::scsi_status},
+              Field{"sense", &ExecuteReply::sense}, Field{"data_len", &ExecuteReply::data_len});
+}
+constexpr auto fields(const SubscribeReply*) {
+  return list();
+}
+constexpr auto fields(const BreakReply*) {
+  return list(Field{"drive", &BreakReply::drive}, Field{"broken_owner", &BreakReply::broken_owner});
+}
+constexpr auto fields(const WaiterStatus*) {
+  return list(Field{"client_name", &WaiterStatus::client_name},
+              Field{"session", &WaiterStatus::session}, Field{"pid", &WaiterStatus::pid},
+              Field{"waiting_since", &WaiterStatus::waiting_since},
+              Field{"deadline", &WaiterStatus::deadline});
+}
+constexpr auto fields(const DriveStats*) {
+  return list(Field{"commands", &DriveStats::commands}, Field{"timeouts", &DriveStats::timeouts},
+              Field{"errors", &DriveStats::errors});
+}
+constexpr auto fields(const DriveStatus*) {
+  return std::tuple_cat(
+      fields(static_cast<const DriveSummary*>(nullptr)),
+      list(Field{"lock_state", &DriveStatus::lock_state},
+           Field{"tray_locked", &DriveStatus::tray_locked},
+           Field{"tray_persistent", &DriveStatus::tray_persistent},
+           Field{"error", &DriveStatus::error}, Field{"waiters", &DriveStatus::waiters},
+           Field{"stats", &DriveStatus::stats}));
+}
+constexpr auto fields(const ClientStatus*) {
+  return list(Field{"session", &ClientStatus::session},
+              Field{"client_name", &ClientStatus::client_name}, Field{"pid", &ClientStatus::pid},
+              Field{"user", &ClientStatus::user}, Field{"uid", &ClientStatus::uid},
+              Field{"sid", &ClientStatus::sid},
+              Field{"connected_since", &ClientStatus::connected_since},
+              Field{"locks", &ClientStatus::locks});
+}
+constexpr auto fields(const ArbitrationStatus*) {
+  return list(Field{"drives", &ArbitrationStatus::drives},
+              Field{"clients", &ArbitrationStatus::clients});
+}
+constexpr auto fields(const ServiceInfo*) {
+  return list(Field{"version", &ServiceInfo::version}, Field{"protocol", &ServiceInfo::protocol},
+              Field{"pid", &ServiceInfo::pid}, Field{"platform", &ServiceInfo::platform},
+              Field{"endpoint", &ServiceInfo::endpoint}, Field{"uptime_s", &ServiceInfo::uptime_s},
+              Field{"log_dropped", &ServiceInfo::log_dropped});
+}
+constexpr auto fields(const StatusDocument*) {
+  return std::tuple_cat(fields(static_cast<const ArbitrationStatus*>(nullptr)),
+                        list(Field{"service", &StatusDocument::service}));
+}
+constexpr auto fields(const StatusReply*) {
+  return list(Field{"status", &StatusReply::status});
+}
+// Events: "event" is written from kName (read by from_json(Event)).
+constexpr auto fields(const Acquired*) {
+  return list(Field{"drive", &Acquired::drive}, Field{"owner", &Acquired::owner});
+}
+constexpr auto fields(const Granted*) {
+  return list(Field{"drive", &Granted::drive}, Field{"owner", &Granted::owner});
+}
+constexpr auto fields(const Released*) {
+  return list(Field{"drive", &Released::drive}, Field{"client_name", &Released::client_name},
+              Field{"session", &Released::session}, Field{"cause", &Released::cause});
+}
+constexpr auto fields(const LockBreaker*) {
+  return list(Field{"client_name", &LockBreaker::client_name},
+              Field{"session", &LockBreaker::session}, Field{"pid", &LockBreaker::pid},
+              Field{"user", &LockBreaker::user});
+}
+constexpr auto fields(const LockBroken*) {
+  return list(Field{"drive", &LockBroken::drive}, Field{"by", &LockBroken::by});
+}
+constexpr auto fields(const DriveArrived*) {
+  return list(Field{"drive", &DriveArrived::drive});
+}
+constexpr auto fields(const DriveRemoved*) {
+  return list(Field{"drive", &DriveRemoved::drive}, Field{"reason", &DriveRemoved::reason});
+}
+constexpr auto fields(const DriveError*) {
+  return list(Field{"drive", &DriveError::drive}, Field{"reason", &DriveError::reason});
+}
+constexpr auto fields(const DriveRecovered*) {
+  return list(Field{"drive", &DriveRecovered::drive});
 }
 
-void to_json(json& j, const DriveSummary& v) {
-  j = json{{"id", v.id},         {"path", v.path},       {"backend", v.backend},
-           {"vendor", v.vendor}, {"product", v.product}, {"revision", v.revision},
-           {"state", v.state},   {"owner", nullptr}};
-  if (v.owner) {
-    j["owner"] = *v.owner;
+template <typename M>
+struct is_optional : std::false_type {};
+template <typename M>
+struct is_optional<std::optional<M>> : std::true_type {};
+
+// Bytes travel as hex; everything else as nlohmann writes it.
+template <typename M>
+void put(json& slot, const M& value) {
+  if constexpr (std::is_same_v<M, Bytes>) {
+    slot = to_hex(value);
+  } else {
+    slot = value;
   }
 }
-void from_json(const json& j, DriveSummary& v) {
-  j.at("id").get_to(v.id);
-  j.at("path").get_to(v.path);
-  j.at("backend").get_to(v.backend);
-  j.at("vendor").get_to(v.vendor);
-  j.at("product").get_to(v.product);
-  j.at("revision").get_to(v.revision);
-  j.at("state").get_to(v.state);
-  get_optional(j, "owner", v.owner);
+template <typename M>
+void take(const json& slot, const char* key, M& value) {
+  if constexpr (std::is_same_v<M, Bytes>) {
+    auto bytes = from_hex(slot.get<std::string>());
+    if (!bytes) {
+      throw std::invalid_argument(fmt::format("'{}' is not hexadecimal", key));
+    }
+    value = std::move(*bytes);
+  } else {
+    slot.get_to(value);
+  }
 }
 
+template <typename F, typename T>
+void write_field(json& j, const F& f, const T& v) {
+  const auto& value = v.*f.member;
+  if constexpr (is_optional<std::decay_t<decltype(value)>>::value) {
+    if (value) {
+      put(j[f.key], *value);
+    } else if (f.empty == Empty::null) {
+      j[f.key] = nullptr;
+    }
+  } else {
+    put(j[f.key], value);
+  }
+}
+
+template <typename F, typename T>
+void read_field(const json& j, const F& f, T& v) {
+  auto& value = v.*f.member;
+  if constexpr (is_optional<std::decay_t<decltype(value)>>::value) {
+    const auto it = j.find(f.key);
+    value.reset();
+    if (it != j.end() && !it->is_null()) {
+      take(*it, f.key, value.emplace());
+    }
+  } else {
+    take(j.at(f.key), f.key, value);
+  }
+}
+
+template <typename T>
+void write_fields(json& j, const T& v) {
+  j = json::object();
+  if constexpr (requires { T::kName; }) {
+    j["event"] = T::kName;
+  }
+  std::apply([&](const auto&... f) { (write_field(j, f, v), ...); },
+             fields(static_cast<const T*>(nullptr)));
+}
+
+template <typename T>
+void read_fields(const json& j, T& v) {
+  std::apply([&](const auto&... f) { (read_field(j, f, v), ...); },
+             fields(static_cast<const T*>(nullptr)));
+}
+
+}  // namespace
+
+#define DISCARBITER_JSON_BY_FIELDS(Type)   \
+  void to_json(json& j, const Type& v) {   \
+    write_fields(j, v);                    \
+  }                                        \
+  void from_json(const json& j, Type& v) { \
+    read_fields(j, v);                     \
+  }
+DISCARBITER_JSON_BY_FIELDS(HelloReply)
+DISCARBITER_JSON_BY_FIELDS(OwnerInfo)
+DISCARBITER_JSON_BY_FIELDS(DriveSummary)
+DISCARBITER_JSON_BY_FIELDS(DrivesReply)
+DISCARBITER_JSON_BY_FIELDS(AcquireReply)
+DISCARBITER_JSON_BY_FIELDS(ReleaseReply)
+DISCARBITER_JSON_BY_FIELDS(OwnerReply)
+DISCARBITER_JSON_BY_FIELDS(SubscribeReply)
+DISCARBITER_JSON_BY_FIELDS(BreakReply)
+DISCARBITER_JSON_BY_FIELDS(WaiterStatus)
+DISCARBITER_JSON_BY_FIELDS(DriveStats)
+DISCARBITER_JSON_BY_FIELDS(DriveStatus)
+DISCARBITER_JSON_BY_FIELDS(ClientStatus)
+DISCARBITER_JSON_BY_FIELDS(ArbitrationStatus)
+DISCARBITER_JSON_BY_FIELDS(ServiceInfo)
+DISCARBITER_JSON_BY_FIELDS(StatusDocument)
+DISCARBITER_JSON_BY_FIELDS(StatusReply)
+DISCARBITER_JSON_BY_FIELDS(Acquired)
+DISCARBITER_JSON_BY_FIELDS(Granted)
+DISCARBITER_JSON_BY_FIELDS(Released)
+DISCARBITER_JSON_BY_FIELDS(LockBreaker)
+DISCARBITER_JSON_BY_FIELDS(LockBroken)
+DISCARBITER_JSON_BY_FIELDS(DriveArrived)
+DISCARBITER_JSON_BY_FIELDS(DriveRemoved)
+DISCARBITER_JSON_BY_FIELDS(DriveError)
+DISCARBITER_JSON_BY_FIELDS(DriveRecovered)
+#undef DISCARBITER_JSON_BY_FIELDS
+
+// The HRESULT goes as "code" and "name" both.
 void to_json(json& j, const ExecuteReply& v) {
-  j = json{{"scsi_status", v.scsi_status}, {"sense", to_hex(v.sense)}, {"data_len", v.data_len}};
+  write_fields(j, v);
+  j["code"] = hresult(v.code);
+  j["name"] = error_name(v.code);
 }
 void from_json(const json& j, ExecuteReply& v) {
-  j.at("scsi_status").get_to(v.scsi_status);
-  auto sense = from_hex(j.at("sense").get<std::string>());
-  if (!sense) {
-    throw std::invalid_argument("execute reply: 'sense' is not hexadecimal");
-  }
-  v.sense = std::move(*sense);
-  j.at("data_len").get_to(v.data_len);
+  read_fields(j, v);
+  v.code = errc_from_hresult(j.at("code").get<std::uint32_t>()).value_or(errc::ok);
 }
 
-json make_reply(std::uint64_t id, json fields) {
-  json j = fields.is_object() ? std::move(fields) : json::object();
+void to_json(json& j, const ReplyBody& v) {
+  std::visit([&j](const auto& reply) { j = reply; }, v);
+}
+
+void to_json(json& j, const UnknownEvent& v) {
+  j = json::parse(v.json);
+}
+void from_json(const json& j, UnknownEvent& v) {
+  j.at("event").get_to(v.name);
+  v.json = j.dump();
+}
+
+void to_json(json& j, const Event& v) {
+  std::visit([&j](const auto& event) { j = event; }, v);
+}
+void from_json(const json& j, Event& v) {
+  read_event(j, j.at("event").get<std::string>(), v);
+}
+
+std::string_view event_name(const Event& event) {
+  return std::visit(
+      [](const auto& e) -> std::string_view {
+        if constexpr (std::is_same_v<std::decay_t<decltype(e)>, UnknownEvent>) {
+          return e.name;
+        } else {
+          return e.kName;
+        }
+      },
+      event);
+}
+
+// ---- frames -----------------------------------------------------------------
+
+Bytes encode_reply(std::uint64_t id, const ReplyBody& body, std::span<const std::uint8_t> payload) {
+  json j = body;
   j["id"] = id;
   j["ok"] = true;
-  return j;
+  return encode_frame(j, payload);
 }
 
 json make_error_reply(std::optional<std::uint64_t> id, const Error& error) {
@@ -302,10 +540,12 @@ json make_error_reply(std::optional<std::uint64_t> id, const Error& error) {
   return j;
 }
 
-json make_event(std::string_view name, json fields) {
-  json j = fields.is_object() ? std::move(fields) : json::object();
-  j["event"] = name;
-  return j;
+Bytes encode_error_reply(std::optional<std::uint64_t> id, const Error& error) {
+  return encode_frame(make_error_reply(id, error));
+}
+
+Bytes encode_event(const Event& event) {
+  return encode_frame(json(event));
 }
 
 Result<Incoming> parse_incoming(Frame frame) {
@@ -314,7 +554,12 @@ Result<Incoming> parse_incoming(Frame frame) {
     if (!ev->is_string()) {
       return Error{errc::bad_frame, "event frame's 'event' is not a string"};
     }
-    return Incoming{Event{ev->get<std::string>(), j}};
+    try {
+      return Incoming{j.get<Event>()};
+    } catch (const json::exception& e) {
+      return Error{errc::bad_frame,
+                   fmt::format("'{}' event: {}", ev->get_ref<const std::string&>(), e.what())};
+    }
   }
   Reply reply;
   if (const auto id = j.find("id"); id != j.end()) {

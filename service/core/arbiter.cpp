@@ -10,7 +10,6 @@
 
 namespace discarbiter::core {
 
-using nlohmann::json;
 using proto::format_rfc3339;
 using WallClock = std::chrono::system_clock;
 
@@ -293,7 +292,7 @@ Result<Done> Arbiter::add_drive(std::shared_ptr<DriveChannel> channel) {
     d = drives_.back().get();
   }
   audit(AuditKind::drive_arrived, *d, 0, d->channel.description().path);
-  notify(proto::make_event("drive_arrived", {{"drive", d->id()}}));
+  notify(proto::DriveArrived{d->id()});
   // N.B. both preventions: a crash (ours or another program's) may have left
   // either, and a persistent one survives every ordinary ALLOW.
   allow_medium_removal(*d, TrayAllowing{true, true, true});
@@ -312,8 +311,7 @@ void Arbiter::mark_removed(Drive& drive, const std::string& reason) {
   // answers) after: any of them may end a session, this one's owner too.
   const Error gone{errc::dev_not_exist,
                    fmt::format("drive '{}' was removed while waiting: {}", drive.id(), reason)};
-  const json event =
-      proto::make_event("drive_removed", {{"drive", drive.id()}, {"reason", reason}});
+  const proto::Event event = proto::DriveRemoved{drive.id(), reason};
   drive.removed = reason;
   if (drive.acquisition)
     drive.acquisition->removed = reason;
@@ -564,12 +562,8 @@ void Arbiter::break_lock(RequestTarget target, BreakHandler handler) {
   audit(AuditKind::broken, drive, drive.owner,
         fmt::format("{} lock(s) broken by {}", drive.lock_count, by));
   const SessionId owner_id = drive.owner;
-  const json event = proto::make_event("lock_broken", {{"drive", drive_id},
-                                                       {"by",
-                                                        {{"client_name", session->client_name},
-                                                         {"session", id},
-                                                         {"pid", session->pid()},
-                                                         {"user", session->peer.user}}}});
+  const proto::Event event =
+      proto::LockBroken{drive_id, {session->client_name, id, session->pid(), session->peer.user}};
   if (Session* owner = find_session(owner_id)) {
     owner->broken[drive_id] = by;
   }
@@ -866,8 +860,9 @@ void Arbiter::acquire_succeeded(Drive& drive, SessionId id, CountHandler handler
   if (drive.owner_info.force)
     how += how.empty() ? "force" : ", force";
   audit(AuditKind::acquired, drive, id, std::move(how));
-  const auto event = proto::make_event(drive.granted_from_queue ? "granted" : "acquired",
-                                       {{"drive", drive.id()}, {"owner", *owner_info(drive)}});
+  const proto::Event event = drive.granted_from_queue
+                                 ? proto::Event(proto::Granted{drive.id(), *owner_info(drive)})
+                                 : proto::Event(proto::Acquired{drive.id(), *owner_info(drive)});
   drive.granted_from_queue = false;
   // N.B. the count as granted: a sink may end the owner's session, whose
   // cleanup starts the release and zeroes the drive's count.
@@ -1002,10 +997,8 @@ void Arbiter::finish_release(Drive& drive) {
   drive.state = Drive::LockState::free;
   audit(AuditKind::freed, drive, former);
   drive.owner = 0;
-  notify(proto::make_event("released", {{"drive", drive.id()},
-                                        {"client_name", drive.owner_info.client_name},
-                                        {"session", former},
-                                        {"cause", name_of(drive.release_cause)}}));
+  notify(proto::Released{drive.id(), drive.owner_info.client_name, former,
+                         std::string(name_of(drive.release_cause))});
   if (reply.broken) {
     reply.broken(std::move(reply.former));
   } else if (reply.released) {
@@ -1169,12 +1162,12 @@ void Arbiter::on_channel_notice(Drive& drive, const ChannelNotice& notice) {
       audit(AuditKind::command_timeout, drive, drive.owner, notice.detail);
       return;
     case ChannelNotice::Kind::error_entered:
-      notify(proto::make_event("drive_error", {{"drive", drive.id()}, {"reason", notice.detail}}));
+      notify(proto::DriveError{drive.id(), notice.detail});
       return;
     case ChannelNotice::Kind::error_left:
       audit(AuditKind::drive_recovered, drive, drive.owner,
             "TEST UNIT READY answered after: " + notice.detail);
-      notify(proto::make_event("drive_recovered", {{"drive", drive.id()}}));
+      notify(proto::DriveRecovered{drive.id()});
       return;
     case ChannelNotice::Kind::device_gone:
       if (!drive.removed)
@@ -1215,53 +1208,42 @@ std::vector<proto::DriveSummary> Arbiter::drives() const {
   return out;
 }
 
-json Arbiter::status() const {
-  json drives = json::array();
+proto::ArbitrationStatus Arbiter::status() const {
+  proto::ArbitrationStatus out;
   const auto summaries = this->drives();
   for (std::size_t i = 0; i < drives_.size(); ++i) {
     const Drive& drive = *drives_[i];
-    json d = summaries[i];
-    d["lock_state"] = drive.lock_state_name();
-    d["tray_locked"] = drive.tray_locked || drive.tray_persistent;
-    d["tray_persistent"] = drive.tray_persistent;
-    if (drive.channel.error())
-      d["error"] = *drive.channel.error();
-    json waiters = json::array();
+    proto::DriveStatus d{summaries[i],
+                         std::string(drive.lock_state_name()),
+                         drive.tray_locked || drive.tray_persistent,
+                         drive.tray_persistent,
+                         drive.channel.error(),
+                         {},
+                         {drive.channel.stats().commands, drive.channel.stats().timeouts,
+                          drive.channel.stats().errors}};
     for (const auto& w : drive.waiters) {
-      const auto it = sessions_.find(w.session);
-      waiters.push_back({{"client_name", it->second->client_name},
-                         {"session", w.session},
-                         {"pid", it->second->pid()},
-                         {"waiting_since", format_rfc3339(w.since)},
-                         {"deadline", format_rfc3339(w.deadline)}});
+      const Session& s = *sessions_.at(w.session);
+      d.waiters.push_back(
+          {s.client_name, w.session, s.pid(), format_rfc3339(w.since), format_rfc3339(w.deadline)});
     }
-    d["waiters"] = std::move(waiters);
-    d["stats"] = {{"commands", drive.channel.stats().commands},
-                  {"timeouts", drive.channel.stats().timeouts},
-                  {"errors", drive.channel.stats().errors}};
-    drives.push_back(std::move(d));
+    out.drives.push_back(std::move(d));
   }
-  json clients = json::array();
   for (const auto& [id, session] : sessions_) {
-    json locks = json::object();
+    proto::ClientStatus& c = out.clients.emplace_back();
+    c.session = id;
+    c.client_name = session->client_name;
+    c.pid = session->pid();
+    c.user = session->peer.user;
+    c.uid = session->peer.uid;
+    c.sid = session->peer.sid;
+    c.connected_since = format_rfc3339(session->connected_since);
     for (const auto& drive : drives_) {
       if (drive->owner == id && drive->lock_count > 0) {
-        locks[drive->id()] = drive->lock_count;
+        c.locks[drive->id()] = drive->lock_count;
       }
     }
-    json c{{"session", id},
-           {"client_name", session->client_name},
-           {"pid", session->pid()},
-           {"user", session->peer.user},
-           {"connected_since", format_rfc3339(session->connected_since)},
-           {"locks", std::move(locks)}};
-    if (session->peer.uid)
-      c["uid"] = *session->peer.uid;
-    if (session->peer.sid)
-      c["sid"] = *session->peer.sid;
-    clients.push_back(std::move(c));
   }
-  return {{"drives", std::move(drives)}, {"clients", std::move(clients)}};
+  return out;
 }
 
 // ---- helpers ----------------------------------------------------------------
@@ -1327,7 +1309,7 @@ void Arbiter::audit(AuditKind kind, const Drive& drive, SessionId id, std::strin
   audit_.record(r);
 }
 
-void Arbiter::notify(const json& event) {
+void Arbiter::notify(const proto::Event& event) {
   // N.B. any sink may end any session, its own included, or open one: walk
   // a snapshot of the subscribers, look each up again before calling it, and
   // call a copy of its sink (close_session destroys the stored one).

@@ -68,8 +68,6 @@
 #include <string>
 #include <vector>
 
-#include <nlohmann/json.hpp>
-
 #include "core/audit.hpp"
 #include "core/command_policy.hpp"
 #include "core/drive_channel.hpp"
@@ -115,7 +113,7 @@ class Arbiter {
  public:
   using CountHandler = std::function<void(Result<std::uint32_t>)>;
   using ExecuteHandler = std::function<void(Result<ScsiResult>)>;
-  using EventSink = std::function<void(const nlohmann::json& event)>;
+  using EventSink = std::function<void(const proto::Event& event)>;
   using BreakHandler = std::function<void(Result<proto::OwnerInfo>)>;
 
   Arbiter(Scheduler& scheduler, AuditLog& audit, ArbiterConfig config);
@@ -167,7 +165,7 @@ class Arbiter {
 
   std::vector<proto::DriveSummary> drives() const;
   /// The "drives" and "clients" parts of the status document.
-  nlohmann::json status() const;
+  proto::ArbitrationStatus status() const;
 
   /// Calls fn once no drive is held or changing hands: at once if so now,
   /// else when the last one frees (service stop waits on this).
@@ -270,7 +268,7 @@ class Arbiter {
   void check_all_free();
 
   void audit(AuditKind kind, const Drive& drive, SessionId session, std::string detail = {});
-  void notify(const nlohmann::json& event);
+  void notify(const proto::Event& event);
   Error locked_error(const Drive& drive) const;
   std::optional<proto::OwnerInfo> owner_info(const Drive& drive) const;
 

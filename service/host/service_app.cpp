@@ -111,15 +111,14 @@ int run_service(const Config& config, const RunHooks& hooks) {
   const auto started = std::chrono::steady_clock::now();
   transport::ServiceContext context{
       arbiter, std::string(kVersion), [&] {
-        return nlohmann::json{
-            {"version", kVersion},
-            {"protocol", proto::kProtocolVersion},
-            {"pid", current_process_id()},
-            {"platform", platform_name()},
-            {"endpoint", options.endpoint},
-            {"log_dropped", log_records_dropped()},
-            {"uptime_s",
-             std::chrono::duration<double>(std::chrono::steady_clock::now() - started).count()}};
+        return proto::ServiceInfo{
+            std::string(kVersion),
+            proto::kProtocolVersion,
+            current_process_id(),
+            std::string(platform_name()),
+            options.endpoint,
+            std::chrono::duration<double>(std::chrono::steady_clock::now() - started).count(),
+            log_records_dropped()};
       }};
   auto listener = transport::make_listener(io, context, options);
   if (auto opened = listener->open(); !opened) {

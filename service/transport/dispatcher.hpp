@@ -4,9 +4,9 @@
 
 #include <functional>
 #include <memory>
+#include <optional>
+#include <span>
 #include <string>
-
-#include <nlohmann/json.hpp>
 
 #include "core/arbiter.hpp"
 #include "discarbiter/proto/frame.hpp"
@@ -19,7 +19,7 @@ struct ServiceContext {
   core::Arbiter& arbiter;
   std::string version;
   /// The "service" object of the status document.
-  std::function<nlohmann::json()> describe_service;
+  std::function<proto::ServiceInfo()> describe_service;
 };
 
 class Dispatcher {
@@ -44,11 +44,23 @@ class Dispatcher {
   const std::string& client_name() const { return client_name_; }
 
  private:
+  /// Answers one request, now or later: every reply and error frame is
+  /// encoded here. A handler may outlive the dispatcher (an acquire's wait, a
+  /// drive command); its answer then goes nowhere.
+  class Responder {
+   public:
+    Responder(std::weak_ptr<Send> send, std::optional<std::uint64_t> id)
+        : send_(std::move(send)), id_(id) {}
+    void operator()(const proto::ReplyBody& body, std::span<const std::uint8_t> payload = {}) const;
+    void operator()(const Error& error) const;
+
+   private:
+    std::weak_ptr<Send> send_;
+    std::optional<std::uint64_t> id_;
+  };
+  Responder responder(std::optional<std::uint64_t> id) const { return {send_, id}; }
+
   Verdict handle(std::uint64_t id, proto::RequestBody body);
-  void reply(std::uint64_t id, nlohmann::json fields, proto::Bytes payload = {});
-  void reply_error(std::optional<std::uint64_t> id, const Error& error);
-  /// A sender that stays safe to call after this dispatcher is gone.
-  std::function<void(nlohmann::json, proto::Bytes)> deferred_sender();
 
   ServiceContext& context_;
   core::SessionId session_;

@@ -173,17 +173,17 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size
     scheduler.run();
   }
   // N.B. once per input, not per record: status() is costly.
-  require(arbiter.status().at("clients").size() == open_sessions());
+  require(arbiter.status().clients.size() == open_sessions());
   for (auto& c : sessions)
     close(c);
   scheduler.advance(std::chrono::hours(2));
 
   const auto status = arbiter.status();
-  for (const auto& drive : status.at("drives")) {
-    require(drive.at("lock_state") == "free");
-    require(drive.at("owner").is_null());
-    require(drive.at("waiters").empty());
+  for (const auto& drive : status.drives) {
+    require(drive.lock_state == "free");
+    require(!drive.owner);
+    require(drive.waiters.empty());
   }
-  require(status.at("clients").empty());
+  require(status.clients.empty());
   return 0;
 }

@@ -116,15 +116,15 @@ TEST(PipeListener, IdentifiesCallersByImpersonation) {
   ServiceOnPipe service(unique_pipe_name("identity"));
   auto client = connect(service.endpoint(), "WhoAmI");
   const auto status = client.status();
-  const auto& sessions = status.at("clients");
-  ASSERT_EQ(sessions.size(), 1U) << status.dump();
+  const auto& sessions = status.clients;
+  ASSERT_EQ(sessions.size(), 1U) << nlohmann::json(status).dump();
   const auto& me = sessions.at(0);
-  EXPECT_EQ(me.at("client_name"), "WhoAmI");
+  EXPECT_EQ(me.client_name, "WhoAmI");
   // The account and SID come from the client's token, not from anything it sent.
-  EXPECT_FALSE(me.at("user").get<std::string>().empty());
-  ASSERT_TRUE(me.contains("sid")) << me.dump();
-  EXPECT_TRUE(me.at("sid").get<std::string>().starts_with("S-1-")) << me.dump();
-  EXPECT_EQ(me.at("pid").get<std::uint32_t>(), ::GetCurrentProcessId());
+  EXPECT_FALSE(me.user.empty());
+  ASSERT_TRUE(me.sid.has_value()) << nlohmann::json(me).dump();
+  EXPECT_TRUE(me.sid->starts_with("S-1-")) << nlohmann::json(me).dump();
+  EXPECT_EQ(me.pid, ::GetCurrentProcessId());
 }
 
 TEST(PipeListener, ALostClientLosesItsLock) {

@@ -21,10 +21,9 @@
 #include <system_error>
 #include <vector>
 
-#include <nlohmann/json.hpp>
-
 #include "discarbiter/proto/errors.hpp"
 #include "discarbiter/proto/frame.hpp"
+#include "discarbiter/proto/incoming.hpp"
 #include "discarbiter/proto/messages.hpp"
 
 namespace discarbiter {
@@ -112,8 +111,8 @@ class Client {
   const std::string& endpoint() const noexcept { return endpoint_; }
 
   std::vector<proto::DriveSummary> drives();
-  /// The status document (docs/protocol.md "status").
-  nlohmann::json status();
+  /// The status document (docs/protocol.md "The status document").
+  proto::StatusDocument status();
 
   std::uint32_t acquire_exclusive_access(const std::string& drive, AcquireOptions options = {});
   std::uint32_t release_exclusive_access(const std::string& drive);
@@ -128,12 +127,18 @@ class Client {
 
   [[nodiscard]] ExclusiveAccess acquire(const std::string& drive, AcquireOptions options = {});
 
-  /// Asks for unsolicited events; next_event() returns them.
+  /// Asks for unsolicited events; next_event() returns them (a
+  /// proto::UnknownEvent for one this library does not know).
   void subscribe();
   std::optional<proto::Event> next_event(std::chrono::milliseconds timeout);
 
  private:
   proto::Reply call(proto::RequestBody body, std::chrono::milliseconds timeout);
+  /// call(), its body read as `Reply` (DA_E_BAD_FRAME if it is not one) and
+  /// its payload moved to `payload` if given.
+  template <typename Reply>
+  Reply call_for(proto::RequestBody body, std::chrono::milliseconds timeout,
+                 proto::Bytes* payload = nullptr);
   std::optional<proto::Frame> read_frame(std::chrono::steady_clock::time_point deadline);
 
   std::unique_ptr<Connection> connection_;

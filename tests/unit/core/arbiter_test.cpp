@@ -2,6 +2,8 @@
 
 #include <gtest/gtest.h>
 
+#include <algorithm>
+
 #include "fakes.hpp"
 
 namespace discarbiter::core {
@@ -202,7 +204,7 @@ TEST_F(ArbiterTest, AWaitExpiresWithLockedAtItsDeadline) {
   ASSERT_TRUE(wb.done());
   EXPECT_EQ(wb.code(), errc::recorder_locked);
   EXPECT_NE(wb.result->error().message.find("waited 1000 ms"), std::string::npos);
-  EXPECT_EQ(arbiter.status()["drives"][0]["waiters"].size(), 0U);
+  EXPECT_EQ(arbiter.status().drives[0].waiters.size(), 0U);
   EXPECT_EQ(audit.count(AuditKind::wait_expired), 1U);
   // The expired waiter is gone: the next release frees the drive.
   ASSERT_TRUE(release(a, "sim0").ok());
@@ -235,12 +237,12 @@ TEST_F(ArbiterTest, SessionEndCleansUpBothItsLocksAndItsWaits) {
   arbiter.close_session(a);
   scheduler.run();
   EXPECT_FALSE(owner("sim0").has_value());
-  EXPECT_EQ(arbiter.status()["drives"][1]["waiters"].size(), 0U);
+  EXPECT_EQ(arbiter.status().drives[1].waiters.size(), 0U);
   EXPECT_EQ(scheduler.pending_timers(), 0U);
   ASSERT_TRUE(release(b, "sim1").ok());
   EXPECT_FALSE(owner("sim1").has_value()) << "a departed waiter is never granted";
   EXPECT_FALSE(wa.done()) << "nobody is left to answer";
-  EXPECT_EQ(arbiter.status()["clients"].size(), 1U);
+  EXPECT_EQ(arbiter.status().clients.size(), 1U);
 }
 
 TEST_F(ArbiterTest, SessionEndingMidAcquireReleasesWhenTheAcquireCompletes) {
@@ -264,7 +266,7 @@ TEST_F(ArbiterTest, TurTimeoutFailsTheAcquireAndTakesNoLock) {
   EXPECT_EQ(r.code(), errc::recorder_command_timeout);
   EXPECT_FALSE(owner("sim0").has_value());
   EXPECT_TRUE(drives[0]->os_owner.empty());
-  EXPECT_EQ(arbiter.status()["drives"][0]["stats"]["timeouts"], 1);
+  EXPECT_EQ(arbiter.status().drives[0].stats.timeouts, 1);
   EXPECT_TRUE(acquire(a, "sim0").ok()) << "the drive is usable once it answers";
 }
 
@@ -410,21 +412,21 @@ TEST_F(ArbiterTest, StatusCarriesOwnerIdentityWaitersAndClients) {
   Answer w;
   arbiter.acquire_exclusive_access(client("Waiter", 7), "sim0", {.wait = 5s}, w.handler());
   const auto st = arbiter.status();
-  const auto& d = st["drives"][0];
-  EXPECT_EQ(d["id"], "sim0");
-  EXPECT_EQ(d["state"], "owned");
-  EXPECT_EQ(d["tray_locked"], true);
-  EXPECT_EQ(d["owner"]["client_name"], "Burner");
-  EXPECT_EQ(d["owner"]["pid"], 4242);
-  EXPECT_EQ(d["owner"]["user"], "user4242");
-  EXPECT_EQ(d["owner"]["uid"], 4242);
-  EXPECT_EQ(d["owner"]["exe"], "/bin/Burner");
-  EXPECT_EQ(d["owner"]["lock_count"], 2);
-  EXPECT_EQ(d["waiters"][0]["client_name"], "Waiter");
-  EXPECT_TRUE(d["waiters"][0]["deadline"].get<std::string>().ends_with("Z"));
-  EXPECT_EQ(st["drives"][1]["state"], "free");
-  EXPECT_TRUE(st["drives"][1]["owner"].is_null());
-  EXPECT_EQ(st["clients"][0]["locks"]["sim0"], 2);
+  const auto& d = st.drives[0];
+  EXPECT_EQ(d.id, "sim0");
+  EXPECT_EQ(d.state, "owned");
+  EXPECT_EQ(d.tray_locked, true);
+  EXPECT_EQ(d.owner->client_name, "Burner");
+  EXPECT_EQ(d.owner->pid, 4242);
+  EXPECT_EQ(d.owner->user, "user4242");
+  EXPECT_EQ(d.owner->uid, 4242);
+  EXPECT_EQ(d.owner->exe, "/bin/Burner");
+  EXPECT_EQ(d.owner->lock_count, 2);
+  EXPECT_EQ(d.waiters[0].client_name, "Waiter");
+  EXPECT_TRUE(d.waiters[0].deadline.ends_with("Z"));
+  EXPECT_EQ(st.drives[1].state, "free");
+  EXPECT_TRUE(st.drives[1].owner == std::nullopt);
+  EXPECT_EQ(st.clients[0].locks.at("sim0"), 2U);
 }
 
 TEST_F(ArbiterTest, EveryDecisionIsAudited) {
@@ -442,8 +444,8 @@ TEST_F(ArbiterTest, EveryDecisionIsAudited) {
 
 TEST_F(ArbiterTest, SubscribersHearOfAcquiresAndReleases) {
   std::vector<std::string> events;
-  const auto watcher =
-      arbiter.open_session({}, [&](const nlohmann::json& e) { events.push_back(e["event"]); });
+  const auto watcher = arbiter.open_session(
+      {}, [&](const proto::Event& e) { events.push_back(std::string(proto::event_name(e))); });
   ASSERT_TRUE(arbiter.hello(watcher, "Watcher", 9).ok());
   arbiter.subscribe(watcher);
   const auto a = client("A");
@@ -455,9 +457,9 @@ TEST_F(ArbiterTest, SubscribersHearOfAcquiresAndReleases) {
 
 TEST_F(ArbiterTest, TheReleasedEventSaysWhyTheLockEnded) {
   std::vector<std::string> causes;
-  const auto watcher = arbiter.open_session({}, [&](const nlohmann::json& e) {
-    if (e["event"] == "released")
-      causes.push_back(e["cause"]);
+  const auto watcher = arbiter.open_session({}, [&](const proto::Event& e) {
+    if (proto::event_name(e) == "released")
+      causes.push_back(std::get<proto::Released>(e).cause);
   });
   ASSERT_TRUE(arbiter.hello(watcher, "Watcher", 9).ok());
   arbiter.subscribe(watcher);
@@ -494,9 +496,9 @@ TEST_F(ArbiterTest, BreakIsForAdministratorsOnlyAndChangesNothingOtherwise) {
 }
 
 TEST_F(ArbiterTest, BreakEndsTheLockTellsTheOwnerAndHandsTheDriveOn) {
-  std::vector<nlohmann::json> heard;
+  std::vector<proto::Event> heard;
   const auto burner = arbiter.open_session(PeerIdentity{1, "alice", 1000, {}, "/bin/burn"},
-                                           [&](const nlohmann::json& e) { heard.push_back(e); });
+                                           [&](const proto::Event& e) { heard.push_back(e); });
   ASSERT_TRUE(arbiter.hello(burner, "Burner", 1).ok());
   PeerIdentity root{2, "root", 0, {}, "/bin/discarb"};
   root.administrator = true;
@@ -520,8 +522,8 @@ TEST_F(ArbiterTest, BreakEndsTheLockTellsTheOwnerAndHandsTheDriveOn) {
   ASSERT_TRUE(waited.ok()) << "the head of the queue is granted";
   EXPECT_EQ(owner("sim0")->client_name, "Waiter");
   ASSERT_FALSE(heard.empty());
-  EXPECT_EQ(heard[0]["event"], "lock_broken");
-  EXPECT_EQ(heard[0]["by"]["user"], "root");
+  EXPECT_EQ(proto::event_name(heard[0]), "lock_broken");
+  EXPECT_EQ(std::get<proto::LockBroken>(heard[0]).by.user, "root");
   EXPECT_EQ(audit.count(AuditKind::broken), 1U);
 
   // The owner's next request on the drive is told; the one after is ordinary.
@@ -564,7 +566,7 @@ TEST_F(ArbiterTest, ARemovedDriveFailsLaterRequestsWithDevNotExist) {
   const auto a = client("A");
   EXPECT_EQ(acquire(a, "sim0").code(), errc::dev_not_exist);
   EXPECT_EQ(acquire(a, "sim0").code(), errc::dev_not_exist);
-  EXPECT_EQ(arbiter.status()["drives"][0]["state"], "removed");
+  EXPECT_EQ(arbiter.status().drives[0].state, "removed");
 }
 
 TEST_F(ArbiterTest, ABackendThatOverrunsFailsItsCallerAtTimeoutPlusGraceAndMarksTheDriveError) {
@@ -582,21 +584,21 @@ TEST_F(ArbiterTest, ABackendThatOverrunsFailsItsCallerAtTimeoutPlusGraceAndMarks
   ASSERT_TRUE(got.has_value());
   ASSERT_FALSE(got->ok());
   EXPECT_EQ(got->error().code, errc::recorder_command_timeout);
-  const auto drive = arbiter.status()["drives"][0];
-  EXPECT_EQ(drive["state"], "error");
-  EXPECT_EQ(drive["lock_state"], "owned");
-  EXPECT_NE(drive["error"].get<std::string>().find("0x28"), std::string::npos);
-  EXPECT_EQ(drive["stats"]["timeouts"], 1);
+  const auto drive = arbiter.status().drives[0];
+  EXPECT_EQ(drive.state, "error");
+  EXPECT_EQ(drive.lock_state, "owned");
+  EXPECT_NE(drive.error.value().find("0x28"), std::string::npos);
+  EXPECT_EQ(drive.stats.timeouts, 1);
   // The other drive and its clients never noticed.
   const auto b = client("B", 200);
   EXPECT_TRUE(acquire(b, "sim1").ok());
-  EXPECT_EQ(arbiter.status()["drives"][1]["state"], "owned");
+  EXPECT_EQ(arbiter.status().drives[1].state, "owned");
   // The late answer is dropped: the caller was answered once.
   drives[0]->stuck_handlers.front()(ScsiResult{});
   scheduler.run();
   // start-up ALLOW and PERSISTENT ALLOW, TUR and PREVENT (acquire), READ;
   // not the late answer again
-  EXPECT_EQ(arbiter.status()["drives"][0]["stats"]["commands"], 5);
+  EXPECT_EQ(arbiter.status().drives[0].stats.commands, 5);
 }
 
 TEST_F(ArbiterTest, OnlyAnAnsweredTestUnitReadyTakesTheDriveOutOfError) {
@@ -604,22 +606,22 @@ TEST_F(ArbiterTest, OnlyAnAnsweredTestUnitReadyTakesTheDriveOutOfError) {
                     ScsiResult::failed(errc::recorder_command_timeout, "scripted timeout"));
   const auto a = client("A");
   EXPECT_EQ(acquire(a, "sim0").code(), errc::recorder_command_timeout);
-  EXPECT_EQ(arbiter.status()["drives"][0]["state"], "error");
+  EXPECT_EQ(arbiter.status().drives[0].state, "error");
   EXPECT_EQ(audit.count(AuditKind::drive_recovered), 0U);
   // NOT READY is an answer: the drive works, it just has no disc.
   drives[0]->script(opcode::test_unit_ready,
                     ScsiResult{errc::ok, {}, kStatusCheckCondition, make_sense(2, 0x3A, 0), {}});
   EXPECT_TRUE(acquire(a, "sim0").ok());
-  const auto drive = arbiter.status()["drives"][0];
-  EXPECT_EQ(drive["state"], "owned");
-  EXPECT_FALSE(drive.contains("error"));
+  const auto drive = arbiter.status().drives[0];
+  EXPECT_EQ(drive.state, "owned");
+  EXPECT_FALSE(drive.error.has_value());
   EXPECT_EQ(audit.count(AuditKind::drive_recovered), 1U);
 }
 
 TEST_F(ArbiterTest, ARemovedDriveEndsItsLockFailsItsWaitersAndComesBackFree) {
-  std::vector<nlohmann::json> events;
+  std::vector<proto::Event> events;
   const auto a = arbiter.open_session(PeerIdentity{100, "u", 100, {}, ""},
-                                      [&](const nlohmann::json& e) { events.push_back(e); });
+                                      [&](const proto::Event& e) { events.push_back(e); });
   ASSERT_TRUE(arbiter.hello(a, "Owner", 100).ok());
   arbiter.subscribe(a);
   const auto b = client("Waiter", 200);
@@ -631,11 +633,11 @@ TEST_F(ArbiterTest, ARemovedDriveEndsItsLockFailsItsWaitersAndComesBackFree) {
 
   arbiter.remove_drive("sim0", "/dev/sr0 was removed");
   EXPECT_EQ(waiting.code(), errc::dev_not_exist);
-  auto drive = arbiter.status()["drives"][0];
-  EXPECT_EQ(drive["state"], "removed");
-  EXPECT_TRUE(drive["owner"].is_null());
-  EXPECT_TRUE(
-      std::ranges::any_of(events, [](const auto& e) { return e["event"] == "drive_removed"; }));
+  auto drive = arbiter.status().drives[0];
+  EXPECT_EQ(drive.state, "removed");
+  EXPECT_TRUE(drive.owner == std::nullopt);
+  EXPECT_TRUE(std::ranges::any_of(
+      events, [](const auto& e) { return proto::event_name(e) == "drive_removed"; }));
   EXPECT_EQ(release(a, "sim0").code(), errc::dev_not_exist);
   EXPECT_EQ(acquire(b, "sim0").code(), errc::dev_not_exist);
 
@@ -646,8 +648,8 @@ TEST_F(ArbiterTest, ARemovedDriveEndsItsLockFailsItsWaitersAndComesBackFree) {
   scheduler.run();
   EXPECT_EQ(again->opcodes(), (std::vector<std::uint8_t>{opcode::prevent_allow_medium_removal,
                                                          opcode::prevent_allow_medium_removal}));
-  EXPECT_EQ(arbiter.status()["drives"][0]["state"], "free");
-  EXPECT_EQ(arbiter.status()["drives"].size(), 2U);
+  EXPECT_EQ(arbiter.status().drives[0].state, "free");
+  EXPECT_EQ(arbiter.status().drives.size(), 2U);
   EXPECT_TRUE(acquire(b, "sim0").ok());
   // A second drive under a live id is refused.
   EXPECT_EQ(arbiter.add_drive(std::make_shared<FakeDrive>(scheduler, "sim1")).error().code,
@@ -828,7 +830,7 @@ TEST_F(ArbiterBoundsTest, RequestsDeferredBeyondThePerSessionLimitAreRefusedAndN
   Answer released;
   arbiter->release_exclusive_access(a, "sim0", released.handler());
   scheduler.run();
-  ASSERT_EQ(arbiter->status()["drives"][0]["lock_state"], "releasing");
+  ASSERT_EQ(arbiter->status().drives[0].lock_state, "releasing");
   const auto b = client("Eager", 200);
   Answer first, second, third;
   arbiter->acquire_exclusive_access(b, "sim0", {}, first.handler());
@@ -878,7 +880,7 @@ TEST_F(ArbiterBoundsTest, ADepartedSessionsQueuedCommandsNeverReachTheDrive) {
   EXPECT_EQ(drive->opcodes(),
             (std::vector<std::uint8_t>{opcode::read10, opcode::prevent_allow_medium_removal}));
   EXPECT_EQ(drive->unlocks, 1);
-  EXPECT_EQ(arbiter->status()["drives"][0]["lock_state"], "free");
+  EXPECT_EQ(arbiter->status().drives[0].lock_state, "free");
 }
 
 TEST_F(ArbiterBoundsTest, ABrokenOwnersQueuedCommandsNeverReachTheDrive) {
@@ -908,15 +910,15 @@ TEST_F(ArbiterBoundsTest, TheWatchdogCountsFromWhenTheDriveStartsTheCommand) {
   scheduler.advance(20s);                     // far past the WRITE's 5 s + 2 s grace
   EXPECT_FALSE(w->has_value());
   EXPECT_EQ(drive->opcodes(), std::vector<std::uint8_t>{opcode::read10});
-  auto d = arbiter->status()["drives"][0];
-  EXPECT_EQ(d["state"], "owned");
-  EXPECT_EQ(d["stats"]["timeouts"], 0);
+  auto d = arbiter->status().drives[0];
+  EXPECT_EQ(d.state, "owned");
+  EXPECT_EQ(d.stats.timeouts, 0);
   answer_stuck();
   ASSERT_TRUE(w->has_value());
   EXPECT_TRUE((*w)->ok());
-  d = arbiter->status()["drives"][0];
-  EXPECT_EQ(d["state"], "owned");
-  EXPECT_EQ(d["stats"]["timeouts"], 0);
+  d = arbiter->status().drives[0];
+  EXPECT_EQ(d.state, "owned");
+  EXPECT_EQ(d.stats.timeouts, 0);
 }
 
 TEST_F(ArbiterBoundsTest, AfterAGenuineOverrunTheNextCommandIsHandedOn) {
@@ -929,9 +931,9 @@ TEST_F(ArbiterBoundsTest, AfterAGenuineOverrunTheNextCommandIsHandedOn) {
   EXPECT_EQ((*slow)->error().code, errc::recorder_command_timeout);
   ASSERT_TRUE(w->has_value());  // handed on and answered
   EXPECT_TRUE((*w)->ok());
-  const auto d = arbiter->status()["drives"][0];
-  EXPECT_EQ(d["state"], "error");
-  EXPECT_EQ(d["stats"]["timeouts"], 1);  // the READ's only
+  const auto d = arbiter->status().drives[0];
+  EXPECT_EQ(d.state, "error");
+  EXPECT_EQ(d.stats.timeouts, 1);  // the READ's only
 }
 
 TEST_F(ArbiterBoundsTest, CommandsHandedToAnOverrunningBackendCountUntilItReturnsThem) {
@@ -1170,7 +1172,7 @@ TEST(ArbiterOverrunTest, AnAcquireBehindAStuckBackendIsAnsweredWithTheTimeout) {
   ASSERT_TRUE(second.has_value()) << "the acquire was never answered";
   ASSERT_FALSE(second->ok());
   EXPECT_EQ(second->error().code, errc::recorder_command_timeout) << second->error().message;
-  EXPECT_EQ(arbiter.status()["drives"][0]["owner"], nullptr);
+  EXPECT_EQ(arbiter.status().drives[0].owner, std::nullopt);
 }
 
 // ---- re-entry: sinks and handlers that end sessions (issue 11, finding 1) ----
@@ -1186,7 +1188,7 @@ struct Subscribers {
   struct One {
     SessionId id = 0;
     std::vector<std::string> heard;
-    std::function<void(const nlohmann::json&)> on_event;
+    std::function<void(const proto::Event&)> on_event;
   };
   std::deque<One> all;  // N.B. a deque: sinks keep pointers to their One
 
@@ -1194,9 +1196,9 @@ struct Subscribers {
     One& one = all.emplace_back();
     one.id =
         arbiter.open_session(PeerIdentity{pid, "user" + std::to_string(pid), pid, {}, "/bin/watch"},
-                             [one = &one](const nlohmann::json& e) {
+                             [one = &one](const proto::Event& e) {
                                // N.B. copies kept on the stack: the action may destroy this sink.
-                               const std::string event = e["event"];
+                               const std::string event(proto::event_name(e));
                                one->heard.push_back(event);
                                if (auto action = one->on_event)
                                  action(e);
@@ -1221,7 +1223,7 @@ TEST_F(ArbiterTest, AnEventSinkThatEndsItsOwnSessionDuringAFanOutHarmsNoOtherSub
   // The middle one and the last one end their own sessions at the first event.
   for (const std::size_t quitter : {std::size_t{2}, std::size_t{4}}) {
     auto& one = subs.all[quitter];
-    one.on_event = [this, &one](const nlohmann::json&) {
+    one.on_event = [this, &one](const proto::Event&) {
       one.on_event = nullptr;
       arbiter.close_session(one.id);
     };
@@ -1235,7 +1237,7 @@ TEST_F(ArbiterTest, AnEventSinkThatEndsItsOwnSessionDuringAFanOutHarmsNoOtherSub
   for (const std::size_t i : std::initializer_list<std::size_t>{2, 4}) {
     EXPECT_EQ(subs.all[i].heard, std::vector<std::string>{"acquired"}) << i;
   }
-  EXPECT_EQ(arbiter.status()["clients"].size(), 4U) << "three watchers and A";
+  EXPECT_EQ(arbiter.status().clients.size(), 4U) << "three watchers and A";
 }
 
 TEST_F(ArbiterTest, AnEventSinkThatEndsAnotherSessionDuringAFanOutSkipsIt) {
@@ -1243,7 +1245,7 @@ TEST_F(ArbiterTest, AnEventSinkThatEndsAnotherSessionDuringAFanOutSkipsIt) {
   for (std::uint32_t i = 0; i < 4; ++i)
     subs.add(arbiter, "Watcher" + std::to_string(i), 10 + i);
   // The first ends the third (not yet told) and the second (already told).
-  subs.all[0].on_event = [this, &subs](const nlohmann::json&) {
+  subs.all[0].on_event = [this, &subs](const proto::Event&) {
     subs.all[0].on_event = nullptr;
     arbiter.close_session(subs.all[2].id);
     arbiter.close_session(subs.all[1].id);
@@ -1261,8 +1263,8 @@ TEST_F(ArbiterTest, AnOwnerWhoseSinkEndsItsSessionOnItsOwnGrantIsReleasedOnce) {
   Subscribers subs;
   auto& owner_sub = subs.add(arbiter, "Burner", 1);
   subs.add(arbiter, "Watcher", 2);
-  owner_sub.on_event = [this, &owner_sub](const nlohmann::json& e) {
-    if (e["event"] == "acquired")
+  owner_sub.on_event = [this, &owner_sub](const proto::Event& e) {
+    if (proto::event_name(e) == "acquired")
       arbiter.close_session(owner_sub.id);
   };
   const auto r = acquire(owner_sub.id, "sim0");
@@ -1284,8 +1286,8 @@ TEST_P(BreakReentryTest, AnOwnerWhoseSinkEndsItsSessionDuringABreakIsReleasedExa
   Subscribers subs;
   auto& burner = subs.add(arbiter, "Burner", 1, subscribed);
   auto& watcher = subs.add(arbiter, "Watcher", 2);
-  burner.on_event = [this, &burner](const nlohmann::json& e) {
-    if (e["event"] == "lock_broken")
+  burner.on_event = [this, &burner](const proto::Event& e) {
+    if (proto::event_name(e) == "lock_broken")
       arbiter.close_session(burner.id);
   };
   PeerIdentity root{3, "root", 0, {}, "/bin/discarb"};
@@ -1308,7 +1310,7 @@ TEST_P(BreakReentryTest, AnOwnerWhoseSinkEndsItsSessionDuringABreakIsReleasedExa
   });
   scheduler.run();
   EXPECT_EQ(burner.heard.back(), "lock_broken");
-  EXPECT_EQ(arbiter.status()["clients"].size(), 3U) << "the owner's session ended";
+  EXPECT_EQ(arbiter.status().clients.size(), 3U) << "the owner's session ended";
   EXPECT_EQ(count_allows(*drives[0]), 1) << "one release, not one per ending";
   EXPECT_EQ(drives[0]->unlocks - unlocks_before, 1);
   EXPECT_EQ(replies, 1);
@@ -1322,7 +1324,7 @@ TEST_P(BreakReentryTest, AnOwnerWhoseSinkEndsItsSessionDuringABreakIsReleasedExa
   EXPECT_EQ(owner("sim0")->client_name, "Waiter");
   ASSERT_TRUE(release(waiter, "sim0").ok());
   EXPECT_FALSE(owner("sim0").has_value());
-  EXPECT_EQ(arbiter.status()["drives"][0]["lock_state"], "free");
+  EXPECT_EQ(arbiter.status().drives[0].lock_state, "free");
 }
 
 INSTANTIATE_TEST_SUITE_P(OwnerTold, BreakReentryTest, ::testing::Values(false, true),
@@ -1331,8 +1333,8 @@ INSTANTIATE_TEST_SUITE_P(OwnerTold, BreakReentryTest, ::testing::Values(false, t
 TEST_F(ArbiterTest, ASinkThatEndsTheOwnerOnDriveRemovedSendsNothingToTheRemovedDrive) {
   Subscribers subs;
   auto& burner = subs.add(arbiter, "Burner", 1);
-  burner.on_event = [this, &burner](const nlohmann::json& e) {
-    if (e["event"] == "drive_removed")
+  burner.on_event = [this, &burner](const proto::Event& e) {
+    if (proto::event_name(e) == "drive_removed")
       arbiter.close_session(burner.id);
   };
   ASSERT_TRUE(acquire(burner.id, "sim0").ok());
@@ -1340,7 +1342,7 @@ TEST_F(ArbiterTest, ASinkThatEndsTheOwnerOnDriveRemovedSendsNothingToTheRemovedD
   arbiter.remove_drive("sim0", "unplugged");
   scheduler.run();
   EXPECT_TRUE(drives[0]->commands.empty()) << "the lock ended with the drive, before the sink ran";
-  EXPECT_EQ(arbiter.status()["drives"][0]["lock_state"], "free");
+  EXPECT_EQ(arbiter.status().drives[0].lock_state, "free");
   EXPECT_EQ(audit.count(AuditKind::session_ended), 0U);
 }
 
@@ -1357,7 +1359,7 @@ TEST_F(ArbiterTest, AWaitersAnswerThatEndsTheOwnerOnDriveRemovedSendsNothingToTh
   scheduler.run();
   EXPECT_EQ(answer, errc::dev_not_exist);
   EXPECT_TRUE(drives[0]->commands.empty()) << "the lock ended with the drive, before any answer";
-  EXPECT_EQ(arbiter.status()["drives"][0]["lock_state"], "free");
+  EXPECT_EQ(arbiter.status().drives[0].lock_state, "free");
 }
 
 TEST_F(ArbiterTest, ReplyHandlersThatEndTheirOwnSessionsLeaveTheArbiterConsistent) {
@@ -1389,7 +1391,7 @@ TEST_F(ArbiterTest, ReplyHandlersThatEndTheirOwnSessionsLeaveTheArbiterConsisten
     EXPECT_FALSE(owner(id).has_value()) << id;
   EXPECT_EQ(count_allows(*drives[0]), 3);
   EXPECT_EQ(count_allows(*drives[1]), 1);
-  EXPECT_TRUE(arbiter.status()["clients"].empty());
+  EXPECT_TRUE(arbiter.status().clients.empty());
 }
 
 // ---- a drive removed while it is being acquired (issue 12, item 8) ----------
@@ -1427,10 +1429,10 @@ TEST_P(RemovedMidAcquireTest, TheAcquirerHearsDevNotExistAndNothingIsLeftHeld) {
   EXPECT_EQ(r.code(), errc::dev_not_exist);
   EXPECT_FALSE(owner("sim0").has_value());
   EXPECT_FALSE(arbiter.holds_anything(a));
-  const auto status = arbiter.status()["drives"][0];
-  EXPECT_EQ(status["state"], "removed");
-  EXPECT_EQ(status["lock_state"], "free");
-  EXPECT_EQ(status["tray_locked"], false);
+  const auto status = arbiter.status().drives[0];
+  EXPECT_EQ(status.state, "removed");
+  EXPECT_EQ(status.lock_state, "free");
+  EXPECT_EQ(status.tray_locked, false);
   EXPECT_EQ(audit.count(AuditKind::acquire_failed), 1U);
   bool all_free = false;
   arbiter.when_all_free([&] { all_free = true; });

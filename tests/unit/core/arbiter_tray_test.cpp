@@ -80,8 +80,8 @@ class ArbiterTrayTest : public ::testing::TestWithParam<bool> {
     const SessionId s = owner_of_sim0();
     EXPECT_TRUE(execute(s, kPersistentPrevent).good());
     EXPECT_TRUE(drive->tray_persistently_prevented());
-    EXPECT_EQ(arbiter->status()["drives"][0]["tray_persistent"], true);
-    EXPECT_EQ(arbiter->status()["drives"][0]["tray_locked"], true);
+    EXPECT_EQ(arbiter->status().drives[0].tray_persistent, true);
+    EXPECT_EQ(arbiter->status().drives[0].tray_locked, true);
     EXPECT_EQ(proto::describe_sense(execute(s, kEject).sense), "5/53/02") << "the tray is held";
     return s;
   }
@@ -89,9 +89,9 @@ class ArbiterTrayTest : public ::testing::TestWithParam<bool> {
   void expect_nothing_left() {
     EXPECT_FALSE(drive->tray_persistently_prevented());
     EXPECT_FALSE(drive->tray_prevented());
-    EXPECT_EQ(arbiter->status()["drives"][0]["tray_locked"], false);
-    EXPECT_EQ(arbiter->status()["drives"][0]["tray_persistent"], false);
-    EXPECT_EQ(arbiter->status()["drives"][0]["state"], "free");
+    EXPECT_EQ(arbiter->status().drives[0].tray_locked, false);
+    EXPECT_EQ(arbiter->status().drives[0].tray_persistent, false);
+    EXPECT_EQ(arbiter->status().drives[0].state, "free");
     EXPECT_TRUE(
         drive->execute(ScsiCommand{kEject, Direction::none, {}, 0, std::chrono::seconds(5)}).good())
         << "the next owner, or anyone's eject button, can open the tray";
@@ -185,7 +185,7 @@ TEST_P(ArbiterTrayTest, AnOwnerWhoTouchedTheTrayGetsBothAllowsWhateverTheTracked
     const SessionId s = owner_of_sim0();
     EXPECT_TRUE(execute(s, kPersistentPrevent).good());
     EXPECT_TRUE(execute(s, kPersistentAllowOnly).good());
-    EXPECT_EQ(arbiter->status()["drives"][0]["tray_persistent"], false);
+    EXPECT_EQ(arbiter->status().drives[0].tray_persistent, false);
     channel->sent.clear();
     if (end == End::release) {
       std::optional<Result<std::uint32_t>> released;
@@ -275,7 +275,7 @@ TEST(ArbiterStartUp, AFailedPersistentAllowIsAuditedAndTheDriveIsStillUsable) {
   EXPECT_NE(r.detail.find("start-up PERSISTENT ALLOW MEDIUM REMOVAL failed: 4/44/00"),
             std::string::npos)
       << r.detail;
-  EXPECT_EQ(arbiter.status()["drives"][0]["state"], "free");
+  EXPECT_EQ(arbiter.status().drives[0].state, "free");
 }
 
 TEST(ArbiterStartUp, ADriveWithoutPersistentPreventionIsNoError) {
@@ -291,7 +291,7 @@ TEST(ArbiterStartUp, ADriveWithoutPersistentPreventionIsNoError) {
   scheduler.run();
   EXPECT_EQ(drive->opcodes(), (std::vector<std::uint8_t>{0x1E, 0x1E}));
   EXPECT_EQ(audit.count(AuditKind::drive_error), 0U);
-  EXPECT_EQ(arbiter.status()["drives"][0]["tray_persistent"], false);
+  EXPECT_EQ(arbiter.status().drives[0].tray_persistent, false);
 }
 
 }  // namespace

@@ -216,9 +216,7 @@ class ArbiterPolicyTest : public ::testing::Test {
     return answer;
   }
 
-  std::uint64_t commands_counted() const {
-    return arbiter.status()["drives"][0]["stats"]["commands"].get<std::uint64_t>();
-  }
+  std::uint64_t commands_counted() const { return arbiter.status().drives[0].stats.commands; }
 
   FakeScheduler scheduler;
   RecordingAudit audit;

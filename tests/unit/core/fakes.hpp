@@ -3,6 +3,7 @@
 // scheduler) and AuditLog (records what was logged).
 #pragma once
 
+#include <algorithm>
 #include <deque>
 #include <functional>
 #include <map>

@@ -2,6 +2,11 @@
 
 #include <gtest/gtest.h>
 
+#include <set>
+
+#include "discarbiter/proto/frame.hpp"
+#include "discarbiter/proto/incoming.hpp"
+
 namespace discarbiter::proto {
 namespace {
 
@@ -139,15 +144,17 @@ TEST(Messages, PayloadMustMatchDirection) {
 }
 
 TEST(Messages, RepliesAndEventsHaveTheDesignCardsShape) {
-  const json ok = make_reply(7, {{"lock_count", 2}});
-  EXPECT_EQ(ok, (json{{"id", 7}, {"ok", true}, {"lock_count", 2}}));
+  const json ok = through_the_wire(encode_reply(7, AcquireReply{"sim0", 2})).json;
+  EXPECT_EQ(ok, (json{{"id", 7}, {"ok", true}, {"drive", "sim0"}, {"lock_count", 2}}));
   const json err = make_error_reply(7, Error{errc::recorder_locked, "held by X"});
   EXPECT_EQ(err["ok"], false);
   EXPECT_EQ(err["error"]["code"], 3232367120U);
   EXPECT_EQ(err["error"]["name"], "E_IMAPI_RECORDER_LOCKED");
   EXPECT_EQ(err["error"]["message"], "held by X");
   EXPECT_TRUE(make_error_reply(std::nullopt, Error{})["id"].is_null());
-  EXPECT_EQ(make_event("granted", {{"drive", "sim0"}})["event"], "granted");
+  EXPECT_EQ(through_the_wire(encode_error_reply(7, Error{errc::not_locked, "no"})).json,
+            make_error_reply(7, Error{errc::not_locked, "no"}));
+  EXPECT_EQ(json(Event{Granted{"sim0", {}}})["event"], "granted");
 }
 
 TEST(Messages, IncomingParsesRepliesErrorsAndEvents) {
@@ -157,8 +164,8 @@ TEST(Messages, IncomingParsesRepliesErrorsAndEvents) {
   EXPECT_EQ(reply.id, 3U);
   ASSERT_TRUE(reply.error);
   EXPECT_EQ(reply.error->code, errc::not_locked);
-  auto e = parse_incoming(Frame{make_event("released", {{"drive", "sim0"}}), {}});
-  EXPECT_EQ(std::get<Event>(*e).name, "released");
+  auto e = parse_incoming(Frame{json(Event{Released{"sim0", "A", 1, "released"}}), {}});
+  EXPECT_EQ(event_name(std::get<Event>(*e)), "released");
   EXPECT_FALSE(parse_incoming(Frame{{{"id", 1}}, {}}).ok());  // no "ok"
 }
 
@@ -179,12 +186,210 @@ TEST(Messages, TypedRepliesRoundTrip) {
   const auto back = json(drive).get<DriveSummary>();
   EXPECT_EQ(back.owner->client_name, "Burner");
   EXPECT_EQ(back.owner->lock_count, 2U);
-  const ExecuteReply ex{2, {0x70, 0, 5}, 36};
+  const ExecuteReply ex{2, {0x70, 0, 5}, 36, errc::command_has_sense_data};
   const auto exb = json(ex).get<ExecuteReply>();
   EXPECT_EQ(exb.sense, ex.sense);
   EXPECT_EQ(exb.data_len, 36U);
+  EXPECT_EQ(exb.code, errc::command_has_sense_data);
   const HelloReply hello{"0.1.0", 1, {"a", "b"}};
   EXPECT_EQ(json(hello).get<HelloReply>().capabilities.size(), 2U);
+}
+
+// ---- typed replies, events and the status document --------------------------
+// Each is pinned to the JSON text b823132 wrote by hand (dispatcher.cpp,
+// arbiter.cpp, service_app.cpp): the wire did not change when they became
+// types. Keys come out sorted, so the text is exact.
+
+/// The JSON part of a frame, as the bytes travel.
+std::string json_text(const Bytes& frame) {
+  const std::uint32_t length =
+      frame[0] | (frame[1] << 8) | (frame[2] << 16) | (static_cast<std::uint32_t>(frame[3]) << 24);
+  return {frame.begin() + kFrameHeaderSize,
+          frame.begin() + static_cast<std::ptrdiff_t>(kFrameHeaderSize + length)};
+}
+
+OwnerInfo linux_owner() {
+  return {"Burner",
+          3,
+          4242,
+          "alice",
+          1000U,
+          std::nullopt,
+          "/usr/bin/burn",
+          2,
+          "2026-11-24T10:00:00.125Z",
+          false};
+}
+OwnerInfo windows_owner() {
+  return {"Burner",
+          5,
+          77,
+          "HOST\\bob",
+          std::nullopt,
+          "S-1-5-21-1",
+          "C:\\burn.exe",
+          1,
+          "2026-11-24T10:00:00.125Z",
+          true};
+}
+DriveSummary held_drive() {
+  return {"sim0",          "simulated:0", "simulated", "DISCARB",
+          "Simulated MMC", "0001",        "owned",     linux_owner()};
+}
+DriveSummary free_drive() {
+  return {"sim1",          "simulated:1", "simulated", "DISCARB",
+          "Simulated MMC", "0001",        "free",      std::nullopt};
+}
+const Bytes kSense{0x70, 0, 5, 0, 0, 0, 0, 10, 0, 0, 0, 0, 0x24, 0, 0, 0, 0, 0};
+
+StatusDocument status_document() {
+  StatusDocument doc;
+  doc.drives.push_back(
+      DriveStatus{held_drive(),
+                  "owned",
+                  true,
+                  false,
+                  "opcode 0x28 timed out: no answer",
+                  {{"Other", 4, 4250, "2026-11-24T10:00:01.000Z", "2026-11-24T10:00:31.000Z"}},
+                  {3, 1, 0}});
+  doc.drives.push_back(
+      DriveStatus{free_drive(), "free", false, false, std::nullopt, {}, {3, 1, 0}});
+  doc.clients.push_back(ClientStatus{
+      3, "Burner", 4242, "alice", 1000U, std::nullopt, "2026-11-24T09:59:59.900Z", {{"sim0", 2}}});
+  doc.clients.push_back(ClientStatus{
+      4, "Other", 4250, "HOST\\bob", std::nullopt, "S-1-5-21-1", "2026-11-24T10:00:01.000Z", {}});
+  doc.service = {"0.1.0", 1, 1234, "linux", "/run/discarbiter/discarbiter.sock", 1.5, 0};
+  return doc;
+}
+
+struct PinnedReply {
+  ReplyBody body;
+  const char* text;  // with "id": 7
+};
+
+std::vector<PinnedReply> pinned_replies() {
+  return {
+      {HelloReply{"0.1.0", 1, {"acquire-wait", "execute", "status", "subscribe", "break"}},
+       R"({"capabilities":["acquire-wait","execute","status","subscribe","break"],"id":7,"ok":true,"protocol":1,"server_version":"0.1.0"})"},
+      {DrivesReply{{held_drive(), free_drive()}},
+       R"({"drives":[{"backend":"simulated","id":"sim0","owner":{"client_name":"Burner","exe":"/usr/bin/burn","force":false,"lock_count":2,"pid":4242,"session":3,"since":"2026-11-24T10:00:00.125Z","uid":1000,"user":"alice"},"path":"simulated:0","product":"Simulated MMC","revision":"0001","state":"owned","vendor":"DISCARB"},{"backend":"simulated","id":"sim1","owner":null,"path":"simulated:1","product":"Simulated MMC","revision":"0001","state":"free","vendor":"DISCARB"}],"id":7,"ok":true})"},
+      {StatusReply{status_document()},
+       R"({"id":7,"ok":true,"status":{"clients":[{"client_name":"Burner","connected_since":"2026-11-24T09:59:59.900Z","locks":{"sim0":2},"pid":4242,"session":3,"uid":1000,"user":"alice"},{"client_name":"Other","connected_since":"2026-11-24T10:00:01.000Z","locks":{},"pid":4250,"session":4,"sid":"S-1-5-21-1","user":"HOST\\bob"}],"drives":[{"backend":"simulated","error":"opcode 0x28 timed out: no answer","id":"sim0","lock_state":"owned","owner":{"client_name":"Burner","exe":"/usr/bin/burn","force":false,"lock_count":2,"pid":4242,"session":3,"since":"2026-11-24T10:00:00.125Z","uid":1000,"user":"alice"},"path":"simulated:0","product":"Simulated MMC","revision":"0001","state":"owned","stats":{"commands":3,"errors":0,"timeouts":1},"tray_locked":true,"tray_persistent":false,"vendor":"DISCARB","waiters":[{"client_name":"Other","deadline":"2026-11-24T10:00:31.000Z","pid":4250,"session":4,"waiting_since":"2026-11-24T10:00:01.000Z"}]},{"backend":"simulated","id":"sim1","lock_state":"free","owner":null,"path":"simulated:1","product":"Simulated MMC","revision":"0001","state":"free","stats":{"commands":3,"errors":0,"timeouts":1},"tray_locked":false,"tray_persistent":false,"vendor":"DISCARB","waiters":[]}],"service":{"endpoint":"/run/discarbiter/discarbiter.sock","log_dropped":0,"pid":1234,"platform":"linux","protocol":1,"uptime_s":1.5,"version":"0.1.0"}}})"},
+      {AcquireReply{"sim0", 2}, R"({"drive":"sim0","id":7,"lock_count":2,"ok":true})"},
+      {ReleaseReply{"sim0", 0}, R"({"drive":"sim0","id":7,"lock_count":0,"ok":true})"},
+      {OwnerReply{"sim0", linux_owner()},
+       R"({"drive":"sim0","id":7,"ok":true,"owner":{"client_name":"Burner","exe":"/usr/bin/burn","force":false,"lock_count":2,"pid":4242,"session":3,"since":"2026-11-24T10:00:00.125Z","uid":1000,"user":"alice"}})"},
+      {OwnerReply{"sim1", std::nullopt}, R"({"drive":"sim1","id":7,"ok":true,"owner":null})"},
+      {OwnerReply{"sim0", windows_owner()},
+       R"({"drive":"sim0","id":7,"ok":true,"owner":{"client_name":"Burner","exe":"C:\\burn.exe","force":true,"lock_count":1,"pid":77,"session":5,"sid":"S-1-5-21-1","since":"2026-11-24T10:00:00.125Z","user":"HOST\\bob"}})"},
+      {ExecuteReply{2, kSense, 0, errc::command_has_sense_data},
+       R"({"code":11141632,"data_len":0,"id":7,"name":"S_IMAPI_COMMAND_HAS_SENSE_DATA","ok":true,"scsi_status":2,"sense":"700005000000000A00000000240000000000"})"},
+      {ExecuteReply{0, {}, 36, errc::ok},
+       R"({"code":0,"data_len":36,"id":7,"name":"S_OK","ok":true,"scsi_status":0,"sense":""})"},
+      {SubscribeReply{}, R"({"id":7,"ok":true})"},
+      {BreakReply{"sim0", linux_owner()},
+       R"({"broken_owner":{"client_name":"Burner","exe":"/usr/bin/burn","force":false,"lock_count":2,"pid":4242,"session":3,"since":"2026-11-24T10:00:00.125Z","uid":1000,"user":"alice"},"drive":"sim0","id":7,"ok":true})"},
+  };
+}
+
+struct PinnedEvent {
+  Event event;
+  const char* text;
+};
+
+std::vector<PinnedEvent> pinned_events() {
+  return {
+      {Acquired{"sim0", linux_owner()},
+       R"({"drive":"sim0","event":"acquired","owner":{"client_name":"Burner","exe":"/usr/bin/burn","force":false,"lock_count":2,"pid":4242,"session":3,"since":"2026-11-24T10:00:00.125Z","uid":1000,"user":"alice"}})"},
+      {Granted{"sim0", linux_owner()},
+       R"({"drive":"sim0","event":"granted","owner":{"client_name":"Burner","exe":"/usr/bin/burn","force":false,"lock_count":2,"pid":4242,"session":3,"since":"2026-11-24T10:00:00.125Z","uid":1000,"user":"alice"}})"},
+      {Released{"sim0", "Burner", 3, "session_ended"},
+       R"({"cause":"session_ended","client_name":"Burner","drive":"sim0","event":"released","session":3})"},
+      {LockBroken{"sim0", {"Admin", 9, 1, "root"}},
+       R"({"by":{"client_name":"Admin","pid":1,"session":9,"user":"root"},"drive":"sim0","event":"lock_broken"})"},
+      {DriveArrived{"sim0"}, R"({"drive":"sim0","event":"drive_arrived"})"},
+      {DriveRemoved{"sim0", "/dev/sr0 was removed"},
+       R"({"drive":"sim0","event":"drive_removed","reason":"/dev/sr0 was removed"})"},
+      {DriveError{"sim0", "opcode 0x28 timed out: no answer"},
+       R"({"drive":"sim0","event":"drive_error","reason":"opcode 0x28 timed out: no answer"})"},
+      {DriveRecovered{"sim0"}, R"({"drive":"sim0","event":"drive_recovered"})"},
+      {UnknownEvent{"drive_renamed", R"({"drive":"sim0","event":"drive_renamed","to":"sim9"})"},
+       R"({"drive":"sim0","event":"drive_renamed","to":"sim9"})"},
+  };
+}
+
+TEST(Messages, EveryReplyKeepsItsWireText) {
+  std::set<std::size_t> covered;
+  for (const auto& [body, text] : pinned_replies()) {
+    covered.insert(body.index());
+    EXPECT_EQ(json_text(encode_reply(7, body)), text);
+  }
+  EXPECT_EQ(covered.size(), std::variant_size_v<ReplyBody>) << "a reply type without a pin";
+}
+
+TEST(Messages, EveryReplyRoundTripsThroughTheClientsReader) {
+  auto read_back = [](const ReplyBody& body) {
+    auto in = parse_incoming(through_the_wire(encode_reply(7, body, Bytes{1, 2, 3})));
+    EXPECT_TRUE(in.ok());
+    const auto& reply = std::get<Reply>(*in);
+    EXPECT_EQ(reply.id, 7U);
+    EXPECT_EQ(reply.payload, (Bytes{1, 2, 3}));
+    // N.B. read as the type the request expects, as Client::call_for does.
+    return std::visit(
+        [&](const auto& sent) -> ReplyBody {
+          return reply.body.get<std::decay_t<decltype(sent)>>();
+        },
+        body);
+  };
+  for (const auto& [body, text] : pinned_replies()) {
+    EXPECT_TRUE(read_back(body) == body) << text;
+  }
+}
+
+TEST(Messages, EveryEventKeepsItsWireText) {
+  std::set<std::size_t> covered;
+  for (const auto& [event, text] : pinned_events()) {
+    covered.insert(event.index());
+    EXPECT_EQ(json_text(encode_event(event)), text);
+  }
+  EXPECT_EQ(covered.size(), std::variant_size_v<Event>) << "an event type without a pin";
+}
+
+TEST(Messages, EveryEventRoundTripsThroughTheClientsReader) {
+  for (const auto& [event, text] : pinned_events()) {
+    auto in = parse_incoming(through_the_wire(encode_event(event)));
+    ASSERT_TRUE(in.ok()) << text;
+    EXPECT_TRUE(std::get<Event>(*in) == event) << text;
+    EXPECT_EQ(event_name(std::get<Event>(*in)), json::parse(text)["event"]);
+  }
+}
+
+TEST(Messages, TheStatusDocumentRoundTrips) {
+  const StatusDocument doc = status_document();
+  EXPECT_TRUE(json(doc).get<StatusDocument>() == doc);
+  // Its parts: the arbiter's, and a drive entry that extends the summary.
+  EXPECT_EQ(json(doc).at("drives"), json(static_cast<const ArbitrationStatus&>(doc)).at("drives"));
+  const json drive = doc.drives[0];
+  const json summary = held_drive();
+  for (const auto& [key, value] : summary.items()) {
+    EXPECT_EQ(drive.at(key), value) << key;
+  }
+}
+
+TEST(Messages, AKnownEventWithAMissingFieldIsABadFrame) {
+  const auto in = parse_incoming(Frame{{{"event", "released"}, {"drive", "sim0"}}, {}});
+  ASSERT_FALSE(in.ok());
+  EXPECT_EQ(in.error().code, errc::bad_frame);
+  EXPECT_NE(in.error().message.find("'released' event"), std::string::npos) << in.error().message;
+}
+
+TEST(Messages, AnEventOfANewerServiceIsKeptWhole) {
+  const json sent{{"event", "drive_renamed"}, {"drive", "sim0"}, {"to", "sim9"}};
+  const auto in = parse_incoming(Frame{sent, {}});
+  ASSERT_TRUE(in.ok());
+  const auto& unknown = std::get<UnknownEvent>(std::get<Event>(*in));
+  EXPECT_EQ(unknown.name, "drive_renamed");
+  EXPECT_EQ(json::parse(unknown.json), sent);
 }
 
 TEST(Messages, HexAcceptsSpacesAndCaseAndRejectsJunk) {

@@ -63,7 +63,7 @@ struct DispatchFixture {
   RecordingAudit audit;
   core::Arbiter arbiter;
   std::vector<std::shared_ptr<SimulatedChannel>> channels;
-  transport::ServiceContext context{arbiter, "test", [] { return nlohmann::json::object(); }};
+  transport::ServiceContext context{arbiter, "test", [] { return proto::ServiceInfo{}; }};
 };
 
 }  // namespace discarbiter::testing

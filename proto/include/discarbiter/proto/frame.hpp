@@ -12,6 +12,7 @@
 
 #include <nlohmann/json.hpp>
 
+#include "discarbiter/proto/bytes.hpp"
 #include "discarbiter/proto/errors.hpp"
 
 namespace discarbiter::proto {
@@ -19,8 +20,6 @@ namespace discarbiter::proto {
 inline constexpr std::size_t kFrameHeaderSize = 8;
 inline constexpr std::uint32_t kDefaultMaxJsonBytes = 64 * 1024;
 inline constexpr std::uint32_t kDefaultMaxPayloadBytes = 1024 * 1024;
-
-using Bytes = std::vector<std::uint8_t>;
 
 struct Frame {
   nlohmann::json json;  // always an object

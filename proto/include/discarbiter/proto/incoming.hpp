@@ -1,0 +1,29 @@
+// What a client reads: a reply to one of its requests, or an event.
+#pragma once
+
+#include <cstdint>
+#include <optional>
+#include <variant>
+
+#include <nlohmann/json.hpp>
+
+#include "discarbiter/proto/errors.hpp"
+#include "discarbiter/proto/frame.hpp"
+#include "discarbiter/proto/messages.hpp"
+#include "discarbiter/proto/result.hpp"
+
+namespace discarbiter::proto {
+
+/// A reply as read, before the caller (who knows which request it answers)
+/// reads the body as that request's reply type: `body.get<AcquireReply>()`.
+struct Reply {
+  std::optional<std::uint64_t> id;
+  std::optional<Error> error;  // set when ok is false
+  nlohmann::json body;         // the whole JSON object
+  Bytes payload;
+};
+using Incoming = std::variant<Reply, Event>;
+/// DA_E_BAD_FRAME for a frame that is neither a reply nor a well-formed event.
+Result<Incoming> parse_incoming(Frame frame);
+
+}  // namespace discarbiter::proto
