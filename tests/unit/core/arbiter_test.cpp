@@ -956,6 +956,36 @@ TEST_F(ArbiterBoundsTest, AnOwnerWhoseDroppedCommandsAnswerEndsItsSessionOnRemov
   EXPECT_EQ(arbiter->status().drives[0].lock_state, "free");
 }
 
+TEST_F(ArbiterBoundsTest,
+       AnOwnerWhoseDroppedCommandsAnswerEndsItsSessionOnItsFinalReleaseIsReleasedOnce) {
+  // Behind an overrunning backend the final release drops the owner's queued
+  // WRITE; its handler ends the owner's session on the spot.
+  start(ArbiterConfig{});
+  const auto s = owner();
+  drive->stuck.insert(0x2A);
+  const auto slow = stuck_read(s, 2048, 30);
+  const auto w1 = exec(s, write(), 5);
+  int dropped = 0;
+  arbiter->execute(s, "sim0", write(), 5, [&](Result<ScsiResult>) {
+    ++dropped;
+    arbiter->close_session(s);
+  });
+  scheduler.advance(41s);  // the READ and w1 are answered for; the backend holds both
+  ASSERT_TRUE(w1->has_value());
+  int releases = 0;
+  arbiter->release_exclusive_access(s, "sim0", [&](Result<std::uint32_t> r) {
+    ++releases;
+    EXPECT_EQ(r.value(), 0U);
+  });
+  scheduler.run();
+  EXPECT_EQ(dropped, 1);
+  EXPECT_EQ(releases, 1);
+  EXPECT_EQ(audit.count(AuditKind::freed), 1U) << "one release, not one per ending";
+  EXPECT_EQ(audit.count(AuditKind::session_ended), 0U);
+  EXPECT_EQ(drive->unlocks, 1);
+  EXPECT_EQ(arbiter->status().drives[0].lock_state, "free");
+}
+
 TEST_F(ArbiterBoundsTest, TheWatchdogCountsFromWhenTheDriveStartsTheCommand) {
   start(ArbiterConfig{});
   const auto s = owner();
