@@ -315,10 +315,6 @@ void Arbiter::mark_removed(Drive& drive, const std::string& reason) {
   drive.removed = reason;
   if (drive.acquisition)
     drive.acquisition->removed = reason;
-  drive.channel.drop_queued(
-      std::nullopt, Error{errc::dev_not_exist,
-                          fmt::format("drive '{}' was removed before it started the command: {}",
-                                      drive.id(), reason)});
   audit(AuditKind::drive_removed, drive, drive.owner, reason);
   auto waiters = std::exchange(drive.waiters, {});
   for (auto& w : waiters) {
@@ -336,6 +332,12 @@ void Arbiter::mark_removed(Drive& drive, const std::string& reason) {
     drive.lock_count = 0;
     drive.forget_tray();
   }
+  // N.B. answered after the lock has ended: the owner's answer may end its
+  // session, whose cleanup must find nothing left to release.
+  drive.channel.drop_queued(
+      std::nullopt, Error{errc::dev_not_exist,
+                          fmt::format("drive '{}' was removed before it started the command: {}",
+                                      drive.id(), reason)});
   notify(event);
   for (auto& w : waiters) {
     w.handler(gone);
@@ -887,11 +889,14 @@ void Arbiter::acquire_failed(Drive& drive, SessionId id, const Error& why, Count
 // ---- release: ALLOWs, OS unlock -----------------------------------------------
 
 void Arbiter::start_release(Drive& drive, ReleaseCause cause, ReleaseReply reply) {
-  drop_departing_commands(drive, cause);
+  // N.B. RELEASING before the owner's dropped commands are answered: an
+  // answer may end the owner's session, whose cleanup must find the release
+  // under way rather than start a second one.
   drive.state = Drive::LockState::releasing;
   drive.release_cause = cause;
   drive.release_reply = std::move(reply);
   drive.lock_count = 0;
+  drop_departing_commands(drive, cause);
   // Whatever the owner did to the tray, none of it outlives the lock. N.B.
   // an owner that sent any non-zero PREVENT field gets both ALLOWs: an
   // answered 10b cleared tray_persistent under MMC, but not necessarily in

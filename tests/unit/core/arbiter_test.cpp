@@ -902,6 +902,90 @@ TEST_F(ArbiterBoundsTest, ABrokenOwnersQueuedCommandsNeverReachTheDrive) {
             (std::vector<std::uint8_t>{opcode::read10, opcode::prevent_allow_medium_removal}));
 }
 
+TEST_F(ArbiterBoundsTest,
+       AnOwnerWhoseDroppedCommandsAnswerEndsItsSessionDuringABreakIsReleasedOnce) {
+  // The broken owner's queued WRITE is answered (dropped) while the break
+  // starts the release; its handler ends the owner's session on the spot.
+  start(ArbiterConfig{});
+  const auto s = owner();
+  const auto waiter = client("Waiter", 7);
+  const auto slow = stuck_read(s);
+  int dropped = 0;
+  arbiter->execute(s, "sim0", write(), {}, [&](Result<ScsiResult>) {
+    ++dropped;
+    arbiter->close_session(s);
+  });
+  scheduler.run();
+  Answer waited;
+  arbiter->acquire_exclusive_access(waiter, "sim0", {false, 60s}, waited.handler());
+  const auto admin = client("Admin", 0, true);
+  int replies = 0;
+  arbiter->break_exclusive_access(admin, "sim0", [&](auto) { ++replies; });
+  scheduler.run();
+  EXPECT_EQ(dropped, 1);
+  answer_stuck();
+  EXPECT_EQ(replies, 1);
+  EXPECT_EQ(audit.count(AuditKind::freed), 1U) << "one release, not one per ending";
+  EXPECT_EQ(drive->unlocks, 1) << "a second OS unlock could end the next owner's lock";
+  ASSERT_TRUE(waited.ok());
+  EXPECT_EQ(arbiter->exclusive_access_owner("sim0").value()->client_name, "Waiter");
+}
+
+TEST_F(ArbiterBoundsTest, AnOwnerWhoseDroppedCommandsAnswerEndsItsSessionOnRemovalSendsNothing) {
+  // The owner's queued WRITE is answered (dropped) when its drive goes; its
+  // handler ends the owner's session on the spot.
+  start(ArbiterConfig{});
+  const auto s = owner();
+  const auto slow = stuck_read(s);
+  int dropped = 0;
+  arbiter->execute(s, "sim0", write(), {}, [&](Result<ScsiResult> r) {
+    ++dropped;
+    EXPECT_EQ(r.error().code, errc::dev_not_exist);
+    arbiter->close_session(s);
+  });
+  scheduler.run();
+  arbiter->remove_drive("sim0", "unplugged");
+  scheduler.run();
+  EXPECT_EQ(dropped, 1);
+  answer_stuck();
+  EXPECT_EQ(drive->opcodes(), std::vector<std::uint8_t>{opcode::read10})
+      << "the lock ended with the drive, before the answer";
+  EXPECT_EQ(drive->unlocks, 0);
+  EXPECT_EQ(audit.count(AuditKind::session_ended), 0U);
+  EXPECT_EQ(audit.count(AuditKind::freed), 1U);
+  EXPECT_EQ(arbiter->status().drives[0].lock_state, "free");
+}
+
+TEST_F(ArbiterBoundsTest,
+       AnOwnerWhoseDroppedCommandsAnswerEndsItsSessionOnItsFinalReleaseIsReleasedOnce) {
+  // Behind an overrunning backend the final release drops the owner's queued
+  // WRITE; its handler ends the owner's session on the spot.
+  start(ArbiterConfig{});
+  const auto s = owner();
+  drive->stuck.insert(0x2A);
+  const auto slow = stuck_read(s, 2048, 30);
+  const auto w1 = exec(s, write(), 5);
+  int dropped = 0;
+  arbiter->execute(s, "sim0", write(), 5, [&](Result<ScsiResult>) {
+    ++dropped;
+    arbiter->close_session(s);
+  });
+  scheduler.advance(41s);  // the READ and w1 are answered for; the backend holds both
+  ASSERT_TRUE(w1->has_value());
+  int releases = 0;
+  arbiter->release_exclusive_access(s, "sim0", [&](Result<std::uint32_t> r) {
+    ++releases;
+    EXPECT_EQ(r.value(), 0U);
+  });
+  scheduler.run();
+  EXPECT_EQ(dropped, 1);
+  EXPECT_EQ(releases, 1);
+  EXPECT_EQ(audit.count(AuditKind::freed), 1U) << "one release, not one per ending";
+  EXPECT_EQ(audit.count(AuditKind::session_ended), 0U);
+  EXPECT_EQ(drive->unlocks, 1);
+  EXPECT_EQ(arbiter->status().drives[0].lock_state, "free");
+}
+
 TEST_F(ArbiterBoundsTest, TheWatchdogCountsFromWhenTheDriveStartsTheCommand) {
   start(ArbiterConfig{});
   const auto s = owner();
