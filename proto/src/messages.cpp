@@ -574,11 +574,15 @@ Result<Incoming> parse_incoming(Frame frame) {
     if (e == j.end() || !e->is_object() || !e->contains("code") || !as_unsigned(e->at("code"))) {
       return Error{errc::bad_frame, "error reply has no numeric 'error.code'"};
     }
+    const auto message = e->find("message");
+    if (message != e->end() && !message->is_string()) {
+      return Error{errc::bad_frame, "error reply's 'error.message' is not a string"};
+    }
     const auto code = e->at("code").get<std::uint32_t>();
     const auto known = errc_from_hresult(code);
-    reply.error = Error{
-        known.value_or(errc::fail),
-        e->value("message", std::string()) + (known ? "" : fmt::format(" ({})", error_name(code)))};
+    reply.error = Error{known.value_or(errc::fail),
+                        (message == e->end() ? std::string() : message->get<std::string>()) +
+                            (known ? "" : fmt::format(" ({})", error_name(code)))};
   }
   reply.body = std::move(frame.json);
   reply.payload = std::move(frame.payload);

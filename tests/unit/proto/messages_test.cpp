@@ -383,6 +383,19 @@ TEST(Messages, AKnownEventWithAMissingFieldIsABadFrame) {
   EXPECT_NE(in.error().message.find("'released' event"), std::string::npos) << in.error().message;
 }
 
+// A malicious or broken service must not make the client library throw
+// anything but a bad frame: an error reply whose message is not a string.
+TEST(Messages, AnErrorReplyWithAMessageThatIsNotAStringIsABadFrame) {
+  for (const json& message : {json(5), json(nullptr), json::array({"no"})}) {
+    json sent = make_error_reply(3, Error{errc::not_locked, "no"});
+    sent["error"]["message"] = message;
+    Result<Incoming> in = Error{errc::ok, "not parsed"};
+    EXPECT_NO_THROW(in = parse_incoming(Frame{sent, {}})) << message;
+    ASSERT_FALSE(in.ok()) << message;
+    EXPECT_EQ(in.error().code, errc::bad_frame) << message;
+  }
+}
+
 TEST(Messages, AnEventOfANewerServiceIsKeptWhole) {
   const json sent{{"event", "drive_renamed"}, {"drive", "sim0"}, {"to", "sim9"}};
   const auto in = parse_incoming(Frame{sent, {}});
