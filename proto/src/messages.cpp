@@ -5,6 +5,8 @@
 #include <stdexcept>
 #include <tuple>
 #include <type_traits>
+#include <utility>
+#include <vector>
 
 #include <fmt/format.h>
 #include <nlohmann/json.hpp>
@@ -153,6 +155,29 @@ void set_optional(json& j, const char* key, const std::optional<T>& v) {
   if (v) {
     j[key] = *v;
   }
+}
+
+/// How deeply an event's JSON may nest. An event the client does not know is
+/// kept as text (UnknownEvent), and nlohmann writes text recursively: a frame
+/// nested thousands deep would overflow the reader's stack. The service's
+/// own events nest three deep.
+constexpr std::size_t kMaxEventDepth = 32;
+
+/// Whether `j` nests more than `limit` deep; without recursion, for the same
+/// reason.
+bool nested_deeper_than(const json& j, std::size_t limit) {
+  std::vector<std::pair<const json*, std::size_t>> todo{{&j, 0}};
+  while (!todo.empty()) {
+    const auto [value, depth] = todo.back();
+    todo.pop_back();
+    if (!value->is_structured())
+      continue;
+    if (depth >= limit)
+      return true;
+    for (const auto& child : *value)
+      todo.emplace_back(&child, depth + 1);
+  }
+  return false;
 }
 
 // An event by its name; the last alternative (UnknownEvent) takes any other.
@@ -553,6 +578,10 @@ Result<Incoming> parse_incoming(Frame frame) {
   if (const auto ev = j.find("event"); ev != j.end()) {
     if (!ev->is_string()) {
       return Error{errc::bad_frame, "event frame's 'event' is not a string"};
+    }
+    if (nested_deeper_than(j, kMaxEventDepth)) {
+      return Error{errc::bad_frame,
+                   fmt::format("event frame nests more than {} levels deep", kMaxEventDepth)};
     }
     try {
       return Incoming{j.get<Event>()};

@@ -396,6 +396,19 @@ TEST(Messages, AnErrorReplyWithAMessageThatIsNotAStringIsABadFrame) {
   }
 }
 
+// An unknown event is kept as text, which nlohmann writes recursively: one
+// nested as deep as a frame allows must not overflow the client's stack.
+TEST(Messages, AnEventNestedTooDeepIsABadFrame) {
+  constexpr std::size_t kDepth = 30000;  // about what 64 KiB of JSON holds
+  const auto text = R"({"event":"drive_renamed","to":)" + std::string(kDepth, '[') +
+                    std::string(kDepth, ']') + "}";
+  const auto in = parse_incoming(Frame{json::parse(text), {}});
+  ASSERT_FALSE(in.ok());
+  EXPECT_EQ(in.error().code, errc::bad_frame);
+  const json shallow{{"event", "drive_renamed"}, {"to", {{"a", {1, {2, 3}}}}}};
+  EXPECT_TRUE(parse_incoming(Frame{shallow, {}}).ok());
+}
+
 TEST(Messages, AnEventOfANewerServiceIsKeptWhole) {
   const json sent{{"event", "drive_renamed"}, {"drive", "sim0"}, {"to", "sim9"}};
   const auto in = parse_incoming(Frame{sent, {}});
