@@ -202,8 +202,8 @@ TEST(Messages, TypedRepliesRoundTrip) {
 
 /// The JSON part of a frame, as the bytes travel.
 std::string json_text(const Bytes& frame) {
-  const std::uint32_t length =
-      frame[0] | (frame[1] << 8) | (frame[2] << 16) | (static_cast<std::uint32_t>(frame[3]) << 24);
+  const auto byte = [&](std::size_t i) { return static_cast<std::uint32_t>(frame[i]); };
+  const std::uint32_t length = byte(0) | (byte(1) << 8) | (byte(2) << 16) | (byte(3) << 24);
   return {frame.begin() + kFrameHeaderSize,
           frame.begin() + static_cast<std::ptrdiff_t>(kFrameHeaderSize + length)};
 }
