@@ -418,6 +418,17 @@ void take(const json& slot, const char* key, M& value) {
       throw std::invalid_argument(fmt::format("'{}' is not hexadecimal", key));
     }
     value = std::move(*bytes);
+  } else if constexpr (std::is_integral_v<M> && !std::is_same_v<M, bool>) {
+    // N.B. not get_to: nlohmann casts a float (1e300) or an out-of-range
+    // number to M, which is undefined behaviour or a silent wrap.
+    const bool fits = slot.is_number_unsigned()  ? std::in_range<M>(slot.get<std::uint64_t>())
+                      : slot.is_number_integer() ? std::in_range<M>(slot.get<std::int64_t>())
+                                                 : false;
+    if (!fits) {
+      throw std::invalid_argument(
+          fmt::format("'{}' is not an integer that fits its field ({})", key, slot.type_name()));
+    }
+    value = slot.get<M>();
   } else {
     slot.get_to(value);
   }
@@ -585,7 +596,7 @@ Result<Incoming> parse_incoming(Frame frame) {
     }
     try {
       return Incoming{j.get<Event>()};
-    } catch (const json::exception& e) {
+    } catch (const std::exception& e) {  // nlohmann's, or a field's own check
       return Error{errc::bad_frame,
                    fmt::format("'{}' event: {}", ev->get_ref<const std::string&>(), e.what())};
     }

@@ -409,6 +409,23 @@ TEST(Messages, AnEventNestedTooDeepIsABadFrame) {
   EXPECT_TRUE(parse_incoming(Frame{shallow, {}}).ok());
 }
 
+// nlohmann would cast a float or an out-of-range number into an integer
+// field: undefined behaviour for 1e300, a silent wrap for -1.
+TEST(Messages, AnIntegerFieldThatIsNotAnIntegerOfItsRangeIsABadFrame) {
+  for (const json& session : {json(1e300), json(-1), json(2.5), json("7")}) {
+    json sent = Event{Released{"sim0", "A", 1, "released"}};
+    sent["session"] = session;
+    const auto in = parse_incoming(Frame{sent, {}});
+    ASSERT_FALSE(in.ok()) << session;
+    EXPECT_EQ(in.error().code, errc::bad_frame) << session;
+  }
+  json reply = AcquireReply{"sim0", 1};
+  reply["lock_count"] = json(std::uint64_t{1} << 32);
+  EXPECT_THROW((void)reply.get<AcquireReply>(), std::exception);
+  reply["lock_count"] = 4294967295U;
+  EXPECT_EQ(reply.get<AcquireReply>().lock_count, 4294967295U);
+}
+
 TEST(Messages, AnEventOfANewerServiceIsKeptWhole) {
   const json sent{{"event", "drive_renamed"}, {"drive", "sim0"}, {"to", "sim9"}};
   const auto in = parse_incoming(Frame{sent, {}});
