@@ -5,6 +5,8 @@
 #include <stdexcept>
 #include <tuple>
 #include <type_traits>
+#include <utility>
+#include <vector>
 
 #include <fmt/format.h>
 #include <nlohmann/json.hpp>
@@ -153,6 +155,29 @@ void set_optional(json& j, const char* key, const std::optional<T>& v) {
   if (v) {
     j[key] = *v;
   }
+}
+
+/// How deeply an event's JSON may nest. An event the client does not know is
+/// kept as text (UnknownEvent), and nlohmann writes text recursively: a frame
+/// nested thousands deep would overflow the reader's stack. The service's
+/// own events nest three deep.
+constexpr std::size_t kMaxEventDepth = 32;
+
+/// Whether `j` nests more than `limit` deep; without recursion, for the same
+/// reason.
+bool nested_deeper_than(const json& j, std::size_t limit) {
+  std::vector<std::pair<const json*, std::size_t>> todo{{&j, 0}};
+  while (!todo.empty()) {
+    const auto [value, depth] = todo.back();
+    todo.pop_back();
+    if (!value->is_structured())
+      continue;
+    if (depth >= limit)
+      return true;
+    for (const auto& child : *value)
+      todo.emplace_back(&child, depth + 1);
+  }
+  return false;
 }
 
 // An event by its name; the last alternative (UnknownEvent) takes any other.
@@ -393,6 +418,17 @@ void take(const json& slot, const char* key, M& value) {
       throw std::invalid_argument(fmt::format("'{}' is not hexadecimal", key));
     }
     value = std::move(*bytes);
+  } else if constexpr (std::is_integral_v<M> && !std::is_same_v<M, bool>) {
+    // N.B. not get_to: nlohmann casts a float (1e300) or an out-of-range
+    // number to M, which is undefined behaviour or a silent wrap.
+    const bool fits = slot.is_number_unsigned()  ? std::in_range<M>(slot.get<std::uint64_t>())
+                      : slot.is_number_integer() ? std::in_range<M>(slot.get<std::int64_t>())
+                                                 : false;
+    if (!fits) {
+      throw std::invalid_argument(
+          fmt::format("'{}' is not an integer that fits its field ({})", key, slot.type_name()));
+    }
+    value = slot.get<M>();
   } else {
     slot.get_to(value);
   }
@@ -554,9 +590,13 @@ Result<Incoming> parse_incoming(Frame frame) {
     if (!ev->is_string()) {
       return Error{errc::bad_frame, "event frame's 'event' is not a string"};
     }
+    if (nested_deeper_than(j, kMaxEventDepth)) {
+      return Error{errc::bad_frame,
+                   fmt::format("event frame nests more than {} levels deep", kMaxEventDepth)};
+    }
     try {
       return Incoming{j.get<Event>()};
-    } catch (const json::exception& e) {
+    } catch (const std::exception& e) {  // nlohmann's, or a field's own check
       return Error{errc::bad_frame,
                    fmt::format("'{}' event: {}", ev->get_ref<const std::string&>(), e.what())};
     }
@@ -574,11 +614,15 @@ Result<Incoming> parse_incoming(Frame frame) {
     if (e == j.end() || !e->is_object() || !e->contains("code") || !as_unsigned(e->at("code"))) {
       return Error{errc::bad_frame, "error reply has no numeric 'error.code'"};
     }
+    const auto message = e->find("message");
+    if (message != e->end() && !message->is_string()) {
+      return Error{errc::bad_frame, "error reply's 'error.message' is not a string"};
+    }
     const auto code = e->at("code").get<std::uint32_t>();
     const auto known = errc_from_hresult(code);
-    reply.error = Error{
-        known.value_or(errc::fail),
-        e->value("message", std::string()) + (known ? "" : fmt::format(" ({})", error_name(code)))};
+    reply.error = Error{known.value_or(errc::fail),
+                        (message == e->end() ? std::string() : message->get<std::string>()) +
+                            (known ? "" : fmt::format(" ({})", error_name(code)))};
   }
   reply.body = std::move(frame.json);
   reply.payload = std::move(frame.payload);

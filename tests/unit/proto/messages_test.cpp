@@ -384,6 +384,49 @@ TEST(Messages, AKnownEventWithAMissingFieldIsABadFrame) {
   EXPECT_NE(in.error().message.find("'released' event"), std::string::npos) << in.error().message;
 }
 
+// A malicious or broken service must not make the client library throw
+// anything but a bad frame: an error reply whose message is not a string.
+TEST(Messages, AnErrorReplyWithAMessageThatIsNotAStringIsABadFrame) {
+  for (const json& message : {json(5), json(nullptr), json::array({"no"})}) {
+    json sent = make_error_reply(3, Error{errc::not_locked, "no"});
+    sent["error"]["message"] = message;
+    Result<Incoming> in = Error{errc::ok, "not parsed"};
+    EXPECT_NO_THROW(in = parse_incoming(Frame{sent, {}})) << message;
+    ASSERT_FALSE(in.ok()) << message;
+    EXPECT_EQ(in.error().code, errc::bad_frame) << message;
+  }
+}
+
+// An unknown event is kept as text, which nlohmann writes recursively: one
+// nested as deep as a frame allows must not overflow the client's stack.
+TEST(Messages, AnEventNestedTooDeepIsABadFrame) {
+  constexpr std::size_t kDepth = 30000;  // about what 64 KiB of JSON holds
+  const auto text = R"({"event":"drive_renamed","to":)" + std::string(kDepth, '[') +
+                    std::string(kDepth, ']') + "}";
+  const auto in = parse_incoming(Frame{json::parse(text), {}});
+  ASSERT_FALSE(in.ok());
+  EXPECT_EQ(in.error().code, errc::bad_frame);
+  const json shallow{{"event", "drive_renamed"}, {"to", {{"a", {1, {2, 3}}}}}};
+  EXPECT_TRUE(parse_incoming(Frame{shallow, {}}).ok());
+}
+
+// nlohmann would cast a float or an out-of-range number into an integer
+// field: undefined behaviour for 1e300, a silent wrap for -1.
+TEST(Messages, AnIntegerFieldThatIsNotAnIntegerOfItsRangeIsABadFrame) {
+  for (const json& session : {json(1e300), json(-1), json(2.5), json("7")}) {
+    json sent = Event{Released{"sim0", "A", 1, "released"}};
+    sent["session"] = session;
+    const auto in = parse_incoming(Frame{sent, {}});
+    ASSERT_FALSE(in.ok()) << session;
+    EXPECT_EQ(in.error().code, errc::bad_frame) << session;
+  }
+  json reply = AcquireReply{"sim0", 1};
+  reply["lock_count"] = json(std::uint64_t{1} << 32);
+  EXPECT_THROW((void)reply.get<AcquireReply>(), std::exception);
+  reply["lock_count"] = 4294967295U;
+  EXPECT_EQ(reply.get<AcquireReply>().lock_count, 4294967295U);
+}
+
 TEST(Messages, AnEventOfANewerServiceIsKeptWhole) {
   const json sent{{"event", "drive_renamed"}, {"drive", "sim0"}, {"to", "sim9"}};
   const auto in = parse_incoming(Frame{sent, {}});
