@@ -1149,19 +1149,31 @@ class SerialChannel final : public DriveChannel {
   std::deque<Job> jobs_;
 };
 
-TEST(ArbiterOverrunTest, AfterAnOverrunAndAFinalReleaseNothingOfTheOwnerRunsAfterFreed) {
+/// A drive on a SerialChannel, acquired by one owner: where each overrun
+/// test starts.
+class ArbiterOverrunTest : public ::testing::Test {
+ protected:
+  SessionId acquired_owner(const std::string& exe) {
+    EXPECT_TRUE(arbiter.add_drive(channel).ok());
+    scheduler.run();
+    const SessionId s = arbiter.open_session(PeerIdentity{100, "u", 100, {}, exe}, {});
+    EXPECT_TRUE(arbiter.hello(s, "Owner", 100).ok());
+    std::optional<Result<std::uint32_t>> acquired;
+    arbiter.acquire_exclusive_access(s, "sim0", {}, [&](auto r) { acquired.emplace(r); });
+    scheduler.run();
+    EXPECT_TRUE(acquired && acquired->ok());
+    return s;
+  }
+
   FakeScheduler scheduler;
   RecordingAudit audit;
-  Arbiter arbiter(scheduler, audit, ArbiterConfig{});
-  auto channel = std::make_shared<SerialChannel>(scheduler, audit);
-  ASSERT_TRUE(arbiter.add_drive(channel).ok());
-  scheduler.run();
-  const SessionId s = arbiter.open_session(PeerIdentity{100, "u", 100, {}, "/bin/owner"}, {});
-  ASSERT_TRUE(arbiter.hello(s, "Owner", 100).ok());
-  std::optional<Result<std::uint32_t>> acquired;
-  arbiter.acquire_exclusive_access(s, "sim0", {}, [&](auto r) { acquired.emplace(r); });
-  scheduler.run();
-  ASSERT_TRUE(acquired && acquired->ok());
+  Arbiter arbiter{scheduler, audit, ArbiterConfig{}};
+  std::shared_ptr<SerialChannel> channel = std::make_shared<SerialChannel>(scheduler, audit);
+};
+
+TEST_F(ArbiterOverrunTest, AfterAnOverrunAndAFinalReleaseNothingOfTheOwnerRunsAfterFreed) {
+  const SessionId s = acquired_owner("/bin/owner");
+  ASSERT_FALSE(HasFailure());
   // The owner sends a READ the drive works on far past its timeout, then
   // pipelines WRITEs.
   channel->slow.insert(opcode::read10);
@@ -1214,23 +1226,13 @@ TEST(ArbiterOverrunTest, AfterAnOverrunAndAFinalReleaseNothingOfTheOwnerRunsAfte
   EXPECT_EQ(audit.records.back().kind, AuditKind::freed);
 }
 
-TEST(ArbiterOverrunTest, AnAcquireBehindAStuckBackendIsAnsweredWithTheTimeout) {
+TEST_F(ArbiterOverrunTest, AnAcquireBehindAStuckBackendIsAnsweredWithTheTimeout) {
   // DESIGN.md: a drive that does not answer TEST UNIT READY in time fails the
   // acquire with E_IMAPI_RECORDER_COMMAND_TIMEOUT. The arbiter's own calls
   // go to a stuck backend (at most one client call waits there) so that
   // their watchdogs run: nothing waits unanswered.
-  FakeScheduler scheduler;
-  RecordingAudit audit;
-  Arbiter arbiter(scheduler, audit, ArbiterConfig{});
-  auto channel = std::make_shared<SerialChannel>(scheduler, audit);
-  ASSERT_TRUE(arbiter.add_drive(channel).ok());
-  scheduler.run();
-  const SessionId owner = arbiter.open_session(PeerIdentity{100, "u", 100, {}, "/bin/a"}, {});
-  ASSERT_TRUE(arbiter.hello(owner, "Owner", 100).ok());
-  std::optional<Result<std::uint32_t>> acquired;
-  arbiter.acquire_exclusive_access(owner, "sim0", {}, [&](auto r) { acquired.emplace(r); });
-  scheduler.run();
-  ASSERT_TRUE(acquired && acquired->ok());
+  const SessionId owner = acquired_owner("/bin/a");
+  ASSERT_FALSE(HasFailure());
   channel->slow.insert(opcode::read10);
   channel->slow.insert(0x2A);
   int answered = 0;
