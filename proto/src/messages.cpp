@@ -13,6 +13,7 @@
 
 #include "discarbiter/proto/frame.hpp"
 #include "discarbiter/proto/incoming.hpp"
+#include "discarbiter/proto/wire.hpp"
 
 namespace discarbiter::proto {
 namespace {

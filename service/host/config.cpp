@@ -7,6 +7,7 @@
 
 #include <fmt/format.h>
 
+#include "discarbiter/proto/wire.hpp"
 #include "host/logging.hpp"
 
 namespace discarbiter::host {

@@ -10,7 +10,7 @@
 
 #include "core/arbiter.hpp"
 #include "discarbiter/proto/frame.hpp"
-#include "discarbiter/proto/messages.hpp"
+#include "discarbiter/proto/wire.hpp"
 
 namespace discarbiter::transport {
 

@@ -18,7 +18,7 @@
 #include <spdlog/spdlog.h>
 
 #include "discarbiter/proto/frame.hpp"
-#include "discarbiter/proto/messages.hpp"
+#include "discarbiter/proto/wire.hpp"
 #include "discarbiter/proto/result.hpp"
 
 namespace discarbiter::transport {

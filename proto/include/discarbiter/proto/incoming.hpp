@@ -9,8 +9,8 @@
 
 #include "discarbiter/proto/errors.hpp"
 #include "discarbiter/proto/frame.hpp"
-#include "discarbiter/proto/messages.hpp"
 #include "discarbiter/proto/result.hpp"
+#include "discarbiter/proto/wire.hpp"
 
 namespace discarbiter::proto {
 

@@ -1,13 +1,13 @@
 // Typed messages of the wire protocol (docs/protocol.md): every request,
-// reply, event and the status document is a struct here, and its JSON is
-// written and read only by the to_json/from_json declared next to it
-// (messages.cpp names each key once, for both). So the service encodes and
-// the client decodes through the same code: a renamed member is a compile
-// error on both sides, a renamed key changes both together. JSON carries
-// control; SCSI data rides in the frame's raw payload.
+// reply, event and the status document is a plain struct here. Their JSON is
+// written and read only by the to_json/from_json of wire.hpp (messages.cpp
+// names each key once, for both), so the service encodes and the client
+// decodes through the same code. JSON carries control; SCSI data rides in the
+// frame's raw payload.
 //
-// Only nlohmann's forward declarations here: the core names these types
-// without pulling in the JSON library (incoming.hpp and frame.hpp do).
+// The standard library only: this header is part of the installed SDK (the
+// client library's results are these types), and the core names them
+// without pulling in the JSON library.
 #pragma once
 
 #include <chrono>
@@ -20,15 +20,10 @@
 #include <variant>
 #include <vector>
 
-#include <nlohmann/json_fwd.hpp>
-
 #include "discarbiter/proto/bytes.hpp"
 #include "discarbiter/proto/errors.hpp"
-#include "discarbiter/proto/result.hpp"
 
 namespace discarbiter::proto {
-
-struct Frame;  // frame.hpp
 
 /// Protocol major version: a hello with another major is refused.
 inline constexpr int kProtocolVersion = 1;
@@ -79,17 +74,6 @@ struct Request {
 
 /// The wire name of a request ("hello", "acquire", …).
 std::string_view op_name(const RequestBody& body);
-
-/// A request as parsed: the id (when the frame had a usable one, so an error
-/// reply can echo it) and the body or the error naming the bad field.
-struct ParsedRequest {
-  std::optional<std::uint64_t> id;
-  Result<RequestBody> body;
-};
-ParsedRequest parse_request(Frame frame);
-
-/// The frame a client sends for a request.
-Bytes encode_request(const Request& request);
 
 // ---- replies ----------------------------------------------------------------
 // Each reply is the fields of `{"id": …, "ok": true, …}` besides id and ok.
@@ -344,64 +328,7 @@ using Event = std::variant<Acquired, Granted, Released, LockBroken, DriveArrived
 /// The wire name of an event ("released", …).
 std::string_view event_name(const Event& event);
 
-// ---- JSON, each message's one reader and writer -------------------------------
-
-#define DISCARBITER_PROTO_JSON(Type)              \
-  void to_json(nlohmann::json& j, const Type& v); \
-  void from_json(const nlohmann::json& j, Type& v)
-DISCARBITER_PROTO_JSON(HelloReply);
-DISCARBITER_PROTO_JSON(OwnerInfo);
-DISCARBITER_PROTO_JSON(DriveSummary);
-DISCARBITER_PROTO_JSON(DrivesReply);
-DISCARBITER_PROTO_JSON(AcquireReply);
-DISCARBITER_PROTO_JSON(ReleaseReply);
-DISCARBITER_PROTO_JSON(OwnerReply);
-DISCARBITER_PROTO_JSON(ExecuteReply);
-DISCARBITER_PROTO_JSON(SubscribeReply);
-DISCARBITER_PROTO_JSON(BreakReply);
-DISCARBITER_PROTO_JSON(WaiterStatus);
-DISCARBITER_PROTO_JSON(DriveStats);
-DISCARBITER_PROTO_JSON(DriveStatus);
-DISCARBITER_PROTO_JSON(ClientStatus);
-DISCARBITER_PROTO_JSON(ArbitrationStatus);
-DISCARBITER_PROTO_JSON(ServiceInfo);
-DISCARBITER_PROTO_JSON(StatusDocument);
-DISCARBITER_PROTO_JSON(StatusReply);
-DISCARBITER_PROTO_JSON(Acquired);
-DISCARBITER_PROTO_JSON(Granted);
-DISCARBITER_PROTO_JSON(Released);
-DISCARBITER_PROTO_JSON(LockBreaker);
-DISCARBITER_PROTO_JSON(LockBroken);
-DISCARBITER_PROTO_JSON(DriveArrived);
-DISCARBITER_PROTO_JSON(DriveRemoved);
-DISCARBITER_PROTO_JSON(DriveError);
-DISCARBITER_PROTO_JSON(DriveRecovered);
-DISCARBITER_PROTO_JSON(UnknownEvent);
-/// Reads any event: by its "event" name, an UnknownEvent for a name this
-/// version does not know. Throws (nlohmann's exceptions) on a known event
-/// with a missing or ill-typed field.
-DISCARBITER_PROTO_JSON(Event);
-#undef DISCARBITER_PROTO_JSON
-/// Writes the reply's fields (no id, no ok); reading needs the request's type.
-void to_json(nlohmann::json& j, const ReplyBody& v);
-
-// ---- frames the service sends -------------------------------------------------
-
-/// `{"id": id, "ok": true, …body}` with `payload` after it.
-Bytes encode_reply(std::uint64_t id, const ReplyBody& body,
-                   std::span<const std::uint8_t> payload = {});
-/// `{"id": id|null, "ok": false, "error": {"code", "name", "message"}}`.
-nlohmann::json make_error_reply(std::optional<std::uint64_t> id, const Error& error);
-/// make_error_reply as a frame.
-Bytes encode_error_reply(std::optional<std::uint64_t> id, const Error& error);
-/// `{"event": name, …fields}`.
-Bytes encode_event(const Event& event);
-
 // ---- helpers shared by both ends --------------------------------------------
-
-/// A JSON number that is a non-negative integer (nlohmann keeps integers
-/// built in C++ as signed, those parsed from text as unsigned).
-std::optional<std::uint64_t> as_unsigned(const nlohmann::json& j);
 
 std::string to_hex(std::span<const std::uint8_t> bytes);
 /// Accepts upper or lower case, with optional spaces between bytes.
