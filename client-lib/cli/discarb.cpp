@@ -16,6 +16,7 @@
 
 #include "discarbiter/client.hpp"
 #include "discarbiter/proto/sense.hpp"
+#include "discarbiter/proto/wire.hpp"
 #include "wait.hpp"
 
 namespace {

@@ -26,6 +26,8 @@ constexpr std::array kTable{
           "no such drive, or the drive has been removed"},
     Entry{errc::not_locked, "HRESULT_FROM_WIN32(ERROR_NOT_LOCKED)",
           "this client holds no lock on the drive"},
+    Entry{errc::insufficient_buffer, "HRESULT_FROM_WIN32(ERROR_INSUFFICIENT_BUFFER)",
+          "the caller's buffer is too small for the result"},
     Entry{errc::recorder_command_timeout, "E_IMAPI_RECORDER_COMMAND_TIMEOUT",
           "the drive did not complete the command in time"},
     Entry{errc::recorder_locked, "E_IMAPI_RECORDER_LOCKED",

@@ -4,33 +4,49 @@
 // @code
 //   discarbiter::Client client({.client_name = "MyBurner"});
 //   auto lock = client.acquire("sim0", {.wait = std::chrono::seconds(30)});
-//   auto reply = client.execute("sim0", discarbiter::ScsiCommand::inquiry());
+//   std::array<std::uint8_t, 36> inquiry{};
+//   const std::uint8_t cdb[] = {0x12, 0, 0, 0, 36, 0};
+//   auto result = client.send_command_get_data_from_device("sim0", cdb, inquiry);
 //   // lock's destructor releases the drive (equal numbers of acquire and release)
 // @endcode
 //
-// A Client is one session: its locks die with it. Calls block until the
-// service answers or their deadline passes; a Client is not thread-safe.
+// A Client is one session with the service: its locks die with it. Calls
+// block until the service answers or their deadline passes.
+//
+// Threads: every member function of Client may be called from several
+// threads at once (a UI thread asking for status() while another burns):
+// the requests share the session's one stream and each caller gets the reply
+// with its own id. Moving or destroying a Client must not race with a call
+// on it. ExclusiveAccess guards hold the session, not the Client: they stay
+// correct when the Client is moved, and do nothing once it is destroyed (its
+// locks died with its session).
+//
+// Errors: every failure is a ServiceError (or CommandError, a ServiceError
+// that carries a CHECK CONDITION's sense, thrown by the mmc.hpp helpers);
+// no other exception leaves this library.
+//
+// Public headers of the SDK include only the standard library.
 #pragma once
 
 #include <chrono>
 #include <cstdint>
-#include <deque>
 #include <memory>
 #include <optional>
+#include <span>
 #include <string>
 #include <system_error>
 #include <vector>
 
+#include "discarbiter/export.h"
 #include "discarbiter/proto/errors.hpp"
-#include "discarbiter/proto/frame.hpp"
-#include "discarbiter/proto/incoming.hpp"
 #include "discarbiter/proto/messages.hpp"
 
 namespace discarbiter {
 
 /// A failure reported by the service (or by the library for transport
-/// failures): the HRESULT, its symbolic name and the service's message.
-class ServiceError : public std::system_error {
+/// failures and arguments it refuses before sending): the HRESULT, its
+/// symbolic name and the message naming what failed.
+class DISCARBITER_API ServiceError : public std::system_error {
  public:
   explicit ServiceError(const Error& error);
   errc code_value() const noexcept { return error_.code; }
@@ -53,6 +69,20 @@ struct AcquireOptions {
   bool force = false;                 // lock even if a file system is mounted
 };
 
+/// What one SCSI command did (IMAPI2's SendCommand… results).
+struct CommandResult {
+  /// S_OK, or S_IMAPI_COMMAND_HAS_SENSE_DATA when the drive answered CHECK
+  /// CONDITION (not an exception: the sense says why).
+  errc code = errc::ok;
+  std::uint8_t scsi_status = 0;
+  proto::Bytes sense;  // empty unless CHECK CONDITION
+  /// Data-in: bytes written to the start of the caller's buffer.
+  /// Data-out: bytes sent. No data: 0.
+  std::uint32_t bytes_transferred = 0;
+};
+
+/// One command with its data in library-owned vectors: for the CLI and for
+/// callers that prefer values to buffers (send_command_* copy nothing).
 struct ScsiCommand {
   proto::Bytes cdb;
   proto::Direction direction = proto::Direction::none;
@@ -71,35 +101,40 @@ struct ScsiReply {
   proto::Bytes data;
 };
 
-class Client;
+namespace detail {
+class Session;  // the connection and its request stream (client.cpp)
+}  // namespace detail
 
-/// RAII for one acquire: released on destruction unless release() was called.
-class ExclusiveAccess {
+/// RAII for one acquire: released on destruction unless release() was
+/// called. It refers to the Client's session, so it may outlive a move of
+/// the Client; once the Client is destroyed it does nothing (the session's
+/// locks died with it). If the release in the destructor fails, the session
+/// is closed, so the lock cannot stay behind.
+class DISCARBITER_API ExclusiveAccess {
  public:
   ExclusiveAccess(ExclusiveAccess&& other) noexcept;
   ExclusiveAccess& operator=(ExclusiveAccess&&) = delete;
   ~ExclusiveAccess();
   /// The lock count after this acquire.
   std::uint32_t lock_count() const noexcept { return lock_count_; }
+  const std::string& drive() const noexcept { return drive_; }
   /// Releases now; returns the remaining count. Throws ServiceError.
   std::uint32_t release();
 
  private:
   friend class Client;
-  ExclusiveAccess(Client& client, std::string drive, std::uint32_t count)
-      : client_(&client), drive_(std::move(drive)), lock_count_(count) {}
-  Client* client_;
+  ExclusiveAccess(std::weak_ptr<detail::Session> session, std::string drive, std::uint32_t count);
+  std::weak_ptr<detail::Session> session_;
   std::string drive_;
   std::uint32_t lock_count_;
 };
 
-class Connection;
-
-class Client {
+class DISCARBITER_API Client {
  public:
   /// Connects and says hello. Throws ServiceError (DA_E_SERVICE_UNAVAILABLE
   /// when nothing listens on the endpoint).
   explicit Client(ConnectOptions options);
+  /// Closes the session: the service frees its locks.
   ~Client();
   Client(Client&&) noexcept;
   Client& operator=(Client&&) noexcept;
@@ -107,12 +142,20 @@ class Client {
   /// DISCARBITER_ENDPOINT when set, else the platform default.
   static std::string default_endpoint();
 
-  const proto::HelloReply& server() const noexcept { return server_; }
-  const std::string& endpoint() const noexcept { return endpoint_; }
+  const proto::HelloReply& server() const;
+  const std::string& endpoint() const;
+  /// The largest data transfer the service accepts in one command (its
+  /// frame limit, from hello); a drive's own limit may be smaller.
+  std::uint32_t max_transfer() const;
+  /// A drive's largest transfer (list_drives' max_transfer): the smaller of
+  /// the service's and the drive's. ERROR_DEV_NOT_EXIST for an unknown drive.
+  std::uint32_t max_transfer(const std::string& drive);
 
   std::vector<proto::DriveSummary> drives();
   /// The status document (docs/protocol.md "The status document").
   proto::StatusDocument status();
+  /// The same document as JSON text (the schema of DESIGN.md).
+  std::string status_json();
 
   std::uint32_t acquire_exclusive_access(const std::string& drive, AcquireOptions options = {});
   std::uint32_t release_exclusive_access(const std::string& drive);
@@ -121,33 +164,39 @@ class Client {
   /// and its next request there fails with E_IMAPI_RECORDER_LOCKED). Returns
   /// the owner whose lock was broken.
   proto::OwnerInfo break_exclusive_access(const std::string& drive);
-  /// Only the owner may send commands. A CHECK CONDITION is not an error:
-  /// the reply's code is S_IMAPI_COMMAND_HAS_SENSE_DATA and sense is set.
+
+  /// The owner's SCSI pass-through, named after IMAPI2's
+  /// IDiscRecorder2Ex::SendCommand…. Data moves between the caller's buffer
+  /// and the socket with no copy in between. A transfer above max_transfer()
+  /// is refused with E_INVALIDARG before anything is sent. `timeout_s`:
+  /// nullopt for the service's default for the opcode. A CHECK CONDITION is
+  /// not an exception: the result's code is S_IMAPI_COMMAND_HAS_SENSE_DATA.
+  CommandResult send_command_no_data(const std::string& drive, std::span<const std::uint8_t> cdb,
+                                     std::optional<std::uint32_t> timeout_s = std::nullopt);
+  CommandResult send_command_send_data_to_device(
+      const std::string& drive, std::span<const std::uint8_t> cdb,
+      std::span<const std::uint8_t> data, std::optional<std::uint32_t> timeout_s = std::nullopt);
+  /// Asks for buffer.size() bytes; the result's bytes_transferred says how
+  /// many the drive returned.
+  CommandResult send_command_get_data_from_device(
+      const std::string& drive, std::span<const std::uint8_t> cdb, std::span<std::uint8_t> buffer,
+      std::optional<std::uint32_t> timeout_s = std::nullopt);
+  /// The same, with the data in vectors.
   ScsiReply execute(const std::string& drive, const ScsiCommand& command);
 
   [[nodiscard]] ExclusiveAccess acquire(const std::string& drive, AcquireOptions options = {});
 
   /// Asks for unsolicited events; next_event() returns them (a
-  /// proto::UnknownEvent for one this library does not know).
+  /// proto::UnknownEvent for one this library does not know). Events are
+  /// kept only after subscribe(), at most kMaxQueuedEvents of them: beyond
+  /// that the oldest are dropped and counted in events_dropped().
   void subscribe();
   std::optional<proto::Event> next_event(std::chrono::milliseconds timeout);
+  std::uint64_t events_dropped() const;
+  static constexpr std::size_t kMaxQueuedEvents = 4096;
 
  private:
-  proto::Reply call(proto::RequestBody body, std::chrono::milliseconds timeout);
-  /// call(), its body read as `Reply` (DA_E_BAD_FRAME if it is not one) and
-  /// its payload moved to `payload` if given.
-  template <typename Reply>
-  Reply call_for(proto::RequestBody body, std::chrono::milliseconds timeout,
-                 proto::Bytes* payload = nullptr);
-  std::optional<proto::Frame> read_frame(std::chrono::steady_clock::time_point deadline);
-
-  std::unique_ptr<Connection> connection_;
-  std::string endpoint_;
-  std::chrono::milliseconds timeout_;
-  std::uint64_t next_id_ = 1;
-  proto::FrameDecoder decoder_;
-  std::deque<proto::Event> events_;
-  proto::HelloReply server_;
+  std::shared_ptr<detail::Session> session_;
 };
 
 }  // namespace discarbiter

@@ -23,6 +23,7 @@ enum class errc : std::uint32_t {
   invalid_handle = 0x80070006,          // HRESULT_FROM_WIN32(ERROR_INVALID_HANDLE)
   dev_not_exist = 0x80070037,           // HRESULT_FROM_WIN32(ERROR_DEV_NOT_EXIST)
   not_locked = 0x8007009E,              // HRESULT_FROM_WIN32(ERROR_NOT_LOCKED)
+  insufficient_buffer = 0x8007007A,     // HRESULT_FROM_WIN32(ERROR_INSUFFICIENT_BUFFER), C ABI
   recorder_command_timeout = 0xC0AA020D,
   recorder_locked = 0xC0AA0210,
   recorder_client_name_is_not_valid = 0xC0AA0211,
