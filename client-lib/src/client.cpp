@@ -95,7 +95,8 @@ std::optional<proto::Frame> Client::read_frame(std::chrono::steady_clock::time_p
     auto out = decoder_.next();
     if (out.status == proto::FrameDecoder::Status::frame)
       return std::move(out.frame);
-    if (out.status == proto::FrameDecoder::Status::error)
+    if (out.status == proto::FrameDecoder::Status::error ||
+        out.status == proto::FrameDecoder::Status::oversize)
       throw ServiceError(out.error);
     const std::size_t n = connection_->read_some(buffer, deadline);
     if (n == 0)
