@@ -161,7 +161,8 @@ std::optional<proto::Frame> detail::Session::read_frame(
     auto out = decoder.next();
     if (out.status == proto::FrameDecoder::Status::frame)
       return std::move(out.frame);
-    if (out.status == proto::FrameDecoder::Status::error)
+    if (out.status == proto::FrameDecoder::Status::error ||
+        out.status == proto::FrameDecoder::Status::oversize)
       throw ServiceError(out.error);
     const std::size_t n = connection->read_some(buffer, deadline);
     if (n == 0)

@@ -283,7 +283,8 @@ constexpr std::tuple<F...> list(F... f) {
 constexpr auto fields(const HelloReply*) {
   return list(Field{"server_version", &HelloReply::server_version},
               Field{"protocol", &HelloReply::protocol},
-              Field{"capabilities", &HelloReply::capabilities});
+              Field{"capabilities", &HelloReply::capabilities},
+              Field{"max_transfer", &HelloReply::max_transfer});
 }
 constexpr auto fields(const OwnerInfo*) {
   return list(Field{"client_name", &OwnerInfo::client_name}, Field{"session", &OwnerInfo::session},
@@ -297,7 +298,8 @@ constexpr auto fields(const DriveSummary*) {
               Field{"backend", &DriveSummary::backend}, Field{"vendor", &DriveSummary::vendor},
               Field{"product", &DriveSummary::product}, Field{"revision", &DriveSummary::revision},
               Field{"state", &DriveSummary::state},
-              Field{"owner", &DriveSummary::owner, Empty::null});
+              Field{"owner", &DriveSummary::owner, Empty::null},
+              Field{"max_transfer", &DriveSummary::max_transfer});
 }
 constexpr auto fields(const DrivesReply*) {
   return list(Field{"drives", &DrivesReply::drives});

@@ -97,7 +97,8 @@ class StatusDocument(unittest.TestCase):
         self.assertEqual([d["id"] for d in s["drives"]], ["sim0", "sim1"])
         for d in s["drives"]:
             check_fields(self, d, {"id": str, "path": str, "backend": str, "vendor": str, "product": str,
-                                   "revision": str, "state": str, "tray_locked": bool,
+                                   "revision": str, "state": str, "max_transfer": int,
+                                   "tray_locked": bool,
                                    "tray_persistent": bool, "owner": (dict, type(None)),
                                    "waiters": list, "stats": dict}, "drive")
             self.assertIn(d["state"], {"free", "owned", "removed", "error"})

@@ -248,5 +248,49 @@ TEST(SessionTest, APeerThatStopsReadingIsClosedWhenTheOutboxIsFull) {
   EXPECT_EQ(log.matching("closed: client is not reading: ").size(), 1U);
 }
 
+TEST(SessionTest, AnOversizeWriteIsAnsweredWithItsIdAndTheSessionKeepsItsLock) {
+  LogCapture log;
+  auto limits = Connection::quiet_limits();
+  limits.frames.max_payload_bytes = 8 * 1024;
+  Connection c(FailCount(), limits);
+  c.stream->max_read = 1000;  // the payload ends mid-read, the next frame follows in it
+  ASSERT_EQ(c.exchange(1, proto::HelloRequest{proto::kProtocolVersion, "Burner", 1}).size(), 1U);
+  ASSERT_EQ(c.exchange(2, proto::AcquireRequest{"sim0", false, 0}).size(), 1U);
+
+  // 64 KiB over an 8 KiB limit, and a request right behind it.
+  const proto::ExecuteRequest write{"sim0",
+                                    {0x2A, 0, 0, 0, 0, 0, 0, 0, 32, 0},  // WRITE(10), 32 blocks
+                                    proto::Direction::out,
+                                    0,
+                                    {},
+                                    proto::Bytes(64 * 1024, 0x5A)};
+  auto bytes = proto::encode_request(proto::Request{3, write});
+  const auto next = proto::encode_request(proto::Request{4, proto::OwnerRequest{"sim0"}});
+  bytes.insert(bytes.end(), next.begin(), next.end());
+  c.stream->peer_write(bytes);
+  c.settle();
+  const auto replies = c.take_frames();
+  ASSERT_EQ(replies.size(), 2U);
+  const auto& refused = replies[0];
+  EXPECT_EQ(refused.json.at("id"), 3) << refused.json.dump();
+  EXPECT_EQ(refused.json.at("error").at("name"), "DA_E_FRAME_TOO_LARGE");
+  EXPECT_EQ(refused.json.at("error").at("message"),
+            "payload of 65536 bytes is over the limit of 8192 (limits.max_transfer_bytes)");
+  EXPECT_EQ(c.closed, 0) << "the session goes on";
+  EXPECT_EQ(log.matching("refused: payload of 65536 bytes").size(), 1U);
+
+  const auto& owner = replies[1];
+  EXPECT_EQ(owner.json.at("id"), 4) << owner.json.dump();
+  EXPECT_EQ(owner.json.at("owner").at("session"), c.session_id) << owner.json.dump();
+  EXPECT_EQ(owner.json.at("owner").at("lock_count"), 1);
+
+  // N.B. the peer hangs up before the test ends: Windows' io_context waits
+  // at its destruction for the stream's read still pending.
+  c.stream->peer_close();
+  c.settle();
+  EXPECT_EQ(c.closed, 1);
+  c.expect_arbiter_holds_nothing();
+}
+
 }  // namespace
 }  // namespace discarbiter::transport
