@@ -119,6 +119,67 @@ void read_opcode_map(ObjectReader& parent, const char* key, const std::string& p
   }
 }
 
+// One simulated_media entry, from the defaults ("*" is merged into it first).
+drives::SimulatedMedium read_medium(const json& spec, const std::string& path,
+                                    std::optional<Error>& error) {
+  using drives::SimulatedMedium;
+  constexpr std::uint32_t kMaxSizeMb = SimulatedMedium::kMaxBytes >> 20;
+  constexpr std::uint32_t kMaxStoredMb = 64 * 1024;
+  constexpr std::uint32_t kBlocksPerMb = (1U << 20) / SimulatedMedium::kBlockSize;
+  ObjectReader r(spec, path, error);
+  SimulatedMedium medium;
+  std::string profile = "dvd+rw";
+  std::uint32_t size_mb = 0;
+  std::uint32_t max_stored_mb = SimulatedMedium::kDefaultMaxStoredBytes >> 20;
+  r.take("profile", profile);
+  r.take("size_mb", size_mb);
+  r.take("write_speed_mb_s", medium.write_speed_mb_s);
+  r.take("max_stored_mb", max_stored_mb);
+  if (profile == "dvd+rw") {
+    medium.profile = SimulatedMedium::kProfileDvdPlusRw;
+    medium.blocks = SimulatedMedium::kDvdPlusRwBlocks;
+  } else if (profile == "bd-re") {
+    medium.profile = SimulatedMedium::kProfileBdRe;
+    medium.blocks = SimulatedMedium::kBdReBlocks;
+  } else {
+    r.fail(r.name("profile"), "must be \"dvd+rw\" or \"bd-re\"");
+  }
+  if (spec.is_object() && spec.contains("size_mb")) {
+    if (size_mb == 0 || size_mb > kMaxSizeMb)
+      r.fail(r.name("size_mb"), fmt::format("must be 1 to {} (128 GiB)", kMaxSizeMb));
+    medium.blocks = std::uint64_t{size_mb} * kBlocksPerMb;
+  }
+  if (max_stored_mb == 0 || max_stored_mb > kMaxStoredMb)
+    r.fail(r.name("max_stored_mb"), fmt::format("must be 1 to {}", kMaxStoredMb));
+  medium.max_stored_bytes = std::uint64_t{max_stored_mb} << 20;
+  return medium;
+}
+
+// simulated_media: {"*": {...}, "sim0": {...}}; a drive's entry overrides
+// the "*" entry key by key.
+void read_simulated_media(ObjectReader& top, Config& c, std::optional<Error>& error) {
+  const json* media = top.object("simulated_media");
+  if (!media)
+    return;
+  if (!media->is_object())
+    return top.fail("simulated_media", "must be an object keyed by drive id or \"*\"");
+  json common = json::object();
+  if (const auto star = media->find("*"); star != media->end()) {
+    c.simulated_media_default = read_medium(*star, "simulated_media.*", error);
+    common = *star;
+  }
+  for (const auto& [drive, spec] : media->items()) {
+    if (drive == "*")
+      continue;
+    json merged = spec;
+    if (spec.is_object() && common.is_object()) {
+      merged = common;
+      merged.update(spec);
+    }
+    c.simulated_media[drive] = read_medium(merged, "simulated_media." + drive, error);
+  }
+}
+
 }  // namespace
 
 Result<Config> parse_config(const json& document) {
@@ -289,6 +350,7 @@ Result<Config> parse_config(const json& document) {
         }
       }
     }
+    read_simulated_media(top, c, error);
   }  // N.B. readers report unknown keys as they go out of scope
   if (error)
     return *error;
@@ -296,19 +358,30 @@ Result<Config> parse_config(const json& document) {
 }
 
 Result<Done> check_simulated_faults(const Config& config) {
+  const auto check = [&](const char* key, const std::string& drive) -> Result<Done> {
+    for (std::uint32_t i = 0; i < config.simulate; ++i) {
+      if (drive == fmt::format("sim{}", i))
+        return Done{};
+    }
+    return Error{errc::invalid_arg,
+                 fmt::format("config: {}.{} names no simulated drive (there are {} simulated "
+                             "drives)",
+                             key, drive, config.simulate)};
+  };
   for (const auto& [drive, faults] : config.simulated_faults) {
-    bool known = false;
-    for (std::uint32_t i = 0; i < config.simulate && !known; ++i) {
-      known = drive == fmt::format("sim{}", i);
-    }
-    if (!known) {
-      return Error{errc::invalid_arg,
-                   fmt::format("config: simulated_faults.{} names no simulated drive (there are {} "
-                               "simulated drives)",
-                               drive, config.simulate)};
-    }
+    if (auto known = check("simulated_faults", drive); !known)
+      return known;
+  }
+  for (const auto& [drive, medium] : config.simulated_media) {
+    if (auto known = check("simulated_media", drive); !known)
+      return known;
   }
   return Done{};
+}
+
+drives::SimulatedMedium simulated_medium_for(const Config& config, const std::string& id) {
+  const auto medium = config.simulated_media.find(id);
+  return medium == config.simulated_media.end() ? config.simulated_media_default : medium->second;
 }
 
 Result<Config> load_config(const std::filesystem::path& file) {

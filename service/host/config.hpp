@@ -29,12 +29,18 @@ struct Config {
   core::ArbiterConfig arbiter;
   transport::ListenerOptions listener;  // limits; endpoint is filled at start
   std::map<std::string, drives::SimulatedFaults> simulated_faults;  // by drive id
+  /// simulated_media: by drive id, each over the "*" entry; that entry
+  /// (simulated_media_default) for the drives not named.
+  std::map<std::string, drives::SimulatedMedium> simulated_media;
+  drives::SimulatedMedium simulated_media_default;
 };
 
 Result<Config> parse_config(const nlohmann::json& document);
-/// Every simulated_faults entry must name one of the `simulate` drives;
-/// checked after the command line has had its say.
+/// Every simulated_faults and simulated_media entry (but "*") must name one
+/// of the `simulate` drives; checked after the command line has had its say.
 Result<Done> check_simulated_faults(const Config& config);
+/// The disc in simulated drive `id` ("sim0").
+drives::SimulatedMedium simulated_medium_for(const Config& config, const std::string& id);
 Result<Config> load_config(const std::filesystem::path& file);
 
 }  // namespace discarbiter::host

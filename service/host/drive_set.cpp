@@ -29,12 +29,14 @@ DriveSet::~DriveSet() {
 
 Result<Done> DriveSet::start() {
   for (std::uint32_t i = 0; i < config_.simulate; ++i) {
-    const auto faults = config_.simulated_faults.find(fmt::format("sim{}", i));
+    const std::string id = fmt::format("sim{}", i);
+    const auto faults = config_.simulated_faults.find(id);
     auto simulated = std::make_shared<drives::SimulatedDrive>(
-        i, faults == config_.simulated_faults.end() ? drives::SimulatedFaults{} : faults->second);
+        i, faults == config_.simulated_faults.end() ? drives::SimulatedFaults{} : faults->second,
+        simulated_medium_for(config_, id));
     // N.B. what reaches the simulated device, in order: tests read it from the
     // debug log (issue 11: nothing of a departed session after its lock is freed).
-    simulated->set_command_observer([id = fmt::format("sim{}", i)](const auto& command) {
+    simulated->set_command_observer([id](const auto& command) {
       spdlog::debug("simulated drive {} runs {}", id, drives::describe(command));
     });
     auto attached = attach(std::move(simulated));

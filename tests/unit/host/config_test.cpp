@@ -140,6 +140,65 @@ TEST(Config, FaultsMustNameASimulatedDrive) {
   EXPECT_NE(r.error().message.find("sim4"), std::string::npos);
 }
 
+TEST(Config, SimulatedMediaAreReadEachOverTheStarEntry) {
+  using drives::SimulatedMedium;
+  const auto defaults = parse_config(json::object()).value();
+  EXPECT_EQ(simulated_medium_for(defaults, "sim0"), SimulatedMedium{});
+  EXPECT_EQ(SimulatedMedium{}.blocks, SimulatedMedium::kDvdPlusRwBlocks);
+  EXPECT_EQ(SimulatedMedium{}.max_stored_bytes, 256U << 20);
+
+  const auto c = parse_config(json::parse(R"({"simulate": 3, "simulated_media": {
+    "*": {"profile": "bd-re", "write_speed_mb_s": 36},
+    "sim1": {"size_mb": 100, "max_stored_mb": 128},
+    "sim2": {"profile": "dvd+rw"}}})"))
+                     .value();
+  const auto sim0 = simulated_medium_for(c, "sim0");
+  EXPECT_EQ(sim0.profile, SimulatedMedium::kProfileBdRe);
+  EXPECT_EQ(sim0.blocks, SimulatedMedium::kBdReBlocks);
+  EXPECT_EQ(sim0.write_speed_mb_s, 36U);
+  const auto sim1 = simulated_medium_for(c, "sim1");
+  EXPECT_EQ(sim1.profile, SimulatedMedium::kProfileBdRe);
+  EXPECT_EQ(sim1.blocks, 100U * 512);
+  EXPECT_EQ(sim1.write_speed_mb_s, 36U);
+  EXPECT_EQ(sim1.max_stored_bytes, 128U << 20);
+  const auto sim2 = simulated_medium_for(c, "sim2");
+  EXPECT_EQ(sim2.profile, SimulatedMedium::kProfileDvdPlusRw);
+  EXPECT_EQ(sim2.blocks, SimulatedMedium::kDvdPlusRwBlocks) << "the profile's own size";
+  EXPECT_TRUE(check_simulated_faults(c).ok());
+}
+
+TEST(Config, BadSimulatedMediaAreNamed) {
+  const auto media = [](json entry) { return json{{"simulated_media", {{"sim0", entry}}}}; };
+  EXPECT_NE(error_of(media({{"profile", "cd-r"}}))
+                .find(R"(simulated_media.sim0.profile must be "dvd+rw" or "bd-re")"),
+            std::string::npos);
+  EXPECT_NE(
+      error_of(media({{"size_mb", 0}})).find("simulated_media.sim0.size_mb must be 1 to 131072"),
+      std::string::npos);
+  EXPECT_NE(error_of(media({{"size_mb", 131073}})).find("simulated_media.sim0.size_mb"),
+            std::string::npos);
+  EXPECT_NE(error_of(media({{"max_stored_mb", 0}})).find("simulated_media.sim0.max_stored_mb"),
+            std::string::npos);
+  EXPECT_NE(error_of(media({{"speed", 4}})).find("simulated_media.sim0.speed is not a known key"),
+            std::string::npos);
+  EXPECT_NE(
+      error_of(media({{"write_speed_mb_s", -1}})).find("simulated_media.sim0.write_speed_mb_s"),
+      std::string::npos);
+  EXPECT_NE(error_of(media(42)).find("simulated_media.sim0 must be an object"), std::string::npos);
+  EXPECT_NE(error_of({{"simulated_media", {{"*", {{"size_mb", 0}}}, {"sim0", json::object()}}}})
+                .find("simulated_media.*.size_mb"),
+            std::string::npos);
+  EXPECT_NE(error_of({{"simulated_media", 1}}).find("simulated_media must be an object"),
+            std::string::npos);
+  // A drive the command line does not create.
+  const auto c =
+      parse_config({{"simulate", 2}, {"simulated_media", {{"sim7", json::object()}}}}).value();
+  const auto r = check_simulated_faults(c);
+  ASSERT_FALSE(r.ok());
+  EXPECT_NE(r.error().message.find("simulated_media.sim7 names no simulated drive"),
+            std::string::npos);
+}
+
 TEST(Config, TheBoundsOnWhatASessionHoldsAreReadAndChecked) {
   const auto defaults = parse_config(json::object()).value();
   EXPECT_EQ(defaults.arbiter.max_commands_per_session, 32U);
