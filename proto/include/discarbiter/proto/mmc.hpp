@@ -42,17 +42,36 @@ inline constexpr std::uint8_t kSetStreaming = 0xB6;
 inline constexpr std::uint8_t kSetCdSpeed = 0xBB;
 
 // ---- profiles (GET CONFIGURATION, MMC-6 table 91) -------------------------------
+inline constexpr std::uint16_t kProfileNone = 0x0000;  // no medium, or none current
+inline constexpr std::uint16_t kProfileCdRom = 0x0008;
+inline constexpr std::uint16_t kProfileCdR = 0x0009;
 inline constexpr std::uint16_t kProfileCdRw = 0x000A;
+inline constexpr std::uint16_t kProfileDvdRom = 0x0010;
+inline constexpr std::uint16_t kProfileDvdRSequential = 0x0011;
+inline constexpr std::uint16_t kProfileDvdRam = 0x0012;
 inline constexpr std::uint16_t kProfileDvdRwRestricted = 0x0013;
+inline constexpr std::uint16_t kProfileDvdRwSequential = 0x0014;
 inline constexpr std::uint16_t kProfileDvdPlusRw = 0x001A;
 inline constexpr std::uint16_t kProfileDvdPlusR = 0x001B;
-inline constexpr std::uint16_t kProfileBdR = 0x0041;
+inline constexpr std::uint16_t kProfileDvdPlusRwDl = 0x002A;
+inline constexpr std::uint16_t kProfileDvdPlusRDl = 0x002B;
+inline constexpr std::uint16_t kProfileBdRom = 0x0040;
+inline constexpr std::uint16_t kProfileBdR = 0x0041;  // sequential recording mode
+inline constexpr std::uint16_t kProfileBdRRandom = 0x0042;
 inline constexpr std::uint16_t kProfileBdRe = 0x0043;
+inline constexpr std::uint16_t kProfileHdDvdRom = 0x0050;
 
-/// "DVD+RW", "BD-RE", …; "profile 0x…" is the caller's job for others (empty).
+// ---- features (GET CONFIGURATION) ---------------------------------------------------
+inline constexpr std::uint16_t kFeatureProfileList = 0x0000;
+inline constexpr std::uint16_t kFeatureCore = 0x0001;
+inline constexpr std::uint16_t kFeatureRandomWritable = 0x0020;
+inline constexpr std::uint16_t kFeatureDvdPlusRw = 0x002A;
+
+/// "DVD+RW", "BD-RE", "no current profile" (0), …; empty for a profile
+/// this table does not know ("profile 0x…" is the caller's job).
 std::string_view profile_name(std::uint16_t profile);
-/// A rewritable profile a burner may overwrite in place (CD-RW, DVD-RW
-/// restricted overwrite, DVD+RW, BD-RE).
+/// A rewritable profile a burner may overwrite in place with WRITE(10):
+/// CD-RW, DVD-RAM, DVD-RW restricted overwrite, DVD+RW (and DL), BD-RE.
 bool is_overwritable(std::uint16_t profile);
 
 // ---- CDBs -----------------------------------------------------------------------
@@ -75,7 +94,13 @@ struct Configuration {
   std::vector<std::uint16_t> profiles;  // the Profile List feature's, if present
   std::vector<std::uint16_t> features;  // every feature code in the reply
 };
-/// nullopt when the reply is shorter than its header.
+/// Parsers read only the bytes in `reply` and, where the reply has a length
+/// field, only those it covers; a reply too short for the fields the struct
+/// needs is nullopt. None of them reads past the span, whatever the bytes.
+///
+/// GET CONFIGURATION: nullopt when shorter than the 8-byte feature header.
+/// Feature descriptors are walked by their additional length; one cut off by
+/// the end of the reply still counts its code, its body is not read.
 std::optional<Configuration> parse_configuration(std::span<const std::uint8_t> reply);
 
 struct Capacity {
@@ -83,6 +108,7 @@ struct Capacity {
   std::uint32_t block_length = 0;
   std::uint64_t bytes() const { return (std::uint64_t{last_lba} + 1) * block_length; }
 };
+/// READ CAPACITY(10): 8 bytes.
 std::optional<Capacity> parse_capacity(std::span<const std::uint8_t> reply);
 
 enum class DiscStatus : std::uint8_t { blank = 0, incomplete = 1, complete = 2, other = 3 };
@@ -94,6 +120,10 @@ struct DiscInformation {
   std::uint16_t first_track = 0;
   std::uint16_t last_track_in_last_session = 0;
 };
+/// "blank", "incomplete", "complete", "other".
+std::string_view disc_status_name(DiscStatus status);
+/// Standard disc information: needs 12 bytes (through the MSBs of the
+/// session and track numbers).
 std::optional<DiscInformation> parse_disc_information(std::span<const std::uint8_t> reply);
 
 struct TrackInformation {
@@ -104,6 +134,8 @@ struct TrackInformation {
   std::uint32_t free_blocks = 0;
   std::uint32_t track_size = 0;
 };
+/// Needs 28 bytes (through the track size); the track and session numbers'
+/// MSBs (bytes 32, 33) are read when present.
 std::optional<TrackInformation> parse_track_information(std::span<const std::uint8_t> reply);
 
 }  // namespace discarbiter::proto::mmc
