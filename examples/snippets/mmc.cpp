@@ -12,7 +12,8 @@ bool rewrite_first_block(discarbiter::Client& client, const std::string& drive) 
   auto lock = client.acquire(drive);
   const std::uint16_t profile = mmc::current_profile(client, drive);
   if (!profiles::is_overwritable(profile)) {
-    std::cerr << "not a rewritable disc: " << profiles::profile_name(profile) << "\n";
+    std::cerr << "not a rewritable disc: profile " << profile << " ("
+              << profiles::profile_name(profile) << ")\n";
     return false;
   }
   const profiles::Capacity capacity = mmc::read_capacity(client, drive);
