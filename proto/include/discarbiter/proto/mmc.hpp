@@ -11,6 +11,7 @@
 #include <string_view>
 #include <vector>
 
+#include "discarbiter/export.h"
 namespace discarbiter::proto::mmc {
 
 using Cdb6 = std::array<std::uint8_t, 6>;
@@ -69,24 +70,24 @@ inline constexpr std::uint16_t kFeatureDvdPlusRw = 0x002A;
 
 /// "DVD+RW", "BD-RE", "no current profile" (0), …; empty for a profile
 /// this table does not know ("profile 0x…" is the caller's job).
-std::string_view profile_name(std::uint16_t profile);
+DISCARBITER_API std::string_view profile_name(std::uint16_t profile);
 /// A rewritable profile a burner may overwrite in place with WRITE(10):
 /// CD-RW, DVD-RAM, DVD-RW restricted overwrite, DVD+RW (and DL), BD-RE.
-bool is_overwritable(std::uint16_t profile);
+DISCARBITER_API bool is_overwritable(std::uint16_t profile);
 
 // ---- CDBs -----------------------------------------------------------------------
-Cdb6 test_unit_ready();
+DISCARBITER_API Cdb6 test_unit_ready();
 /// RT = 0 (all features), starting at feature `start`.
-Cdb10 get_configuration(std::uint16_t allocation, std::uint16_t start = 0);
-Cdb10 read_capacity();
-Cdb10 read_disc_information(std::uint16_t allocation = 34);
+DISCARBITER_API Cdb10 get_configuration(std::uint16_t allocation, std::uint16_t start = 0);
+DISCARBITER_API Cdb10 read_capacity();
+DISCARBITER_API Cdb10 read_disc_information(std::uint16_t allocation = 34);
 /// By track number (address type 01b).
-Cdb10 read_track_information(std::uint32_t track, std::uint16_t allocation = 36);
-Cdb10 read10(std::uint32_t lba, std::uint16_t blocks);
-Cdb10 write10(std::uint32_t lba, std::uint16_t blocks);
-Cdb10 synchronize_cache();
+DISCARBITER_API Cdb10 read_track_information(std::uint32_t track, std::uint16_t allocation = 36);
+DISCARBITER_API Cdb10 read10(std::uint32_t lba, std::uint16_t blocks);
+DISCARBITER_API Cdb10 write10(std::uint32_t lba, std::uint16_t blocks);
+DISCARBITER_API Cdb10 synchronize_cache();
 enum class CloseFunction : std::uint8_t { track = 1, session = 2, finalize = 5 };
-Cdb10 close_track_session(CloseFunction function, std::uint16_t number);
+DISCARBITER_API Cdb10 close_track_session(CloseFunction function, std::uint16_t number);
 
 // ---- replies ----------------------------------------------------------------------
 struct Configuration {
@@ -101,7 +102,8 @@ struct Configuration {
 /// GET CONFIGURATION: nullopt when shorter than the 8-byte feature header.
 /// Feature descriptors are walked by their additional length; one cut off by
 /// the end of the reply still counts its code, its body is not read.
-std::optional<Configuration> parse_configuration(std::span<const std::uint8_t> reply);
+DISCARBITER_API std::optional<Configuration> parse_configuration(
+    std::span<const std::uint8_t> reply);
 
 struct Capacity {
   std::uint32_t last_lba = 0;
@@ -109,7 +111,7 @@ struct Capacity {
   std::uint64_t bytes() const { return (std::uint64_t{last_lba} + 1) * block_length; }
 };
 /// READ CAPACITY(10): 8 bytes.
-std::optional<Capacity> parse_capacity(std::span<const std::uint8_t> reply);
+DISCARBITER_API std::optional<Capacity> parse_capacity(std::span<const std::uint8_t> reply);
 
 enum class DiscStatus : std::uint8_t { blank = 0, incomplete = 1, complete = 2, other = 3 };
 struct DiscInformation {
@@ -121,10 +123,11 @@ struct DiscInformation {
   std::uint16_t last_track_in_last_session = 0;
 };
 /// "blank", "incomplete", "complete", "other".
-std::string_view disc_status_name(DiscStatus status);
+DISCARBITER_API std::string_view disc_status_name(DiscStatus status);
 /// Standard disc information: needs 12 bytes (through the MSBs of the
 /// session and track numbers).
-std::optional<DiscInformation> parse_disc_information(std::span<const std::uint8_t> reply);
+DISCARBITER_API std::optional<DiscInformation> parse_disc_information(
+    std::span<const std::uint8_t> reply);
 
 struct TrackInformation {
   std::uint16_t track = 0;
@@ -136,6 +139,7 @@ struct TrackInformation {
 };
 /// Needs 28 bytes (through the track size); the track and session numbers'
 /// MSBs (bytes 32, 33) are read when present.
-std::optional<TrackInformation> parse_track_information(std::span<const std::uint8_t> reply);
+DISCARBITER_API std::optional<TrackInformation> parse_track_information(
+    std::span<const std::uint8_t> reply);
 
 }  // namespace discarbiter::proto::mmc
