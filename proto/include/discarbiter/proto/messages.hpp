@@ -83,6 +83,7 @@ struct HelloReply {
   std::string server_version;
   int protocol = kProtocolVersion;
   std::vector<std::string> capabilities;
+  std::uint32_t max_transfer = 0;  // the service's frame payload limit, in bytes
   friend bool operator==(const HelloReply&, const HelloReply&) = default;
 };
 
@@ -111,6 +112,7 @@ struct DriveSummary {
   std::string revision;
   std::string state;               // free|owned|removed|error
   std::optional<OwnerInfo> owner;  // null on the wire when nobody holds it
+  std::uint32_t max_transfer = 0;  // the drive's largest transfer of one command, in bytes
   friend bool operator==(const DriveSummary&, const DriveSummary&) = default;
 };
 
