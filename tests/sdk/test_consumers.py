@@ -86,13 +86,22 @@ class Consumers(unittest.TestCase):
         self.assertIn("PASSED", done.stdout)
 
     def test_sample_burner(self):
-        # HOOK: examples/burner (helper i13-f) built against the prefix with
-        # find_package, burning a small image to sim0 and verifying it.
-        source = os.path.join(SOURCE_DIR, "examples/burner")
-        if not os.path.isfile(os.path.join(source, "CMakeLists.txt")):
-            self.skipTest("examples/burner is not in this tree yet")
-        self.fail("examples/burner exists: wire its burn into this test")
-
+        # examples/burner as docs/client.md builds it: find_package against the
+        # prefix, then a burn of a 4 MiB image to sim0, verified.
+        build = os.path.join(self.tmp, "burner")
+        done = run([CMAKE, "-S", os.path.join(SOURCE_DIR, "examples/burner"), "-B", build, "-G",
+                    "Ninja", f"-DCMAKE_PREFIX_PATH={PREFIX}", "-DCMAKE_BUILD_TYPE=RelWithDebInfo"])
+        self.assertEqual(done.returncode, 0, done.stdout + done.stderr)
+        done = run([CMAKE, "--build", build])
+        self.assertEqual(done.returncode, 0, done.stdout + done.stderr)
+        program = os.path.join(build, "discarbiter-burn")
+        self.assertIn(os.path.join(libdir(), "libdiscarbiter.so.0"), run(["ldd", program]).stdout)
+        image = os.path.join(self.tmp, "image.iso")
+        with open(image, "wb") as f:
+            f.write(os.urandom(4 * 1024 * 1024))
+        done = run([program, "--name", "SdkBurner", "sim0", image], env=self.env(), timeout=60)
+        self.assertEqual(done.returncode, 0, done.stdout + done.stderr)
+        self.assertRegex(done.stdout, r"verified 4\.0 MiB .*CRC-32 (0x[0-9a-f]{8}) \(image\) = \1 \(disc\)")
 
 if __name__ == "__main__":
     unittest.main()
