@@ -1,9 +1,14 @@
 """docs/client.md shows the code of examples/snippets/ (compiled with every
 build) word for word: each `<!-- snippet: PATH -->` is followed by a fenced
-block holding PATH's text, and every snippet file is shown."""
+block holding PATH's text, and every snippet file is shown. The Python
+(ctypes) snippet runs against a live service with the built library."""
 import os
 import re
+import subprocess
+import sys
 import unittest
+
+from harness import DISCARB, Service
 
 ROOT = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "..")
 DOC = os.path.join(ROOT, "docs", "client.md")
@@ -31,6 +36,23 @@ class ClientDoc(unittest.TestCase):
         files = {f"examples/snippets/{name}" for name in os.listdir(SNIPPETS)
                  if name.endswith((".cpp", ".c", ".py")) and name != "refresh-doc.py"}
         self.assertEqual(files - shown, set(), "snippet files docs/client.md does not show")
+
+
+    def test_the_ctypes_snippet_runs(self):
+        # N.B. the shared library is built beside discarb (client-lib/).
+        libdir = os.path.dirname(os.path.abspath(DISCARB))
+        if not os.path.exists(os.path.join(libdir, "libdiscarbiter.so.0")):
+            print(f"\nctypes snippet: skipped: no libdiscarbiter.so.0 beside {DISCARB}")
+            self.skipTest("no libdiscarbiter.so.0 beside discarb")
+        service = Service(simulate=1)
+        try:
+            env = dict(service.env(), LD_LIBRARY_PATH=libdir)
+            done = subprocess.run([sys.executable, os.path.join(SNIPPETS, "ctypes_inquiry.py"),
+                                   "sim0"], env=env, capture_output=True, text=True, timeout=30)
+        finally:
+            self.assertEqual(service.stop(), 0)
+        self.assertEqual(done.returncode, 0, done.stdout + done.stderr)
+        self.assertEqual(done.stdout, "DISCARB Simulated MMC\n")
 
 
 if __name__ == "__main__":
