@@ -30,6 +30,7 @@
 #include <sstream>
 #include <string>
 #include <string_view>
+#include <utility>
 #include <vector>
 
 #include <discarbiter/client.hpp>
@@ -237,8 +238,8 @@ std::uint32_t blocks_of(std::uint64_t bytes) {
 
 struct Burn {
   /// `chunk`: the bytes of one WRITE(10) or READ(10), a multiple of blocks.
-  Burn(Client& c, const Options& o, std::uint64_t size, std::uint32_t chunk)
-      : client(c), options(o), image_bytes(size), file(o.image, std::ios::binary), buffer(chunk) {}
+  Burn(Client& c, const Options& o, std::ifstream image, std::uint64_t size, std::uint32_t chunk)
+      : client(c), options(o), image_bytes(size), file(std::move(image)), buffer(chunk) {}
 
   Client& client;
   const Options& options;
@@ -386,6 +387,11 @@ int run(const Options& options) {
     std::cerr << "discarbiter-burn: " << options.image.string() << " is empty" << std::endl;
     return kExitFailure;
   }
+  std::ifstream image(options.image, std::ios::binary);
+  if (!image) {
+    std::cerr << "discarbiter-burn: cannot open " << options.image.string() << std::endl;
+    return kExitFailure;
+  }
   std::string step = "connect";
   try {
     Client client({.endpoint = options.endpoint, .client_name = options.name});
@@ -401,11 +407,7 @@ int run(const Options& options) {
                 << std::endl;
       return kExitFailure;
     }
-    Burn burn(client, options, image_bytes, chunk);
-    if (!burn.file) {
-      std::cerr << "discarbiter-burn: cannot open " << options.image.string() << std::endl;
-      return kExitFailure;
-    }
+    Burn burn(client, options, std::move(image), image_bytes, chunk);
     const bool terminal = burner::stdout_is_terminal();
     try {
       burn.check_medium();
