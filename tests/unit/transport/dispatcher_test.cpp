@@ -311,9 +311,9 @@ TEST_F(DispatcherTest, ExecuteCarriesDataInAsThePayloadAndSenseWithItsCode) {
   ASSERT_GE(frame.payload.size(), 36U);
   EXPECT_EQ(frame.payload[0] & 0x1F, 0x05) << "an MMC device";
 
-  // READ(10) past the end of the 1024-block disc: CHECK CONDITION, 5/21/00.
+  // READ(10) past the end of the default disc (2,295,104 blocks): CHECK CONDITION, 5/21/00.
   proto::ExecuteRequest beyond{
-      "sim0", {0x28, 0, 0, 0, 0x10, 0, 0, 0, 1, 0}, proto::Direction::in, 2048, {}, {}};
+      "sim0", {0x28, 0, 0x00, 0x23, 0x05, 0x40, 0, 0, 1, 0}, proto::Direction::in, 2048, {}, {}};
   p.send(4, beyond);
   run();
   frame = p.take();
