@@ -437,9 +437,6 @@ int cmd_eject(const Globals& g, const std::string& drive, const std::string& nam
   return kExitOther;
 }
 
-constexpr std::string_view kVerbs =
-    "status, drives, owner, hold, exec, inquiry, eject, watch, break";
-
 /// A usage error: printed once, exit 2.
 int usage_error(std::string_view message) {
   fmt::print(stderr, "discarb: {}\n", message);
@@ -527,11 +524,6 @@ int main(int argc, char** argv) {
   auto* drives = app.add_subcommand("drives", "the drives: id, path, vendor/product, state, owner");
   auto* owner = app.add_subcommand("owner", "who holds a drive");
   owner->add_option("drive", drive, drive_help)->required();
-  auto* brk = app.add_subcommand("break",
-                                 "administrators: end another client's lock (it is told; audited)");
-  brk->add_option("drive", drive, drive_help)->required();
-  auto* watch = app.add_subcommand(
-      "watch", "print events (locks, hand-offs, drives arriving or failing) until stopped");
   auto* hold = app.add_subcommand(
       "hold", "acquire, print 'acquired DRIVE', hold until stdin closes or a signal comes");
   hold->add_option("drive", drive, drive_help)->required();
@@ -562,12 +554,20 @@ int main(int argc, char** argv) {
   eject->add_option("--name", name, name_help);
   eject->add_flag("--keep-tray-lock", keep_tray_lock,
                   "do not send ALLOW MEDIUM REMOVAL first: a drive whose tray is locked refuses");
+  auto* watch = app.add_subcommand(
+      "watch", "print events (locks, hand-offs, drives arriving or failing) until stopped");
+  auto* brk = app.add_subcommand("break",
+                                 "administrators: end another client's lock (it is told; audited)");
+  brk->add_option("drive", drive, drive_help)->required();
   // N.B. after the verbs are added, so that they do not inherit it: what no
   // verb takes falls through to here, and is refused below with its verb.
   app.allow_extras();
   app.require_subcommand(0, 1);
-  for (auto* verb : app.get_subcommands([](const CLI::App*) { return true; }))
+  std::string verbs;  // "status, drives, …", in the order of --help
+  for (auto* verb : app.get_subcommands([](const CLI::App*) { return true; })) {
     verb->group("Verbs");
+    verbs += (verbs.empty() ? "" : ", ") + verb->get_name();
+  }
 
   const auto verb_name = [&]() -> std::string {
     const auto parsed = app.get_subcommands();
@@ -584,12 +584,12 @@ int main(int argc, char** argv) {
   const std::string verb = verb_name();
   if (const auto extras = app.remaining(); !extras.empty()) {
     if (verb.empty() && extras.front().rfind('-', 0) != 0)
-      return usage_error(fmt::format("unknown verb '{}'; verbs: {}", extras.front(), kVerbs));
+      return usage_error(fmt::format("unknown verb '{}'; verbs: {}", extras.front(), verbs));
     return usage_error(fmt::format("{}{}unexpected argument '{}'", verb, verb.empty() ? "" : ": ",
                                    extras.front()));
   }
   if (verb.empty())
-    return usage_error(fmt::format("a verb is required; verbs: {}", kVerbs));
+    return usage_error(fmt::format("a verb is required; verbs: {}", verbs));
   if (*json_flag && (*hold || *eject)) {
     return usage_error(fmt::format("{}: --json is not accepted: {}", verb,
                                    *hold ? "hold prints only 'acquired DRIVE' (see 'discarb "
