@@ -196,6 +196,7 @@ DA_HRESULT da_list_drives(da_client* client, da_drive_info* drives, size_t capac
     require(count != nullptr, "count is NULL");
     require(drives != nullptr || capacity == 0, "drives is NULL but capacity is not 0");
     const auto list = c.drives();
+    const std::uint32_t service = c.max_transfer();
     *count = list.size();
     for (std::size_t i = 0; i < std::min(capacity, list.size()); ++i) {
       const auto& d = list[i];
@@ -206,8 +207,7 @@ DA_HRESULT da_list_drives(da_client* client, da_drive_info* drives, size_t capac
       copy_field(out.product, d.product);
       copy_field(out.revision, d.revision);
       copy_field(out.state, d.state);
-      out.max_transfer =
-          c.max_transfer();  // N.B. interim: the service's, until list_drives says the drive's
+      out.max_transfer = d.max_transfer != 0 ? std::min(d.max_transfer, service) : service;
     }
     if (list.size() > capacity) {
       refuse(errc::insufficient_buffer,

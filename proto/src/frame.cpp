@@ -1,6 +1,7 @@
 #include "discarbiter/proto/frame.hpp"
 
 #include <algorithm>
+#include <utility>
 
 #include <fmt/format.h>
 
@@ -42,6 +43,14 @@ void FrameDecoder::feed(std::span<const std::uint8_t> bytes) {
   if (error_) {
     return;
   }
+  // N.B. an oversize payload's bytes are dropped here, before they reach the
+  // buffer: a peer announcing 4 GiB costs no memory.
+  if (skip_left_ > 0) {
+    skip_buffered();
+    const std::size_t dropped = std::min<std::size_t>(skip_left_, bytes.size());
+    skip_left_ -= static_cast<std::uint32_t>(dropped);
+    bytes = bytes.subspan(dropped);
+  }
   // Compact before growing so the buffer never holds more than one frame
   // plus one read's worth of bytes.
   if (consumed_ > 0 && consumed_ == buffer_.size()) {
@@ -54,14 +63,29 @@ void FrameDecoder::feed(std::span<const std::uint8_t> bytes) {
   buffer_.insert(buffer_.end(), bytes.begin(), bytes.end());
 }
 
+void FrameDecoder::skip_buffered() noexcept {
+  const std::size_t dropped = std::min<std::size_t>(skip_left_, buffered());
+  consumed_ += dropped;
+  skip_left_ -= static_cast<std::uint32_t>(dropped);
+}
+
 std::size_t FrameDecoder::bytes_wanted() const noexcept {
+  if (error_) {
+    return 0;
+  }
+  if (oversize_) {
+    return skip_left_;
+  }
   const std::size_t have = buffered();
   if (have < kFrameHeaderSize) {
     return kFrameHeaderSize - have;
   }
   const auto* p = buffer_.data() + consumed_;
-  const std::size_t total =
-      kFrameHeaderSize + std::size_t{get_u32_le(p)} + std::size_t{get_u32_le(p + 4)};
+  const Header header{get_u32_le(p), get_u32_le(p + 4)};
+  // An oversize payload is not buffered: only its JSON is wanted first.
+  const std::size_t payload =
+      header.payload_len > limits_.max_payload_bytes ? 0 : std::size_t{header.payload_len};
+  const std::size_t total = kFrameHeaderSize + std::size_t{header.json_len} + payload;
   return total > have ? total - have : 0;
 }
 
@@ -73,6 +97,13 @@ FrameDecoder::Output FrameDecoder::next() {
   if (error_) {
     return Output{Status::error, {}, *error_};
   }
+  if (oversize_) {
+    skip_buffered();
+    if (skip_left_ > 0) {
+      return {};
+    }
+    return *std::exchange(oversize_, std::nullopt);
+  }
   if (buffered() < kFrameHeaderSize) {
     return {};
   }
@@ -82,20 +113,18 @@ FrameDecoder::Output FrameDecoder::next() {
     return fail(errc::frame_too_large, fmt::format("JSON part of {} bytes exceeds the limit of {}",
                                                    header.json_len, limits_.max_json_bytes));
   }
-  if (header.payload_len > limits_.max_payload_bytes) {
-    return fail(errc::frame_too_large, fmt::format("payload of {} bytes exceeds the limit of {}",
-                                                   header.payload_len, limits_.max_payload_bytes));
-  }
   if (header.json_len == 0) {
     return fail(errc::bad_frame, "frame has an empty JSON part");
   }
-  const std::size_t total =
-      kFrameHeaderSize + std::size_t{header.json_len} + std::size_t{header.payload_len};
-  if (buffered() < total) {
+  const bool oversize = header.payload_len > limits_.max_payload_bytes;
+  // N.B. an oversize payload is never waited for: it is skipped below.
+  const std::size_t needed = kFrameHeaderSize + std::size_t{header.json_len} +
+                             (oversize ? 0 : std::size_t{header.payload_len});
+  if (buffered() < needed) {
     return {};
   }
   const auto* json_begin = reinterpret_cast<const char*>(p + kFrameHeaderSize);
-  Output out{Status::frame, {}, {}};
+  Output out{oversize ? Status::oversize : Status::frame, {}, {}};
   out.frame.json = nlohmann::json::parse(json_begin, json_begin + header.json_len, nullptr,
                                          /*allow_exceptions=*/false);
   if (out.frame.json.is_discarded()) {
@@ -104,9 +133,17 @@ FrameDecoder::Output FrameDecoder::next() {
   if (!out.frame.json.is_object()) {
     return fail(errc::bad_frame, "frame's JSON part is not an object");
   }
+  consumed_ += needed;
+  if (oversize) {
+    out.error =
+        Error{errc::frame_too_large, fmt::format("payload of {} bytes is over the limit of {}",
+                                                 header.payload_len, limits_.max_payload_bytes)};
+    oversize_ = std::move(out);
+    skip_left_ = header.payload_len;
+    return next();
+  }
   const std::uint8_t* payload_begin = p + kFrameHeaderSize + header.json_len;
   out.frame.payload.assign(payload_begin, payload_begin + header.payload_len);
-  consumed_ += total;
   return out;
 }
 

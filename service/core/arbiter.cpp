@@ -27,6 +27,12 @@ std::optional<std::uint8_t> prevent_field(const ScsiCommand& command) {
   return static_cast<std::uint8_t>(command.cdb[4] & (kPersistentBit | kPreventBit));
 }
 
+/// The largest transfer one execute on the drive may carry (admission checks
+/// it; list_drives and status show it).
+std::uint32_t max_transfer_of(const ArbiterConfig& config, const DriveDescription& drive) {
+  return std::min(config.max_transfer_bytes, drive.max_transfer_bytes);
+}
+
 template <typename... Fs>
 struct Overloaded : Fs... {
   using Fs::operator()...;
@@ -671,8 +677,7 @@ std::optional<Error> Arbiter::command_refusal(const Session& session, const Driv
     return Error{errc::invalid_arg,
                  fmt::format("CDB of {} bytes; a CDB has 6 to 16", command.cdb.size())};
   }
-  const std::uint32_t max_transfer =
-      std::min(config_.max_transfer_bytes, drive.channel.description().max_transfer_bytes);
+  const std::uint32_t max_transfer = max_transfer_of(config_, drive.channel.description());
   const std::size_t transfer =
       command.direction == Direction::out ? command.data_out.size() : command.data_in_len;
   if (transfer > max_transfer) {
@@ -1208,7 +1213,8 @@ std::vector<proto::DriveSummary> Arbiter::drives() const {
   for (const auto& drive : drives_) {
     const auto& desc = drive->channel.description();
     out.push_back({desc.id, desc.path, desc.backend, desc.vendor, desc.product, desc.revision,
-                   std::string(drive->public_state()), owner_info(*drive)});
+                   std::string(drive->public_state()), owner_info(*drive),
+                   max_transfer_of(config_, desc)});
   }
   return out;
 }

@@ -6,8 +6,9 @@
 
 namespace discarbiter::transport {
 
-Dispatcher::Dispatcher(ServiceContext& context, core::PeerIdentity peer, Send send)
-    : context_(context), send_(std::make_shared<Send>(std::move(send))) {
+Dispatcher::Dispatcher(ServiceContext& context, core::PeerIdentity peer, proto::FrameLimits frames,
+                       Send send)
+    : context_(context), frames_(frames), send_(std::make_shared<Send>(std::move(send))) {
   std::weak_ptr<Send> weak = send_;
   session_ = context_.arbiter.open_session(std::move(peer), [weak](const proto::Event& event) {
     if (auto sender = weak.lock())
@@ -20,6 +21,19 @@ Dispatcher::~Dispatcher() {
   context_.arbiter.close_session(session_);
 }
 
+Dispatcher::Verdict Dispatcher::on_decoded(proto::FrameDecoder::Output out) {
+  using Status = proto::FrameDecoder::Status;
+  assert(out.status != Status::need_more);
+  if (out.status == Status::error) {
+    responder(std::nullopt)(out.error);
+    return Verdict::close;
+  }
+  if (out.status == Status::oversize) {
+    return on_oversize(std::move(out.frame), out.error);
+  }
+  return on_frame(std::move(out.frame));
+}
+
 Dispatcher::Verdict Dispatcher::on_frame(proto::Frame frame) {
   auto parsed = proto::parse_request(std::move(frame));
   if (!parsed.body) {
@@ -29,8 +43,13 @@ Dispatcher::Verdict Dispatcher::on_frame(proto::Frame frame) {
   return handle(*parsed.id, std::move(*parsed.body));
 }
 
-void Dispatcher::on_decode_error(const Error& error) {
-  responder(std::nullopt)(error);
+Dispatcher::Verdict Dispatcher::on_oversize(proto::Frame frame, const Error& error) {
+  // Only the id is read: the request is refused whatever it says, so that
+  // an oversize WRITE changes nothing (its sender keeps its lock).
+  const auto id = proto::parse_request(std::move(frame)).id;
+  // The frame payload limit is the service's limits.max_transfer_bytes.
+  responder(id)(Error{error.code, fmt::format("{} (limits.max_transfer_bytes)", error.message)});
+  return greeted_ ? Verdict::keep_open : Verdict::close;
 }
 
 void Dispatcher::Responder::operator()(const proto::ReplyBody& body,
@@ -77,7 +96,8 @@ Dispatcher::Verdict Dispatcher::handle(std::uint64_t id, proto::RequestBody body
           client_name_ = req.client_name;
           respond(proto::HelloReply{context_.version,
                                     proto::kProtocolVersion,
-                                    {"acquire-wait", "execute", "status", "subscribe", "break"}});
+                                    {"acquire-wait", "execute", "status", "subscribe", "break"},
+                                    frames_.max_payload_bytes});
         } else if constexpr (std::is_same_v<T, proto::ListDrivesRequest>) {
           respond(proto::DrivesReply{arbiter.drives()});
         } else if constexpr (std::is_same_v<T, proto::StatusRequest>) {

@@ -27,14 +27,20 @@ class Dispatcher {
   using Send = std::function<void(proto::Bytes frame)>;
   enum class Verdict { keep_open, close };
 
-  Dispatcher(ServiceContext& context, core::PeerIdentity peer, Send send);
+  /// `frames`: the limits this connection's decoder applies (hello tells the
+  /// client its payload limit as `max_transfer`).
+  Dispatcher(ServiceContext& context, core::PeerIdentity peer, proto::FrameLimits frames,
+             Send send);
   ~Dispatcher();  // ends the arbiter session: its locks die, its waits go
   Dispatcher(const Dispatcher&) = delete;
   Dispatcher& operator=(const Dispatcher&) = delete;
 
-  Verdict on_frame(proto::Frame frame);
-  /// A framing error: tell the peer why, then the connection closes.
-  void on_decode_error(const Error& error);
+  /// One output of the connection's FrameDecoder (not need_more): a frame is
+  /// a request to answer; an oversize frame (its payload skipped) is refused
+  /// with DA_E_FRAME_TOO_LARGE and its id, changing nothing else; a framing
+  /// error is answered with `"id": null` and closes the connection. Any of
+  /// them closes the connection before a successful hello.
+  Verdict on_decoded(proto::FrameDecoder::Output out);
 
   bool greeted() const { return greeted_; }
   /// A lock, a queued wait, a transition in progress or a subscription:
@@ -60,9 +66,12 @@ class Dispatcher {
   };
   Responder responder(std::optional<std::uint64_t> id) const { return {send_, id}; }
 
+  Verdict on_frame(proto::Frame frame);
+  Verdict on_oversize(proto::Frame frame, const Error& error);
   Verdict handle(std::uint64_t id, proto::RequestBody body);
 
   ServiceContext& context_;
+  proto::FrameLimits frames_;
   core::SessionId session_;
   std::shared_ptr<Send> send_;  // handlers of late answers hold a weak_ptr
   bool greeted_ = false;

@@ -55,7 +55,7 @@ class Session final : public SessionHandle, public std::enable_shared_from_this<
         idle_timer_(stream_.get_executor()),
         on_closed_(std::move(on_closed)) {
     user_ = peer.user;
-    dispatcher_.emplace(context, std::move(peer),
+    dispatcher_.emplace(context, std::move(peer), limits.frames,
                         [this](proto::Bytes frame) { send(std::move(frame)); });
     write_signal_.expires_at(std::chrono::steady_clock::time_point::max());
   }
@@ -178,18 +178,20 @@ class Session final : public SessionHandle, public std::enable_shared_from_this<
         auto out = decoder_.next();
         if (out.status == proto::FrameDecoder::Status::need_more)
           break;
+        std::string close_reason = "request refused before a successful hello";
         if (out.status == proto::FrameDecoder::Status::error) {
           if (const auto admitted = client_warnings().admit(peer_key(user_), session_key(id()))) {
             spdlog::warn("session {} ({}): closing: {}: {}{}", id(), name(),
                          error_name(out.error.code), out.error.message, suppressed_note(admitted));
           }
-          dispatcher_->on_decode_error(out.error);
-          close_after_flush(out.error.message);
-          co_return;
+          close_reason = out.error.message;
+        } else {
+          last_request_ = std::chrono::steady_clock::now();
+          if (out.status == proto::FrameDecoder::Status::oversize)  // answered; the session goes on
+            spdlog::debug("session {} ({}): refused: {}", id(), name(), out.error.message);
         }
-        last_request_ = std::chrono::steady_clock::now();
-        if (dispatcher_->on_frame(std::move(out.frame)) == Dispatcher::Verdict::close) {
-          close_after_flush("request refused before a successful hello");
+        if (dispatcher_->on_decoded(std::move(out)) == Dispatcher::Verdict::close) {
+          close_after_flush(std::move(close_reason));
           co_return;
         }
       }

@@ -34,9 +34,11 @@ using namespace discarbiter;
 
 /// A reading session's bound: more than any one turn's replies and events.
 constexpr std::size_t kMaxOutbox = 16 * 1024;
+/// The sessions' frame limits: the payload limit is config.max_transfer_bytes.
+constexpr proto::FrameLimits kFrames{4096, 64 * 1024};
 
 struct Connection {
-  proto::FrameDecoder decoder{proto::FrameLimits{4096, 64 * 1024}};
+  proto::FrameDecoder decoder{kFrames};
   std::optional<transport::Dispatcher> dispatcher;
   std::uint64_t generation = 0;  // posted work for an earlier session finds it changed
   std::size_t outbox_bytes = 0;  // queued, not yet written
@@ -57,7 +59,7 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size
   core::ArbiterConfig config;
   config.max_waits_per_drive = 4;
   config.max_waits_per_session = 2;
-  config.max_transfer_bytes = 64 * 1024;
+  config.max_transfer_bytes = kFrames.max_payload_bytes;
   // N.B. small, so that pipelined commands and deferred requests hit them.
   config.max_commands_per_session = 3;
   config.max_commands_per_drive = 4;
@@ -113,9 +115,9 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size
                             "/fuzz"};
     peer.administrator = i == 0;
     close(c);
-    c.decoder = proto::FrameDecoder{proto::FrameLimits{4096, 64 * 1024}};
+    c.decoder = proto::FrameDecoder{kFrames};
     c.dispatcher.emplace(
-        context, std::move(peer),
+        context, std::move(peer), kFrames,
         [&c, generation = c.generation, &send](proto::Bytes frame) { send(c, generation, frame); });
   };
   auto open_sessions = [&] {
@@ -142,13 +144,8 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size
           auto out = c.decoder.next();
           if (out.status == proto::FrameDecoder::Status::need_more)
             break;
-          if (out.status == proto::FrameDecoder::Status::error) {
-            c.dispatcher->on_decode_error(out.error);
-            close(c);  // the session closes, as Session does
-            break;
-          }
-          if (c.dispatcher->on_frame(std::move(out.frame)) ==
-              transport::Dispatcher::Verdict::close) {
+          // A framing error closes the session, as Session does.
+          if (c.dispatcher->on_decoded(std::move(out)) == transport::Dispatcher::Verdict::close) {
             close(c);
             break;
           }

@@ -1,7 +1,9 @@
 // libFuzzer: the frame decoder (proto/frame.hpp) on arbitrary bytes, fed in
 // arbitrary pieces. Input: the first byte picks the piece size, the rest is
-// the stream. Checks: no crash, limits hold, and an accepted frame survives
-// an encode and decode unchanged.
+// the stream. Checks: no crash, limits hold (the decoder never holds more than
+// one frame within them and a piece: an oversize payload is never buffered),
+// an oversize frame comes out as such, and an accepted frame survives an
+// encode and decode unchanged.
 #include <cstddef>
 #include <cstdint>
 #include <cstdlib>
@@ -32,6 +34,8 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size
     const auto n = std::min(piece, stream.size());
     decoder.feed(stream.first(n));
     stream = stream.subspan(n);
+    require(decoder.buffered() <= discarbiter::proto::kFrameHeaderSize + kLimits.max_json_bytes +
+                                      kLimits.max_payload_bytes + piece);
     for (;;) {
       auto out = decoder.next();
       if (out.status == FrameDecoder::Status::need_more)
@@ -42,6 +46,11 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size
         break;
       }
       require(out.frame.json.is_object());
+      if (out.status == FrameDecoder::Status::oversize) {
+        require(out.error.code == discarbiter::errc::frame_too_large);
+        require(out.frame.payload.empty());
+        continue;
+      }
       require(out.frame.payload.size() <= kLimits.max_payload_bytes);
       // N.B. dump() may be longer than what was sent (1e2 -> 100.0).
       FrameDecoder round_trip({1U << 20, kLimits.max_payload_bytes});

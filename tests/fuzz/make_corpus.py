@@ -59,6 +59,16 @@ def main():
     write("frame", "payload", bytes([63]) + frame({"id": 1, "op": "execute"}, b"\x00" * 100))
     write("frame", "oversize", bytes([1]) + struct.pack("<II", 1 << 30, 0))
     write("frame", "not_an_object", bytes([3]) + struct.pack("<II", 3, 0) + b"[1]")
+    # A payload over fuzz_frame's 8 KiB limit, skipped, then a frame after it.
+    write("frame", "oversize_payload", bytes([16]) + frame({"id": 1, "op": "execute"}, b"\x00" * 8193)
+          + frame({"id": 2, "op": "status"}))
+    # The owner's WRITE over fuzz_dispatch's 64 KiB frame limit: refused, the
+    # session goes on holding sim0.
+    write("dispatch", "oversize_write",
+          record(0, frame(hello(1)) + frame({"id": 2, "op": "acquire", "drive": "sim0"})
+                 + frame(dict(INQUIRY, id=3, cdb="2A0000000000000020 00".replace(" ", ""),
+                              direction="out", data_in_len=0), b"\x00" * (64 * 1024 + 1))
+                 + frame({"id": 4, "op": "owner", "drive": "sim0"})))
     # Two clients contending: the owner (session 1) holds, session 2 waits,
     # time passes, session 1 ends, the admin (session 0) breaks session 2.
     owner = frame(hello(1, "Owner")) + frame({"id": 2, "op": "acquire", "drive": "sim0"})

@@ -371,6 +371,15 @@ TEST_F(ArbiterTest, ExecuteTimeoutsAreClampedAndTransfersBounded) {
   EXPECT_EQ(got->error().code, errc::invalid_arg);
 }
 
+TEST_F(ArbiterTest, EachDrivesMaxTransferIsTheLowerOfTheServicesAndItsOwn) {
+  // The fake drives' own limit is 64 KiB, the service's 1 MiB; the dispatcher's
+  // tests cover a service limit below the drive's.
+  for (const auto& d : arbiter.drives())
+    EXPECT_EQ(d.max_transfer, 65536U) << d.id;
+  for (const auto& d : arbiter.status().drives)
+    EXPECT_EQ(d.max_transfer, 65536U) << d.id;
+}
+
 TEST_F(ArbiterTest, RequestsPipelinedDuringTheAcquireWaitForIt) {
   const auto a = client("A");
   Answer first, second, rel;

@@ -2,6 +2,10 @@
 
 #include <gtest/gtest.h>
 
+#include <algorithm>
+#include <string>
+#include <vector>
+
 namespace discarbiter::proto {
 namespace {
 
@@ -78,12 +82,100 @@ TEST(Frame, OversizeJsonIsRefusedOnTheHeaderAlone) {
   EXPECT_NE(out.error.message.find("101"), std::string::npos);
 }
 
-TEST(Frame, OversizePayloadIsRefusedOnTheHeaderAlone) {
+// ---- an oversize payload is skipped, not fatal --------------------------------
+
+/// Feeds `stream` in `piece`-byte pieces, collecting every output; checks
+/// after each piece that the decoder holds no more than `max_buffered`.
+std::vector<FrameDecoder::Output> feed_in_pieces(FrameDecoder& d, const Bytes& stream,
+                                                 std::size_t piece, std::size_t max_buffered) {
+  std::vector<FrameDecoder::Output> outputs;
+  for (std::size_t at = 0; at < stream.size(); at += piece) {
+    d.feed({stream.data() + at, std::min(piece, stream.size() - at)});
+    EXPECT_LE(d.buffered(), max_buffered) << "after byte " << at;
+    for (auto out = d.next(); out.status != Status::need_more; out = d.next()) {
+      outputs.push_back(std::move(out));
+      if (outputs.back().status == Status::error)
+        return outputs;
+    }
+  }
+  return outputs;
+}
+
+TEST(Frame, AnOversizePayloadIsSkippedAndTheFramesAroundItDecode) {
+  const std::string json = R"({"id":2,"op":"execute"})";
+  Bytes stream = encode_frame({{"id", 1}}, Bytes(1000, 0xAA));
+  const Bytes oversize = raw_frame(json, Bytes(2048 + 5, 0xBB));  // ends mid-piece
+  const Bytes after = encode_frame({{"id", 3}}, Bytes{1, 2, 3});
+  stream.insert(stream.end(), oversize.begin(), oversize.end());
+  stream.insert(stream.end(), after.begin(), after.end());
+
+  FrameDecoder d(FrameLimits{100, 1024});
+  // N.B. at most one frame within the limits and a piece: the 2053 bytes
+  // skipped never count.
+  const auto outputs = feed_in_pieces(d, stream, 16, 8 + 7 + 1000 + 16);
+  ASSERT_EQ(outputs.size(), 3U);
+  EXPECT_EQ(outputs[0].status, Status::frame);
+  EXPECT_EQ(outputs[0].frame.payload, Bytes(1000, 0xAA));
+  ASSERT_EQ(outputs[1].status, Status::oversize);
+  EXPECT_EQ(outputs[1].frame.json, nlohmann::json::parse(json));
+  EXPECT_TRUE(outputs[1].frame.payload.empty());
+  EXPECT_EQ(outputs[1].error.code, errc::frame_too_large);
+  EXPECT_EQ(outputs[1].error.message, "payload of 2053 bytes is over the limit of 1024");
+  ASSERT_EQ(outputs[2].status, Status::frame) << outputs[2].error.message;
+  EXPECT_EQ(outputs[2].frame.json["id"], 3);
+  EXPECT_EQ(outputs[2].frame.payload, (Bytes{1, 2, 3}));
+  EXPECT_EQ(d.buffered(), 0U);
+}
+
+TEST(Frame, AnOversizeFrameComesOutOnlyOnceItsPayloadHasGone) {
+  FrameDecoder d(FrameLimits{100, 4});
+  const Bytes f = raw_frame(R"({"id":1})", Bytes{1, 2, 3, 4, 5});
+  d.feed({f.data(), f.size() - 1});
+  EXPECT_EQ(d.next().status, Status::need_more);
+  EXPECT_EQ(d.bytes_wanted(), 1U);
+  d.feed({&f.back(), 1});
+  EXPECT_EQ(d.next().status, Status::oversize);
+  EXPECT_EQ(d.next().status, Status::need_more);
+}
+
+TEST(Frame, AnOversizeFramesJsonIsWaitedForButNotItsPayload) {
   FrameDecoder d(FrameLimits{100, 1000});
-  d.feed(header(2, 0xFFFFFFFF));
-  const auto out = d.next();
-  ASSERT_EQ(out.status, Status::error);
-  EXPECT_EQ(out.error.code, errc::frame_too_large);
+  d.feed(header(8, 0xFFFFFFFF));
+  EXPECT_EQ(d.next().status, Status::need_more);
+  EXPECT_EQ(d.bytes_wanted(), 8U) << "the JSON only: a reader must not size a read by 4 GiB";
+}
+
+TEST(Frame, FourGibibytesAnnouncedAndTrickledAreNeverBuffered) {
+  FrameDecoder hostile(FrameLimits{100, 1024});
+  Bytes start = header(8, 0xFFFFFFFF);
+  const std::string_view json = R"({"id":9})";
+  start.insert(start.end(), json.begin(), json.end());
+  hostile.feed(start);
+  ASSERT_EQ(hostile.next().status, Status::need_more);
+  EXPECT_EQ(hostile.buffered(), 0U);
+  const Bytes piece(16, 0xCC);
+  std::uint64_t left = 0xFFFFFFFFULL;
+  for (int i = 0; i < 64 * 1024; ++i) {  // 1 MiB of it, 16 bytes at a time
+    hostile.feed(piece);
+    left -= piece.size();
+    ASSERT_EQ(hostile.next().status, Status::need_more);
+    ASSERT_EQ(hostile.buffered(), 0U) << "after piece " << i;
+  }
+  EXPECT_EQ(hostile.bytes_wanted(), left);
+}
+
+TEST(Frame, AnOversizeFrameWhoseJsonDoesNotParseIsFinal) {
+  FrameDecoder d(FrameLimits{100, 4});
+  d.feed(raw_frame("{", Bytes(5, 0)));
+  EXPECT_EQ(d.next().error.code, errc::bad_frame);
+  d.feed(encode_frame({{"id", 1}}));
+  EXPECT_EQ(d.next().status, Status::error);
+}
+
+TEST(Frame, AnOversizeJsonPartIsFinalEvenWithAnOversizePayload) {
+  FrameDecoder d(FrameLimits{100, 4});
+  d.feed(header(101, 5));
+  EXPECT_EQ(d.next().error.code, errc::frame_too_large);
 }
 
 TEST(Frame, LimitsAreInclusive) {

@@ -183,17 +183,20 @@ TEST(Messages, TypedRepliesRoundTrip) {
                         true};
   EXPECT_EQ(json(owner).get<OwnerInfo>().uid, 1000U);
   EXPECT_FALSE(json(owner).contains("sid"));
-  const DriveSummary drive{"sim0", "simulated:0", "simulated", "V", "P", "R", "owned", owner};
+  const DriveSummary drive{"sim0", "simulated:0", "simulated", "V",  "P",
+                           "R",    "owned",       owner,       65536};
   const auto back = json(drive).get<DriveSummary>();
   EXPECT_EQ(back.owner->client_name, "Burner");
+  EXPECT_EQ(back.max_transfer, 65536U);
   EXPECT_EQ(back.owner->lock_count, 2U);
   const ExecuteReply ex{2, {0x70, 0, 5}, 36, errc::command_has_sense_data};
   const auto exb = json(ex).get<ExecuteReply>();
   EXPECT_EQ(exb.sense, ex.sense);
   EXPECT_EQ(exb.data_len, 36U);
   EXPECT_EQ(exb.code, errc::command_has_sense_data);
-  const HelloReply hello{"0.1.0", 1, {"a", "b"}};
+  const HelloReply hello{"0.1.0", 1, {"a", "b"}, 1048576};
   EXPECT_EQ(json(hello).get<HelloReply>().capabilities.size(), 2U);
+  EXPECT_EQ(json(hello).get<HelloReply>().max_transfer, 1048576U);
 }
 
 // ---- typed replies, events and the status document --------------------------
@@ -235,12 +238,12 @@ OwnerInfo windows_owner() {
           true};
 }
 DriveSummary held_drive() {
-  return {"sim0",          "simulated:0", "simulated", "DISCARB",
-          "Simulated MMC", "0001",        "owned",     linux_owner()};
+  return {"sim0", "simulated:0", "simulated",   "DISCARB", "Simulated MMC",
+          "0001", "owned",       linux_owner(), 64 * 1024};
 }
 DriveSummary free_drive() {
-  return {"sim1",          "simulated:1", "simulated", "DISCARB",
-          "Simulated MMC", "0001",        "free",      std::nullopt};
+  return {"sim1", "simulated:1", "simulated",  "DISCARB",  "Simulated MMC",
+          "0001", "free",        std::nullopt, 1024 * 1024};
 }
 const Bytes kSense{0x70, 0, 5, 0, 0, 0, 0, 10, 0, 0, 0, 0, 0x24, 0, 0, 0, 0, 0};
 
@@ -271,12 +274,13 @@ struct PinnedReply {
 
 std::vector<PinnedReply> pinned_replies() {
   return {
-      {HelloReply{"0.1.0", 1, {"acquire-wait", "execute", "status", "subscribe", "break"}},
-       R"({"capabilities":["acquire-wait","execute","status","subscribe","break"],"id":7,"ok":true,"protocol":1,"server_version":"0.1.0"})"},
+      {HelloReply{
+           "0.1.0", 1, {"acquire-wait", "execute", "status", "subscribe", "break"}, 1024 * 1024},
+       R"({"capabilities":["acquire-wait","execute","status","subscribe","break"],"id":7,"max_transfer":1048576,"ok":true,"protocol":1,"server_version":"0.1.0"})"},
       {DrivesReply{{held_drive(), free_drive()}},
-       R"({"drives":[{"backend":"simulated","id":"sim0","owner":{"client_name":"Burner","exe":"/usr/bin/burn","force":false,"lock_count":2,"pid":4242,"session":3,"since":"2026-11-24T10:00:00.125Z","uid":1000,"user":"alice"},"path":"simulated:0","product":"Simulated MMC","revision":"0001","state":"owned","vendor":"DISCARB"},{"backend":"simulated","id":"sim1","owner":null,"path":"simulated:1","product":"Simulated MMC","revision":"0001","state":"free","vendor":"DISCARB"}],"id":7,"ok":true})"},
+       R"({"drives":[{"backend":"simulated","id":"sim0","max_transfer":65536,"owner":{"client_name":"Burner","exe":"/usr/bin/burn","force":false,"lock_count":2,"pid":4242,"session":3,"since":"2026-11-24T10:00:00.125Z","uid":1000,"user":"alice"},"path":"simulated:0","product":"Simulated MMC","revision":"0001","state":"owned","vendor":"DISCARB"},{"backend":"simulated","id":"sim1","max_transfer":1048576,"owner":null,"path":"simulated:1","product":"Simulated MMC","revision":"0001","state":"free","vendor":"DISCARB"}],"id":7,"ok":true})"},
       {StatusReply{status_document()},
-       R"({"id":7,"ok":true,"status":{"clients":[{"client_name":"Burner","connected_since":"2026-11-24T09:59:59.900Z","locks":{"sim0":2},"pid":4242,"session":3,"uid":1000,"user":"alice"},{"client_name":"Other","connected_since":"2026-11-24T10:00:01.000Z","locks":{},"pid":4250,"session":4,"sid":"S-1-5-21-1","user":"HOST\\bob"}],"drives":[{"backend":"simulated","error":"opcode 0x28 timed out: no answer","id":"sim0","lock_state":"owned","owner":{"client_name":"Burner","exe":"/usr/bin/burn","force":false,"lock_count":2,"pid":4242,"session":3,"since":"2026-11-24T10:00:00.125Z","uid":1000,"user":"alice"},"path":"simulated:0","product":"Simulated MMC","revision":"0001","state":"owned","stats":{"commands":3,"errors":0,"timeouts":1},"tray_locked":true,"tray_persistent":false,"vendor":"DISCARB","waiters":[{"client_name":"Other","deadline":"2026-11-24T10:00:31.000Z","pid":4250,"session":4,"waiting_since":"2026-11-24T10:00:01.000Z"}]},{"backend":"simulated","id":"sim1","lock_state":"free","owner":null,"path":"simulated:1","product":"Simulated MMC","revision":"0001","state":"free","stats":{"commands":3,"errors":0,"timeouts":1},"tray_locked":false,"tray_persistent":false,"vendor":"DISCARB","waiters":[]}],"service":{"endpoint":"/run/discarbiter/discarbiter.sock","log_dropped":0,"pid":1234,"platform":"linux","protocol":1,"uptime_s":1.5,"version":"0.1.0"}}})"},
+       R"({"id":7,"ok":true,"status":{"clients":[{"client_name":"Burner","connected_since":"2026-11-24T09:59:59.900Z","locks":{"sim0":2},"pid":4242,"session":3,"uid":1000,"user":"alice"},{"client_name":"Other","connected_since":"2026-11-24T10:00:01.000Z","locks":{},"pid":4250,"session":4,"sid":"S-1-5-21-1","user":"HOST\\bob"}],"drives":[{"backend":"simulated","error":"opcode 0x28 timed out: no answer","id":"sim0","lock_state":"owned","max_transfer":65536,"owner":{"client_name":"Burner","exe":"/usr/bin/burn","force":false,"lock_count":2,"pid":4242,"session":3,"since":"2026-11-24T10:00:00.125Z","uid":1000,"user":"alice"},"path":"simulated:0","product":"Simulated MMC","revision":"0001","state":"owned","stats":{"commands":3,"errors":0,"timeouts":1},"tray_locked":true,"tray_persistent":false,"vendor":"DISCARB","waiters":[{"client_name":"Other","deadline":"2026-11-24T10:00:31.000Z","pid":4250,"session":4,"waiting_since":"2026-11-24T10:00:01.000Z"}]},{"backend":"simulated","id":"sim1","lock_state":"free","max_transfer":1048576,"owner":null,"path":"simulated:1","product":"Simulated MMC","revision":"0001","state":"free","stats":{"commands":3,"errors":0,"timeouts":1},"tray_locked":false,"tray_persistent":false,"vendor":"DISCARB","waiters":[]}],"service":{"endpoint":"/run/discarbiter/discarbiter.sock","log_dropped":0,"pid":1234,"platform":"linux","protocol":1,"uptime_s":1.5,"version":"0.1.0"}}})"},
       {AcquireReply{"sim0", 2}, R"({"drive":"sim0","id":7,"lock_count":2,"ok":true})"},
       {ReleaseReply{"sim0", 0}, R"({"drive":"sim0","id":7,"lock_count":0,"ok":true})"},
       {OwnerReply{"sim0", linux_owner()},

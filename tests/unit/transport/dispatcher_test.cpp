@@ -12,7 +12,7 @@
 #include "transport/dispatch_fixture.hpp"
 
 // The dispatcher on plain frames, as the session drives it: request bytes go
-// through a FrameDecoder into on_frame (or on_decode_error), and every frame
+// through a FrameDecoder into on_decoded, and every frame
 // it sends is decoded and checked. Only the frame interface is used, so these
 // tests hold however the dispatcher builds its replies.
 namespace discarbiter::transport {
@@ -23,10 +23,13 @@ using nlohmann::json;
 /// One connection's dispatcher and the frames it has sent, decoded.
 class Peer {
  public:
-  Peer(ServiceContext& context, std::string user, bool administrator = false) {
+  /// `frames`: the limits of the connection's decoder, as the session's.
+  Peer(ServiceContext& context, std::string user, bool administrator = false,
+       proto::FrameLimits frames = {})
+      : decoder_(frames) {
     core::PeerIdentity peer{4242, std::move(user), 1000, {}, "/usr/bin/burner"};
     peer.administrator = administrator;
-    dispatcher_.emplace(context, std::move(peer), [this](proto::Bytes frame) {
+    dispatcher_.emplace(context, std::move(peer), frames, [this](proto::Bytes frame) {
       proto::FrameDecoder decoder;
       decoder.feed(frame);
       auto out = decoder.next();
@@ -36,19 +39,15 @@ class Peer {
     });
   }
 
-  /// Feeds bytes as the session does: each whole frame to on_frame, a framing
-  /// error to on_decode_error. The verdict of the last frame.
-  Dispatcher::Verdict feed(const proto::Bytes& bytes) {
+  /// Feeds bytes as the session does: each output of the decoder to
+  /// on_decoded. The verdict of the last one.
+  Dispatcher::Verdict feed(std::span<const std::uint8_t> bytes) {
     decoder_.feed(bytes);
     for (;;) {
       auto out = decoder_.next();
       if (out.status == proto::FrameDecoder::Status::need_more)
         return Dispatcher::Verdict::keep_open;
-      if (out.status == proto::FrameDecoder::Status::error) {
-        dispatcher_->on_decode_error(out.error);
-        return Dispatcher::Verdict::close;
-      }
-      if (dispatcher_->on_frame(std::move(out.frame)) == Dispatcher::Verdict::close)
+      if (dispatcher_->on_decoded(std::move(out)) == Dispatcher::Verdict::close)
         return Dispatcher::Verdict::close;
     }
   }
@@ -170,8 +169,38 @@ TEST_F(DispatcherTest, HelloIsAnsweredWithTheServiceVersionAndCapabilities) {
   EXPECT_EQ(hello.protocol, proto::kProtocolVersion);
   EXPECT_EQ(hello.capabilities,
             (std::vector<std::string>{"acquire-wait", "execute", "status", "subscribe", "break"}));
+  EXPECT_EQ(hello.max_transfer, proto::kDefaultMaxPayloadBytes);
   EXPECT_TRUE(p.dispatcher().greeted());
   EXPECT_EQ(p.dispatcher().client_name(), "Burner");
+}
+
+TEST_F(DispatcherTest, HelloTellsTheConnectionsPayloadLimitAsMaxTransfer) {
+  Peer p(fixture.context, "alice", false, proto::FrameLimits{4096, 12345});
+  p.send(1, proto::HelloRequest{proto::kProtocolVersion, "Burner", 4242});
+  EXPECT_EQ(p.take().json.get<proto::HelloReply>().max_transfer, 12345U);
+}
+
+TEST_F(DispatcherTest, DrivesAndStatusShowEachDrivesMaxTransfer) {
+  // The simulated drives' own limit is 1 MiB, the service's by default too;
+  // a service limit of 32 KiB is below it. (The arbiter's tests cover a
+  // drive's limit below the service's.)
+  core::ArbiterConfig config;
+  config.max_transfer_bytes = 32 * 1024;
+  testing::DispatchFixture small(config, 1);
+  for (auto* context : {&fixture.context, &small.context}) {
+    Peer p(*context, "alice");
+    p.greet("Burner");
+    p.send(2, proto::ListDrivesRequest{});
+    p.send(3, proto::StatusRequest{});
+    const auto drives = p.take().json.get<proto::DrivesReply>().drives;
+    const auto status = p.take().json.at("status").at("drives");
+    const std::uint32_t expected = context == &fixture.context ? 1024 * 1024 : 32 * 1024;
+    ASSERT_FALSE(drives.empty());
+    for (const auto& d : drives)
+      EXPECT_EQ(d.max_transfer, expected) << d.id;
+    for (const auto& d : status)
+      EXPECT_EQ(d.at("max_transfer"), expected) << d.dump();
+  }
 }
 
 // ---- bad requests: an error reply naming the problem, nothing else ----------
@@ -243,6 +272,49 @@ TEST_F(DispatcherTest, AFrameWhoseJsonDoesNotParseIsAnsweredWithoutAnId) {
   expect_error(p.take().json, std::nullopt, errc::bad_frame, "frame's JSON part does not parse");
   EXPECT_EQ(p.pending(), 0U);
   EXPECT_FALSE(owner("sim0"));
+}
+
+// ---- an oversize frame: refused with its id, the session goes on ------------
+
+TEST_F(DispatcherTest, AnOversizeExecuteIsRefusedWithItsIdAndTheLockSurvives) {
+  Peer p(fixture.context, "alice", false, proto::FrameLimits{4096, 8192});
+  p.greet("Burner");
+  ASSERT_EQ(acquire(p, 2, "sim0").at("lock_count"), 1);
+  const auto before = commands(0);
+  const proto::ExecuteRequest write{"sim0",
+                                    {0x2A, 0, 0, 0, 0, 0, 0, 0, 8, 0},  // WRITE(10), 8 blocks
+                                    proto::Direction::out,
+                                    0,
+                                    {},
+                                    proto::Bytes(16384, 0x5A)};
+  EXPECT_EQ(p.send(3, write), Dispatcher::Verdict::keep_open);
+  run();
+  expect_error(p.take().json, 3, errc::frame_too_large,
+               "payload of 16384 bytes is over the limit of 8192 (limits.max_transfer_bytes)");
+  EXPECT_EQ(p.pending(), 0U) << "one reply and nothing else";
+  EXPECT_EQ(commands(0), before) << "nothing reached the drive";
+  const auto held = owner("sim0");
+  ASSERT_TRUE(held) << "the lock survives";
+  EXPECT_EQ(held->session, p.dispatcher().session());
+  EXPECT_EQ(held->lock_count, 1U);
+
+  // The session goes on: its next request works.
+  p.send(4, inquiry("sim0"));
+  run();
+  const json reply = p.take().json;
+  EXPECT_EQ(reply.at("ok"), true) << reply.dump();
+  EXPECT_EQ(reply.at("id"), 4);
+}
+
+TEST_F(DispatcherTest, AnOversizeFrameBeforeHelloClosesTheConnection) {
+  Peer p(fixture.context, "alice", false, proto::FrameLimits{4096, 8});
+  const proto::Bytes frame = proto::encode_frame(
+      {{"id", 1}, {"op", "hello"}, {"protocol", 1}, {"client_name", "Burner"}, {"pid", 1}},
+      proto::Bytes(9, 0));
+  EXPECT_EQ(p.feed(frame), Dispatcher::Verdict::close);
+  expect_error(p.take().json, 1, errc::frame_too_large,
+               "payload of 9 bytes is over the limit of 8 (limits.max_transfer_bytes)");
+  EXPECT_FALSE(p.dispatcher().greeted());
 }
 
 // ---- round trips against the simulated drives -------------------------------

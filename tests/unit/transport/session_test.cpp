@@ -248,5 +248,35 @@ TEST(SessionTest, APeerThatStopsReadingIsClosedWhenTheOutboxIsFull) {
   EXPECT_EQ(log.matching("closed: client is not reading: ").size(), 1U);
 }
 
+TEST(SessionTest, AnOversizeWriteIsAnsweredWithItsIdAndTheSessionKeepsItsLock) {
+  LogCapture log;
+  auto limits = Connection::quiet_limits();
+  limits.frames.max_payload_bytes = 64 * 1024;
+  Connection c(FailCount(), limits);
+  ASSERT_EQ(c.exchange(1, proto::HelloRequest{proto::kProtocolVersion, "Burner", 1}).size(), 1U);
+  ASSERT_EQ(c.exchange(2, proto::AcquireRequest{"sim0", false, 0}).size(), 1U);
+
+  // 1 MiB over a 64 KiB limit: the session reads it 16 KiB at a time.
+  const proto::ExecuteRequest write{"sim0",
+                                    {0x2A, 0, 0, 0, 0, 0, 0, 0x02, 0, 0},  // WRITE(10), 512 blocks
+                                    proto::Direction::out,
+                                    0,
+                                    {},
+                                    proto::Bytes(1024 * 1024, 0x5A)};
+  const auto refused = c.exchange(3, write);
+  ASSERT_EQ(refused.size(), 1U);
+  EXPECT_EQ(refused[0].json.at("id"), 3) << refused[0].json.dump();
+  EXPECT_EQ(refused[0].json.at("error").at("name"), "DA_E_FRAME_TOO_LARGE");
+  EXPECT_EQ(refused[0].json.at("error").at("message"),
+            "payload of 1048576 bytes is over the limit of 65536 (limits.max_transfer_bytes)");
+  EXPECT_EQ(c.closed, 0) << "the session goes on";
+  EXPECT_EQ(log.matching("refused: payload of 1048576 bytes").size(), 1U);
+
+  const auto owner = c.exchange(4, proto::OwnerRequest{"sim0"});
+  ASSERT_EQ(owner.size(), 1U);
+  EXPECT_EQ(owner[0].json.at("owner").at("session"), c.session_id) << owner[0].json.dump();
+  EXPECT_EQ(owner[0].json.at("owner").at("lock_count"), 1);
+}
+
 }  // namespace
 }  // namespace discarbiter::transport

@@ -83,7 +83,10 @@ struct HelloReply {
   std::string server_version;
   int protocol = kProtocolVersion;
   std::vector<std::string> capabilities;
-  std::uint32_t max_transfer = 0;  // the service's frame payload limit, in bytes
+  /// Bytes: the largest frame payload the service takes (its
+  /// limits.max_transfer_bytes), so the largest transfer of any execute. A
+  /// drive's own limit may be lower (DriveSummary::max_transfer).
+  std::uint32_t max_transfer = 0;
   friend bool operator==(const HelloReply&, const HelloReply&) = default;
 };
 
@@ -112,7 +115,9 @@ struct DriveSummary {
   std::string revision;
   std::string state;               // free|owned|removed|error
   std::optional<OwnerInfo> owner;  // null on the wire when nobody holds it
-  std::uint32_t max_transfer = 0;  // the drive's largest transfer of one command, in bytes
+  /// Bytes: the largest transfer (data-out or data_in_len) one execute on
+  /// this drive may carry: the lower of the service's limit and the drive's.
+  std::uint32_t max_transfer = 0;
   friend bool operator==(const DriveSummary&, const DriveSummary&) = default;
 };
 
