@@ -1,12 +1,15 @@
 // discarb: the DiscArbiter command line (DESIGN.md "CLI").
 #include <CLI/CLI.hpp>
 #include <atomic>
+#include <charconv>
+#include <cstdint>
 #include <ctime>
 #include <fstream>
 #include <functional>
 #include <iostream>
 #include <iterator>
 #include <optional>
+#include <string>
 #include <thread>
 
 #include <fmt/chrono.h>
@@ -15,6 +18,8 @@
 #include <nlohmann/json.hpp>
 
 #include "discarbiter/client.hpp"
+#include "discarbiter/mmc.hpp"
+#include "discarbiter/proto/mmc.hpp"
 #include "discarbiter/proto/sense.hpp"
 #include "discarbiter/proto/wire.hpp"
 #include "wait.hpp"
@@ -191,14 +196,8 @@ int cmd_hold(const Globals& g, const std::string& drive, const std::string& name
   }
   fmt::print("acquired {}\n", drive);
   std::fflush(stdout);
-  if (g.json_output) {
-    fmt::print("{}\n", json{{"drive", drive}, {"lock_count", lock_count}}.dump());
-  } else {
-    fmt::print(stderr,
-               "holding {} (lock count {}); close stdin or send SIGINT/SIGTERM to release\n", drive,
-               lock_count);
-  }
-  std::fflush(stdout);
+  fmt::print(stderr, "holding {} (lock count {}); close stdin or send SIGINT/SIGTERM to release\n",
+             drive, lock_count);
   // N.B. a lock dies with the service: hold reads its session while it waits
   // so that it ends when the service does, or when its lock is broken.
   std::optional<proto::LockBroken> broken;
@@ -337,8 +336,55 @@ int cmd_exec(const Globals& g, const std::string& drive, const std::string& name
   return print_scsi_reply(g, run_one(g, drive, name, command));
 }
 
+/// The current profile and the disc's status, from the mmc helpers, for
+/// `inquiry`: null when the drive refuses GET CONFIGURATION; the disc's
+/// fields null when it refuses READ DISC INFORMATION. `why` says what the
+/// drive refused.
+json describe_medium(Client& client, const std::string& drive, std::string& why) {
+  namespace pm = proto::mmc;
+  std::uint16_t profile = 0;
+  try {
+    profile = mmc::current_profile(client, drive);
+  } catch (const CommandError& e) {
+    why = e.detail();
+    return nullptr;
+  }
+  const std::string_view name = pm::profile_name(profile);
+  json medium{{"profile", profile},
+              {"profile_name", name.empty() ? fmt::format("profile 0x{:04X}", profile) : name},
+              {"disc_status", nullptr},
+              {"erasable", nullptr}};
+  if (profile == pm::kProfileNone)
+    return medium;
+  try {
+    const auto disc = mmc::read_disc_information(client, drive);
+    medium["disc_status"] = pm::disc_status_name(disc.status);
+    medium["erasable"] = disc.erasable;
+  } catch (const CommandError& e) {
+    why = e.detail();
+  }
+  return medium;
+}
+
+/// "medium DVD+RW (profile 0x001A), disc complete, erasable".
+std::string medium_text(const json& medium, const std::string& why) {
+  if (medium.is_null())
+    return "medium unknown: " + why;
+  const auto profile = medium["profile"].get<std::uint16_t>();
+  if (profile == proto::mmc::kProfileNone)
+    return "no medium";
+  std::string text = fmt::format("medium {} (profile 0x{:04X})",
+                                 medium["profile_name"].get<std::string>(), profile);
+  if (medium["disc_status"].is_null())
+    return fmt::format("{}; disc status unknown: {}", text, why);
+  return fmt::format("{}, disc {}{}", text, medium["disc_status"].get<std::string>(),
+                     medium["erasable"].get<bool>() ? ", erasable" : "");
+}
+
 int cmd_inquiry(const Globals& g, const std::string& drive, const std::string& name) {
-  const auto reply = run_one(g, drive, name, ScsiCommand::inquiry());
+  Client client = connect(g, name);
+  auto lock = client.acquire(drive);
+  const auto reply = client.execute(drive, ScsiCommand::inquiry());
   if (reply.scsi_status != 0 || reply.data.size() < 36)
     return print_scsi_reply(g, reply);
   auto field = [&](std::size_t at, std::size_t len) {
@@ -346,17 +392,23 @@ int cmd_inquiry(const Globals& g, const std::string& drive, const std::string& n
                   reply.data.begin() + static_cast<std::ptrdiff_t>(at + len));
     return s.substr(0, s.find_last_not_of(' ') + 1);
   };
-  const json j{{"drive", drive},
-               {"device_type", reply.data[0] & 0x1F},
-               {"vendor", field(8, 8)},
-               {"product", field(16, 16)},
-               {"revision", field(32, 4)}};
+  constexpr int kMmcDevice = 5;  // peripheral device type: CD/DVD/BD
+  json j{{"drive", drive},
+         {"device_type", reply.data[0] & 0x1F},
+         {"vendor", field(8, 8)},
+         {"product", field(16, 16)},
+         {"revision", field(32, 4)}};
+  std::string why;
+  if (j["device_type"] == kMmcDevice)
+    j["medium"] = describe_medium(client, drive, why);
   if (g.json_output) {
     fmt::print("{}\n", j.dump(2));
   } else {
     fmt::print("{}: vendor '{}' product '{}' revision '{}' (device type {})\n", drive,
                j["vendor"].get<std::string>(), j["product"].get<std::string>(),
                j["revision"].get<std::string>(), j["device_type"].get<int>());
+    if (j.contains("medium"))
+      fmt::print("{}: {}\n", drive, medium_text(j["medium"], why));
   }
   return kExitOk;
 }
@@ -385,62 +437,164 @@ int cmd_eject(const Globals& g, const std::string& drive, const std::string& nam
   return kExitOther;
 }
 
+/// A usage error: printed once, exit 2.
+int usage_error(std::string_view message) {
+  fmt::print(stderr, "discarb: {}\n", message);
+  return kExitUsage;
+}
+
+/// "NAME (0x…): explanation; detail", without the explanation when the
+/// detail already says it (the service's messages often do).
+std::string describe_error(const ServiceError& e) {
+  const std::string_view why = error_explanation(e.code_value());
+  const std::string& detail = e.detail();
+  std::string text = fmt::format("{} (0x{:08X}): ", e.name(), e.hresult());
+  if (detail.empty())
+    return text.append(why);
+  if (detail.find(why) != std::string::npos)
+    return text.append(detail);
+  return fmt::format("{}{}; {}", text, why, detail);
+}
+
+/// CLI11 checks an option's text with these before converting it, so the
+/// error names the option ("--count: …") and the range, whatever was typed.
+CLI::Validator whole_number(std::uint64_t min, std::uint64_t max, std::string_view unit) {
+  const std::string range = fmt::format("a whole number of {} from {} to {}", unit, min, max);
+  return CLI::Validator(
+      [=](std::string& text) -> std::string {
+        std::uint64_t value = 0;
+        const auto* end = text.data() + text.size();
+        const auto [at, ec] = std::from_chars(text.data(), end, value);
+        if (ec != std::errc{} || at != end || value < min || value > max)
+          return fmt::format("'{}' is not {}", text, range);
+        return {};
+      },
+      range);
+}
+
+CLI::Validator seconds(double max) {
+  const std::string range = fmt::format("a number of seconds from 0 to {}", max);
+  return CLI::Validator(
+      [=](std::string& text) -> std::string {
+        double value = -1;
+        std::size_t used = 0;
+        try {
+          value = std::stod(text, &used);
+        } catch (const std::exception&) {
+          used = 0;
+        }
+        if (used == 0 || used != text.size() || !(value >= 0 && value <= max))
+          return fmt::format("'{}' is not {}", text, range);
+        return {};
+      },
+      range);
+}
+
 }  // namespace
 
 int main(int argc, char** argv) {
   cli::prepare_wait();
   CLI::App app{"discarb: talk to the DiscArbiter service (optical drive arbitration)", "discarb"};
-  app.require_subcommand(1);
+  app.set_version_flag("--version", std::string("discarb ") + DISCARBITER_VERSION,
+                       "print discarb's version and exit");
   Globals g;
+  // N.B. before the verbs are added: they inherit these. Fallthrough: the
+  // global options are accepted after the verb too (`discarb status --json`).
+  app.fallthrough();
+  app.footer(
+      "--endpoint and --json may come before or after the verb.\nExit codes: 0 success, 2 usage, "
+      "3 locked by another client, 4 timeout, 5 no such drive, 6 service unreachable, 1 other.");
+  app.get_formatter()->label("SUBCOMMAND", "VERB");
   app.add_option(
       "--endpoint", g.endpoint,
       "service endpoint (default: $DISCARBITER_ENDPOINT, else " + Client::default_endpoint() + ")");
-  app.add_flag("--json", g.json_output, "machine-readable output");
+  auto* json_flag = app.add_flag("--json", g.json_output,
+                                 "machine-readable output (status, drives, owner, break, exec, "
+                                 "inquiry; JSON lines for watch)");
 
   std::string drive, name = "discarb", cdb, out_file;
   double wait_s = 0;
   unsigned count = 1;
   bool force = false, keep_tray_lock = false;
   std::optional<std::uint32_t> in_len, timeout_s;
+  const std::string drive_help = "the drive's id, e.g. sim0 or cdrom0 (see 'discarb drives')";
+  const std::string name_help = "client name shown to others, 1-63 of [0-9A-Za-z .,:;_-]";
 
   auto* status = app.add_subcommand("status", "service, drives and clients");
   auto* drives = app.add_subcommand("drives", "the drives: id, path, vendor/product, state, owner");
   auto* owner = app.add_subcommand("owner", "who holds a drive");
-  owner->add_option("drive", drive)->required();
-  auto* brk = app.add_subcommand("break",
-                                 "administrators: end another client's lock (it is told; audited)");
-  brk->add_option("drive", drive)->required();
-  auto* watch = app.add_subcommand(
-      "watch", "print events (locks, hand-offs, drives arriving or failing) until stopped");
-  auto* hold = app.add_subcommand("hold", "acquire and hold until stdin closes or a signal comes");
-  hold->add_option("drive", drive)->required();
-  hold->add_option("--name", name, "client name")->required();
-  hold->add_option("--wait", wait_s, "seconds to wait in the queue if the drive is held")
-      ->check(CLI::NonNegativeNumber);
-  hold->add_option("--count", count, "acquire N times")->check(CLI::Range(1U, 1000U));
+  owner->add_option("drive", drive, drive_help)->required();
+  auto* hold = app.add_subcommand(
+      "hold", "acquire, print 'acquired DRIVE', hold until stdin closes or a signal comes");
+  hold->add_option("drive", drive, drive_help)->required();
+  hold->add_option("--name", name, name_help)->required();
+  constexpr double kMaxWaitS = 4294967;  // the wire's wait_ms is 32 bits
+  hold->add_option("--wait", wait_s, "seconds to wait in the queue if the drive is held (0)")
+      ->check(seconds(kMaxWaitS));
+  hold->add_option("--count", count, "acquire N times (1)")->check(whole_number(1, 1000, "locks"));
   hold->add_flag("--force", force, "lock even if a file system is mounted");
   auto* exec = app.add_subcommand("exec", "acquire, run one CDB, print the result, release");
-  exec->add_option("drive", drive)->required();
-  exec->add_option("--name", name, "client name");
+  exec->add_option("drive", drive, drive_help)->required();
+  exec->add_option("--name", name, name_help);
   exec->add_option("--cdb", cdb, "CDB as hex bytes, e.g. \"12 00 00 00 24 00\"")->required();
-  auto* in_opt = exec->add_option("--in", in_len, "read LEN bytes from the drive");
+  auto* in_opt = exec->add_option("--in", in_len, "read LEN bytes from the drive")
+                     ->check(whole_number(1, UINT32_MAX, "bytes"));
   exec->add_option("--out", out_file, "write FILE's bytes to the drive")->excludes(in_opt);
-  exec->add_option("--timeout", timeout_s, "command timeout in seconds");
-  auto* inquiry = app.add_subcommand("inquiry", "vendor, product and revision from INQUIRY");
-  inquiry->add_option("drive", drive)->required();
-  inquiry->add_option("--name", name, "client name");
+  exec->add_option("--timeout", timeout_s,
+                   "command timeout in seconds (default: the service's for the opcode; it caps "
+                   "it at its max_timeout)")
+      ->check(whole_number(1, 86400, "seconds"));
+  auto* inquiry = app.add_subcommand(
+      "inquiry", "vendor, product and revision from INQUIRY; the medium's profile and status");
+  inquiry->add_option("drive", drive, drive_help)->required();
+  inquiry->add_option("--name", name, name_help);
   auto* eject =
       app.add_subcommand("eject", "open the tray (refused while another client holds it)");
-  eject->add_option("drive", drive)->required();
-  eject->add_option("--name", name, "client name");
+  eject->add_option("drive", drive, drive_help)->required();
+  eject->add_option("--name", name, name_help);
   eject->add_flag("--keep-tray-lock", keep_tray_lock,
                   "do not send ALLOW MEDIUM REMOVAL first: a drive whose tray is locked refuses");
+  auto* watch = app.add_subcommand(
+      "watch", "print events (locks, hand-offs, drives arriving or failing) until stopped");
+  auto* brk = app.add_subcommand("break",
+                                 "administrators: end another client's lock (it is told; audited)");
+  brk->add_option("drive", drive, drive_help)->required();
+  // N.B. after the verbs are added, so that they do not inherit it: what no
+  // verb takes falls through to here, and is refused below with its verb.
+  app.allow_extras();
+  app.require_subcommand(0, 1);
+  std::string verbs;  // "status, drives, …", in the order of --help
+  for (auto* verb : app.get_subcommands([](const CLI::App*) { return true; })) {
+    verb->group("Verbs");
+    verbs += (verbs.empty() ? "" : ", ") + verb->get_name();
+  }
 
+  const auto verb_name = [&]() -> std::string {
+    const auto parsed = app.get_subcommands();
+    return parsed.empty() ? std::string{} : parsed.front()->get_name();
+  };
   try {
     app.parse(argc, argv);
+  } catch (const CLI::Success& e) {
+    return app.exit(e);  // --help, --version
   } catch (const CLI::ParseError& e) {
-    const int code = app.exit(e);
-    return code == 0 ? kExitOk : kExitUsage;
+    const std::string verb = verb_name();
+    return usage_error(verb.empty() ? e.what() : fmt::format("{}: {}", verb, e.what()));
+  }
+  const std::string verb = verb_name();
+  if (const auto extras = app.remaining(); !extras.empty()) {
+    if (verb.empty() && extras.front().rfind('-', 0) != 0)
+      return usage_error(fmt::format("unknown verb '{}'; verbs: {}", extras.front(), verbs));
+    return usage_error(fmt::format("{}{}unexpected argument '{}'", verb, verb.empty() ? "" : ": ",
+                                   extras.front()));
+  }
+  if (verb.empty())
+    return usage_error(fmt::format("a verb is required; verbs: {}", verbs));
+  if (*json_flag && (*hold || *eject)) {
+    return usage_error(fmt::format("{}: --json is not accepted: {}", verb,
+                                   *hold ? "hold prints only 'acquired DRIVE' (see 'discarb "
+                                           "--json owner DRIVE')"
+                                         : "eject prints no data"));
   }
 
   try {
@@ -463,8 +617,7 @@ int main(int argc, char** argv) {
     if (*eject)
       return cmd_eject(g, drive, name, keep_tray_lock);
   } catch (const ServiceError& e) {
-    fmt::print(stderr, "discarb: {} (0x{:08X}): {}; {}\n", e.name(), e.hresult(),
-               error_explanation(e.code_value()), e.detail());
+    fmt::print(stderr, "discarb: {}\n", describe_error(e));
     return exit_code_for(e.code_value());
   } catch (const std::exception& e) {
     fmt::print(stderr, "discarb: unexpected reply from the service: {}\n", e.what());

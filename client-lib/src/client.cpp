@@ -1,12 +1,15 @@
 #include "discarbiter/client.hpp"
 
+#include <algorithm>
 #include <array>
+#include <condition_variable>
 #include <cstdlib>
+#include <deque>
+#include <map>
+#include <mutex>
+#include <new>
 
 #include <fmt/format.h>
-
-#include <deque>
-#include <mutex>
 
 #include <nlohmann/json.hpp>
 
@@ -22,33 +25,445 @@ namespace {
 // How long past its own deadline a request may take to come back: the
 // service adds a TEST UNIT READY (and PREVENT) to a granted acquire.
 constexpr std::chrono::seconds kServiceMargin{60};
+// The longest command timeout the service allows (timeouts.max_s' ceiling):
+// a command without its own timeout is waited for that long.
+constexpr std::chrono::seconds kLongestCommand{3600};
+
+using Clock = std::chrono::steady_clock;
+
+[[noreturn]] void fail(errc code, std::string message) {
+  throw ServiceError(Error{code, std::move(message)});
+}
+
+std::uint32_t u32_le(const std::uint8_t* p) {
+  return static_cast<std::uint32_t>(p[0]) | (static_cast<std::uint32_t>(p[1]) << 8) |
+         (static_cast<std::uint32_t>(p[2]) << 16) | (static_cast<std::uint32_t>(p[3]) << 24);
+}
+
+/// Runs a public function's body: a ServiceError passes, anything else
+/// becomes one (client.hpp's promise: no other exception leaves).
+template <typename Body>
+decltype(auto) guarded(Body&& body) {
+  try {
+    return body();
+  } catch (const ServiceError&) {
+    throw;
+  } catch (const std::bad_alloc&) {
+    fail(errc::out_of_memory, "out of memory");
+  } catch (const std::exception& e) {
+    fail(errc::fail, e.what());
+  }
+}
+
+/// DA_E_CONNECTION_LOST with `message`, or with none when even that copy
+/// fails (for paths that may not throw).
+Error lost_error(const std::string& message) noexcept {
+  try {
+    return Error{errc::connection_lost, message};
+  } catch (...) {
+    return Error{errc::connection_lost, {}};
+  }
+}
 
 }  // namespace
 
 namespace detail {
 
-// N.B. interim: one mutex serialises the session's requests (thread-safe,
-// but a status() waits behind a long command).
+/// The session: one stream shared by every thread that calls the Client.
+///
+/// Writes: one frame at a time under write_mutex_, the head and the caller's
+/// data in one gather write (Connection::write_all).
+///
+/// Reads, leader/follower: a caller registers its Call by id, writes its
+/// request, then waits (wait_for). Whichever waiting caller finds nobody
+/// reading takes the read role (read_one) and reads one frame with mutex_
+/// released: a reply goes to the Call with its id, its payload read straight
+/// from the stream into that caller's buffer (deliver); an event goes to the
+/// queue. Then it gives the role up and every waiter looks at its Call again.
+///
+///   registered --write--> waiting --the reader finds its id--> filling --> done
+///      a failure, a deadline passed: the session closes, and every Call not
+///      being filled is done with DA_E_CONNECTION_LOST
 class Session {
  public:
-  std::mutex mutex;
-  std::unique_ptr<Connection> connection;
+  /// One request in flight, on its caller's stack.
+  struct Call {
+    std::chrono::milliseconds timeout{};
+    // Where the reply's payload goes: at most data_in_max bytes, into
+    // data_in or, when data_in_vector is set, a vector sized from the frame.
+    std::uint8_t* data_in = nullptr;
+    std::size_t data_in_max = 0;
+    proto::Bytes* data_in_vector = nullptr;
+    bool subscribes = false;
+    // Set by the session under mutex_:
+    std::uint64_t id = 0;
+    Clock::time_point deadline;
+    bool filling = false;  // the reader writes into data_in: the caller may not leave
+    bool done = false;
+    std::optional<Error> error;
+    nlohmann::json body;
+    std::size_t data_len = 0;
+  };
+
+  explicit Session(const ConnectOptions& options);
+
+  /// Sends one request and waits for its reply's body; throws ServiceError
+  /// for an error reply or a failure. `data_out` is the frame's payload.
+  nlohmann::json call(proto::RequestBody body, Call& call,
+                      std::span<const std::uint8_t> data_out = {});
+  template <typename Reply>
+  Reply call_for(proto::RequestBody body, std::chrono::milliseconds timeout) {
+    const std::string op(proto::op_name(body));
+    Call c;
+    c.timeout = timeout;
+    return read_body<Reply>(op, call(std::move(body), c));
+  }
+  template <typename Reply>
+  static Reply read_body(const std::string& op, const nlohmann::json& body) {
+    try {
+      return body.get<Reply>();
+    } catch (const std::exception& e) {  // nlohmann's, or a field's own check
+      fail(errc::bad_frame, fmt::format("{} reply: {}", op, e.what()));
+    }
+  }
+
+  /// One SCSI command; data-in goes to `in` (its data_in… fields).
+  CommandResult execute(const std::string& drive, std::span<const std::uint8_t> cdb,
+                        proto::Direction direction, std::span<const std::uint8_t> data_out, Call in,
+                        std::optional<std::uint32_t> timeout_s);
+
+  void subscribe();
+  std::optional<proto::Event> next_event(std::chrono::milliseconds timeout);
+  std::uint64_t events_dropped() {
+    std::lock_guard lock(mutex_);
+    return events_dropped_;
+  }
+
+  /// Ends the session (the service frees its locks); every waiting caller
+  /// gets DA_E_CONNECTION_LOST naming `why`.
+  void close(const std::string& why) noexcept {
+    std::lock_guard lock(mutex_);
+    close_locked(lost_error(why));
+  }
+
+  /// hello's limit; a service older than that field has the default.
+  std::uint32_t max_transfer() const noexcept {
+    return server.max_transfer != 0 ? server.max_transfer : proto::kDefaultMaxPayloadBytes;
+  }
+
   std::string endpoint;
   std::chrono::milliseconds request_timeout{};
-  std::uint64_t next_id = 1;
-  proto::FrameDecoder decoder;
-  std::deque<proto::Event> events;
-  bool subscribed = false;
-  std::uint64_t events_dropped = 0;
   proto::HelloReply server;
 
-  proto::Reply call(proto::RequestBody body, std::chrono::milliseconds timeout);
-  template <typename Reply>
-  Reply call_for(proto::RequestBody body, std::chrono::milliseconds timeout,
-                 proto::Bytes* payload = nullptr);
-  std::optional<proto::Frame> read_frame(std::chrono::steady_clock::time_point deadline);
+ private:
+  void wait_for(Call& call);
+  /// Holds the read role for one frame (mutex_ held on entry and on return,
+  /// released while reading). False when `deadline` passed before the next
+  /// frame began: nothing was read.
+  bool read_one(std::unique_lock<std::mutex>& lock, Clock::time_point deadline);
+  bool read_frame(std::unique_lock<std::mutex>& lock, Clock::time_point deadline);
+  void deliver(std::unique_lock<std::mutex>& lock, proto::Reply reply, std::size_t payload_len,
+               Clock::time_point deadline);
+  Call& call_for_reply(const proto::Reply& reply);
   void queue_event(proto::Event event);
+  void close_locked(const Error& why) noexcept;
+
+  std::unique_ptr<Connection> connection_;
+  std::mutex write_mutex_;  // one frame at a time on the stream
+
+  std::mutex mutex_;  // guards everything below
+  std::condition_variable changed_;
+  std::optional<Error> closed_;
+  bool reading_ = false;  // a caller holds the read role
+  std::uint64_t next_id_ = 1;
+  std::map<std::uint64_t, Call*> pending_;
+  std::deque<proto::Event> events_;
+  bool subscribed_ = false;
+  std::uint64_t events_dropped_ = 0;
+
+  std::string json_text_;  // the read role's: the JSON part being read
 };
+
+Session::Session(const ConnectOptions& options)
+    : endpoint(options.endpoint.empty() ? Client::default_endpoint() : options.endpoint),
+      request_timeout(options.timeout) {
+  connection_ = connect_to_service(endpoint, Clock::now() + request_timeout);
+  server = call_for<proto::HelloReply>(
+      proto::HelloRequest{proto::kProtocolVersion, options.client_name, current_process_id()},
+      request_timeout);
+}
+
+nlohmann::json Session::call(proto::RequestBody body, Call& call,
+                             std::span<const std::uint8_t> data_out) {
+  {
+    std::lock_guard lock(mutex_);
+    if (closed_) {
+      fail(errc::connection_lost,
+           fmt::format("this client is not connected ({})", closed_->message));
+    }
+    call.id = next_id_++;
+    call.deadline = Clock::now() + call.timeout;
+    pending_.emplace(call.id, &call);
+  }
+  // N.B. the Call lives on the caller's stack: it leaves pending_ before
+  // this returns, however it returns.
+  struct Unregister {
+    Session& session;
+    std::uint64_t id;
+    ~Unregister() {
+      std::lock_guard lock(session.mutex_);
+      session.pending_.erase(id);
+    }
+  } unregister{*this, call.id};
+
+  try {
+    const proto::Bytes head =
+        proto::encode_request_head(proto::Request{call.id, std::move(body)}, data_out.size());
+    std::lock_guard write(write_mutex_);
+    connection_->write_all({head, data_out}, call.deadline);
+  } catch (...) {
+    // N.B. half a frame may be out: the stream is out of step for good.
+    std::lock_guard lock(mutex_);
+    close_locked(lost_error("the request could not be written"));
+    throw;
+  }
+  wait_for(call);
+  if (call.error)
+    throw ServiceError(*call.error);
+  return std::move(call.body);
+}
+
+void Session::wait_for(Call& call) {
+  std::unique_lock lock(mutex_);
+  while (!call.done) {
+    if (closed_) {
+      // Only a Call being filled is still open: its reader fails soon.
+      changed_.wait(lock);
+    } else if (!reading_) {
+      if (!read_one(lock, call.deadline) && !call.done) {
+        // N.B. the request may still complete in the service; this session
+        // is no longer in step with it, so it is closed (its locks die).
+        close_locked(lost_error(
+            fmt::format("the service did not answer within {} ms", call.timeout.count())));
+      }
+    } else if (changed_.wait_until(lock, call.deadline) == std::cv_status::timeout && !call.done &&
+               !closed_) {
+      close_locked(
+          lost_error(fmt::format("the service did not answer within {} ms", call.timeout.count())));
+    }
+  }
+}
+
+bool Session::read_one(std::unique_lock<std::mutex>& lock, Clock::time_point deadline) {
+  reading_ = true;
+  bool framed = true;
+  std::optional<Error> failure;
+  try {
+    framed = read_frame(lock, deadline);
+  } catch (const ServiceError& e) {
+    failure = Error{e.code_value(), e.detail()};
+  } catch (const std::bad_alloc&) {
+    failure = Error{errc::out_of_memory, "out of memory reading a frame"};
+  } catch (const std::exception& e) {
+    failure = Error{errc::bad_frame, e.what()};
+  }
+  if (!lock.owns_lock())
+    lock.lock();
+  if (failure) {
+    close_locked(failure->code == errc::connection_lost
+                     ? *failure
+                     : lost_error(fmt::format("{} from the service: {}", error_name(failure->code),
+                                              failure->message)));
+  }
+  reading_ = false;
+  changed_.notify_all();
+  return framed;
+}
+
+bool Session::read_frame(std::unique_lock<std::mutex>& lock, Clock::time_point deadline) {
+  lock.unlock();
+  std::array<std::uint8_t, proto::kFrameHeaderSize> header{};
+  const std::size_t first = connection_->read_some(header, deadline);
+  if (first == 0) {
+    lock.lock();
+    return false;
+  }
+  // N.B. once a frame has begun, the rest comes at the stream's pace: a
+  // caller's deadline that passes mid-frame does not cut it.
+  const auto rest = std::max(deadline, Clock::now() + request_timeout);
+  if (!connection_->read_exact(std::span(header).subspan(first), rest))
+    fail(errc::connection_lost, "a frame's header stopped half way");
+  const std::uint32_t json_len = u32_le(header.data());
+  const std::uint32_t payload_len = u32_le(header.data() + 4);
+  if (json_len == 0)
+    fail(errc::bad_frame, "frame has an empty JSON part");
+  if (json_len > proto::kDefaultMaxJsonBytes) {
+    fail(errc::frame_too_large, fmt::format("JSON part of {} bytes exceeds the limit of {}",
+                                            json_len, proto::kDefaultMaxJsonBytes));
+  }
+  json_text_.resize(json_len);
+  if (!connection_->read_exact(
+          std::span(reinterpret_cast<std::uint8_t*>(json_text_.data()), json_len), rest)) {
+    fail(errc::connection_lost, "a frame's JSON part stopped half way");
+  }
+  proto::Frame frame;
+  frame.json = nlohmann::json::parse(json_text_, nullptr, /*allow_exceptions=*/false);
+  if (frame.json.is_discarded())
+    fail(errc::bad_frame, "frame's JSON part does not parse");
+  if (!frame.json.is_object())
+    fail(errc::bad_frame, "frame's JSON part is not an object");
+  auto incoming = proto::parse_incoming(std::move(frame));
+  if (!incoming)
+    throw ServiceError(incoming.error());
+  lock.lock();
+  if (auto* event = std::get_if<proto::Event>(&*incoming)) {
+    if (payload_len != 0)
+      fail(errc::bad_frame, fmt::format("an event frame carries {} bytes", payload_len));
+    queue_event(std::move(*event));
+  } else {
+    deliver(lock, std::move(std::get<proto::Reply>(*incoming)), payload_len, rest);
+  }
+  return true;
+}
+
+Session::Call& Session::call_for_reply(const proto::Reply& reply) {
+  if (reply.id) {
+    const auto it = pending_.find(*reply.id);
+    if (it == pending_.end() || it->second->done)
+      fail(errc::bad_frame, fmt::format("a reply to request {}, which is not waiting", *reply.id));
+    return *it->second;
+  }
+  // The service could not read the id of a request it refuses; with one
+  // request in flight it is that one's.
+  if (reply.error && pending_.size() == 1)
+    return *pending_.begin()->second;
+  fail(errc::bad_frame,
+       fmt::format("a reply without an id ({})", reply.error ? reply.error->message : "no error"));
+}
+
+void Session::deliver(std::unique_lock<std::mutex>& lock, proto::Reply reply,
+                      std::size_t payload_len, Clock::time_point deadline) {
+  Call& call = call_for_reply(reply);
+  if (payload_len > call.data_in_max) {
+    call.error =
+        Error{errc::bad_frame, fmt::format("the service sent {} bytes of data for a buffer of {}",
+                                           payload_len, call.data_in_max)};
+    call.done = true;
+    fail(errc::bad_frame, call.error->message);
+  }
+  std::uint8_t* into = call.data_in;
+  if (call.data_in_vector) {
+    call.data_in_vector->resize(payload_len);
+    into = call.data_in_vector->data();
+  }
+  call.filling = true;
+  lock.unlock();
+  bool whole = false;
+  try {
+    // N.B. straight from the stream into the caller's buffer: no copy.
+    whole = connection_->read_exact({into, payload_len}, deadline);
+  } catch (...) {
+    lock.lock();
+    call.filling = false;
+    throw;
+  }
+  lock.lock();
+  call.filling = false;
+  if (!whole)
+    fail(errc::connection_lost, "a frame's payload stopped half way");
+  call.data_len = payload_len;
+  if (reply.error) {
+    call.error = std::move(reply.error);
+  } else {
+    call.body = std::move(reply.body);
+    if (call.subscribes)
+      subscribed_ = true;  // N.B. here, not in subscribe(): the next frame may be an event
+  }
+  call.done = true;
+}
+
+void Session::queue_event(proto::Event event) {
+  if (!subscribed_)
+    return;
+  if (events_.size() == Client::kMaxQueuedEvents) {
+    events_.pop_front();
+    ++events_dropped_;
+  }
+  events_.push_back(std::move(event));
+}
+
+void Session::close_locked(const Error& why) noexcept {
+  if (!closed_) {
+    closed_ = why;
+    connection_->shutdown();
+  }
+  for (auto& [id, call] : pending_) {
+    if (!call->done && !call->filling) {
+      call->error = lost_error(why.message);
+      call->done = true;
+    }
+  }
+  changed_.notify_all();
+}
+
+CommandResult Session::execute(const std::string& drive, std::span<const std::uint8_t> cdb,
+                               proto::Direction direction, std::span<const std::uint8_t> data_out,
+                               Call in, std::optional<std::uint32_t> timeout_s) {
+  const std::size_t size = direction == proto::Direction::in    ? in.data_in_max
+                           : direction == proto::Direction::out ? data_out.size()
+                                                                : 0;
+  if (size > max_transfer()) {
+    fail(errc::invalid_arg,
+         fmt::format("a transfer of {} bytes is above the service's maximum of {} bytes "
+                     "(max_transfer); split it",
+                     size, max_transfer()));
+  }
+  if (direction != proto::Direction::in)
+    in = Call{};
+  // The service clamps the timeout; wait for the longest it may allow.
+  const auto command_time =
+      timeout_s ? std::chrono::seconds(*timeout_s) : std::chrono::seconds(kLongestCommand);
+  in.timeout = request_timeout + command_time + kServiceMargin;
+  const auto body = call(proto::ExecuteRequest{drive,
+                                               {cdb.begin(), cdb.end()},
+                                               direction,
+                                               static_cast<std::uint32_t>(in.data_in_max),
+                                               timeout_s,
+                                               {}},
+                         in, data_out);
+  const auto r = read_body<proto::ExecuteReply>("execute", body);
+  return CommandResult{r.code, r.scsi_status, r.sense,
+                       static_cast<std::uint32_t>(
+                           direction == proto::Direction::out ? data_out.size() : in.data_len)};
+}
+
+void Session::subscribe() {
+  Call c;
+  c.timeout = request_timeout;
+  c.subscribes = true;
+  (void)call(proto::SubscribeRequest{}, c);
+}
+
+std::optional<proto::Event> Session::next_event(std::chrono::milliseconds timeout) {
+  const auto deadline = Clock::now() + timeout;
+  std::unique_lock lock(mutex_);
+  for (;;) {
+    if (!events_.empty()) {
+      auto event = std::move(events_.front());
+      events_.pop_front();
+      return event;
+    }
+    if (closed_)
+      fail(errc::connection_lost,
+           fmt::format("this client is not connected ({})", closed_->message));
+    if (Clock::now() >= deadline)
+      return std::nullopt;
+    if (!reading_)
+      (void)read_one(lock, deadline);
+    else
+      changed_.wait_until(lock, deadline);
+  }
+}
 
 }  // namespace detail
 
@@ -56,7 +471,7 @@ namespace {
 
 detail::Session& live(const std::shared_ptr<detail::Session>& session) {
   if (!session)
-    throw ServiceError(Error{errc::connection_lost, "this client was moved from"});
+    fail(errc::connection_lost, "this client was moved from");
   return *session;
 }
 
@@ -88,133 +503,54 @@ ExclusiveAccess::ExclusiveAccess(ExclusiveAccess&& other) noexcept
 ExclusiveAccess::~ExclusiveAccess() {
   auto session = session_.lock();
   if (!session)
-    return;
+    return;  // released, or its Client (and so the lock) is gone
   try {
-    std::lock_guard lock(session->mutex);
     (void)session->call_for<proto::ReleaseReply>(proto::ReleaseRequest{drive_},
                                                  session->request_timeout + kServiceMargin);
   } catch (...) {
     // N.B. the lock must not stay behind: a session that cannot release is
     // closed, and a closed session's locks die with it.
-    session->connection.reset();
+    session->close("a lock's release failed; the session was closed to free the drive");
   }
 }
 
 std::uint32_t ExclusiveAccess::release() {
-  auto session = std::exchange(session_, {}).lock();
-  if (!session) {
-    throw ServiceError(Error{errc::not_locked, "this lock was already released"});
-  }
-  std::lock_guard lock(session->mutex);
-  return session
-      ->call_for<proto::ReleaseReply>(proto::ReleaseRequest{drive_},
-                                      session->request_timeout + kServiceMargin)
-      .lock_count;
+  return guarded([&] {
+    auto session = std::exchange(session_, {}).lock();
+    if (!session)
+      fail(errc::not_locked, fmt::format("the lock on {} was already released", drive_));
+    return session
+        ->call_for<proto::ReleaseReply>(proto::ReleaseRequest{drive_},
+                                        session->request_timeout + kServiceMargin)
+        .lock_count;
+  });
 }
 
 std::string Client::default_endpoint() {
-  if (const char* env = std::getenv("DISCARBITER_ENDPOINT"); env && *env) {
-    return env;
-  }
-  return platform_default_endpoint();
+  return guarded([] {
+    if (const char* env = std::getenv("DISCARBITER_ENDPOINT"); env && *env)
+      return std::string(env);
+    return platform_default_endpoint();
+  });
 }
 
-template <typename Reply>
-Reply detail::Session::call_for(proto::RequestBody body, std::chrono::milliseconds timeout,
-                                proto::Bytes* payload) {
-  const std::string_view op = proto::op_name(body);
-  auto reply = call(std::move(body), timeout);
-  if (payload)
-    *payload = std::move(reply.payload);
-  try {
-    return reply.body.get<Reply>();
-  } catch (const std::exception& e) {  // nlohmann's, or a field's own check
-    throw ServiceError(Error{errc::bad_frame, fmt::format("{} reply: {}", op, e.what())});
-  }
-}
-
-Client::Client(ConnectOptions options) : session_(std::make_shared<detail::Session>()) {
-  auto& s = *session_;
-  s.endpoint = options.endpoint.empty() ? default_endpoint() : options.endpoint;
-  s.request_timeout = options.timeout;
-  s.connection =
-      connect_to_service(s.endpoint, std::chrono::steady_clock::now() + s.request_timeout);
-  s.server = s.call_for<proto::HelloReply>(
-      proto::HelloRequest{proto::kProtocolVersion, options.client_name, current_process_id()},
-      s.request_timeout);
-}
+Client::Client(ConnectOptions options)
+    : session_(guarded([&] { return std::make_shared<detail::Session>(options); })) {}
 
 Client::~Client() {
-  if (session_) {
-    std::lock_guard lock(session_->mutex);
-    session_->connection.reset();
-  }
+  if (session_)
+    session_->close("the client was closed");
 }
 
 Client::Client(Client&&) noexcept = default;
-Client& Client::operator=(Client&&) noexcept = default;
 
-std::optional<proto::Frame> detail::Session::read_frame(
-    std::chrono::steady_clock::time_point deadline) {
-  std::array<std::uint8_t, 16 * 1024> buffer{};
-  for (;;) {
-    auto out = decoder.next();
-    if (out.status == proto::FrameDecoder::Status::frame)
-      return std::move(out.frame);
-    if (out.status == proto::FrameDecoder::Status::error ||
-        out.status == proto::FrameDecoder::Status::oversize)
-      throw ServiceError(out.error);
-    const std::size_t n = connection->read_some(buffer, deadline);
-    if (n == 0)
-      return std::nullopt;
-    decoder.feed({buffer.data(), n});
+Client& Client::operator=(Client&& other) noexcept {
+  if (this != &other) {
+    if (session_)
+      session_->close("the client was replaced");
+    session_ = std::move(other.session_);
   }
-}
-
-proto::Reply detail::Session::call(proto::RequestBody body, std::chrono::milliseconds timeout) {
-  if (!connection) {
-    throw ServiceError(Error{errc::connection_lost, "this client is not connected"});
-  }
-  const std::uint64_t id = next_id++;
-  const auto deadline = std::chrono::steady_clock::now() + timeout;
-  connection->write_all(proto::encode_request(proto::Request{id, std::move(body)}), deadline);
-  for (;;) {
-    auto frame = read_frame(deadline);
-    if (!frame) {
-      // N.B. the request may still complete in the service; this session is
-      // no longer in step with it, so it is closed (and its locks die).
-      connection.reset();
-      throw ServiceError(
-          Error{errc::connection_lost,
-                fmt::format("the service did not answer within {} ms", timeout.count())});
-    }
-    auto incoming = proto::parse_incoming(std::move(*frame));
-    if (!incoming)
-      throw ServiceError(incoming.error());
-    if (auto* event = std::get_if<proto::Event>(&*incoming)) {
-      queue_event(std::move(*event));
-      continue;
-    }
-    auto& reply = std::get<proto::Reply>(*incoming);
-    if (reply.id && *reply.id != id)
-      continue;  // a reply to a request we gave up on
-    if (reply.error)
-      throw ServiceError(*reply.error);
-    if (!reply.id) {
-      throw ServiceError(Error{errc::bad_frame, "reply without an id"});
-    }
-    return std::move(reply);
-  }
-}
-
-void detail::Session::queue_event(proto::Event event) {
-  if (!subscribed)
-    return;
-  if (events.size() == Client::kMaxQueuedEvents) {
-    events.pop_front();
-    ++events_dropped;
-  }
-  events.push_back(std::move(event));
+  return *this;
 }
 
 const proto::HelloReply& Client::server() const {
@@ -226,125 +562,121 @@ const std::string& Client::endpoint() const {
 }
 
 std::uint32_t Client::max_transfer() const {
-  (void)live(session_);
-  return proto::kDefaultMaxPayloadBytes;  // N.B. interim, until hello says it
+  return live(session_).max_transfer();
 }
 
 std::uint32_t Client::max_transfer(const std::string& drive) {
-  for (const auto& d : drives()) {
-    if (d.id == drive)
-      return max_transfer();
-  }
-  throw ServiceError(Error{errc::dev_not_exist, fmt::format("no drive '{}'", drive)});
+  return guarded([&] {
+    const std::uint32_t service = max_transfer();
+    for (const auto& d : drives()) {
+      if (d.id == drive)
+        return d.max_transfer != 0 ? std::min(d.max_transfer, service) : service;
+    }
+    fail(errc::dev_not_exist, fmt::format("no drive '{}'", drive));
+  });
 }
 
 std::vector<proto::DriveSummary> Client::drives() {
-  auto& s = live(session_);
-  std::lock_guard lock(s.mutex);
-  return s.call_for<proto::DrivesReply>(proto::ListDrivesRequest{}, s.request_timeout).drives;
+  return guarded([&] {
+    auto& s = live(session_);
+    return s.call_for<proto::DrivesReply>(proto::ListDrivesRequest{}, s.request_timeout).drives;
+  });
 }
 
 proto::StatusDocument Client::status() {
-  auto& s = live(session_);
-  std::lock_guard lock(s.mutex);
-  return s.call_for<proto::StatusReply>(proto::StatusRequest{}, s.request_timeout).status;
+  return guarded([&] {
+    auto& s = live(session_);
+    return s.call_for<proto::StatusReply>(proto::StatusRequest{}, s.request_timeout).status;
+  });
 }
 
 std::string Client::status_json() {
-  nlohmann::json j = status();
-  return j.dump();
+  return guarded([&] {
+    const nlohmann::json j = status();
+    return j.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace);
+  });
 }
 
 std::uint32_t Client::acquire_exclusive_access(const std::string& drive, AcquireOptions options) {
-  auto& s = live(session_);
-  std::lock_guard lock(s.mutex);
-  const auto wait_ms = static_cast<std::uint32_t>(options.wait.count());
-  return s
-      .call_for<proto::AcquireReply>(proto::AcquireRequest{drive, options.force, wait_ms},
-                                     s.request_timeout + options.wait + kServiceMargin)
-      .lock_count;
+  return guarded([&] {
+    auto& s = live(session_);
+    const auto wait_ms = static_cast<std::uint32_t>(std::clamp<std::int64_t>(
+        options.wait.count(), 0, std::numeric_limits<std::uint32_t>::max()));
+    return s
+        .call_for<proto::AcquireReply>(proto::AcquireRequest{drive, options.force, wait_ms},
+                                       s.request_timeout + options.wait + kServiceMargin)
+        .lock_count;
+  });
 }
 
 std::uint32_t Client::release_exclusive_access(const std::string& drive) {
-  auto& s = live(session_);
-  std::lock_guard lock(s.mutex);
-  return s
-      .call_for<proto::ReleaseReply>(proto::ReleaseRequest{drive},
-                                     s.request_timeout + kServiceMargin)
-      .lock_count;
+  return guarded([&] {
+    auto& s = live(session_);
+    return s
+        .call_for<proto::ReleaseReply>(proto::ReleaseRequest{drive},
+                                       s.request_timeout + kServiceMargin)
+        .lock_count;
+  });
 }
 
 std::optional<proto::OwnerInfo> Client::exclusive_access_owner(const std::string& drive) {
-  auto& s = live(session_);
-  std::lock_guard lock(s.mutex);
-  return s.call_for<proto::OwnerReply>(proto::OwnerRequest{drive}, s.request_timeout).owner;
+  return guarded([&] {
+    auto& s = live(session_);
+    return s.call_for<proto::OwnerReply>(proto::OwnerRequest{drive}, s.request_timeout).owner;
+  });
 }
 
 proto::OwnerInfo Client::break_exclusive_access(const std::string& drive) {
-  auto& s = live(session_);
-  std::lock_guard lock(s.mutex);
-  return s
-      .call_for<proto::BreakReply>(proto::BreakRequest{drive}, s.request_timeout + kServiceMargin)
-      .broken_owner;
+  return guarded([&] {
+    auto& s = live(session_);
+    return s
+        .call_for<proto::BreakReply>(proto::BreakRequest{drive}, s.request_timeout + kServiceMargin)
+        .broken_owner;
+  });
 }
 
 ScsiReply Client::execute(const std::string& drive, const ScsiCommand& command) {
-  auto& s = live(session_);
-  std::lock_guard lock(s.mutex);
-  // The service clamps the timeout; wait for the longest it may allow.
-  const auto command_time = std::chrono::seconds(command.timeout_s.value_or(3600));
-  proto::Bytes data;
-  const auto r = s.call_for<proto::ExecuteReply>(
-      proto::ExecuteRequest{drive, command.cdb, command.direction, command.data_in_len,
-                            command.timeout_s, command.data_out},
-      s.request_timeout + command_time + kServiceMargin, &data);
-  return ScsiReply{r.code, r.scsi_status, r.sense, std::move(data)};
+  return guarded([&] {
+    ScsiReply reply;
+    detail::Session::Call in;
+    in.data_in_max = command.data_in_len;
+    in.data_in_vector = &reply.data;
+    auto r = live(session_).execute(drive, command.cdb, command.direction, command.data_out, in,
+                                    command.timeout_s);
+    reply.code = r.code;
+    reply.scsi_status = r.scsi_status;
+    reply.sense = std::move(r.sense);
+    return reply;
+  });
 }
-
-namespace {
-
-// N.B. interim: copies through execute().
-CommandResult to_result(ScsiReply reply, std::uint32_t sent) {
-  return CommandResult{reply.code, reply.scsi_status, std::move(reply.sense),
-                       sent ? sent : static_cast<std::uint32_t>(reply.data.size())};
-}
-
-}  // namespace
 
 CommandResult Client::send_command_no_data(const std::string& drive,
                                            std::span<const std::uint8_t> cdb,
                                            std::optional<std::uint32_t> timeout_s) {
-  return to_result(
-      execute(drive,
-              ScsiCommand{{cdb.begin(), cdb.end()}, proto::Direction::none, 0, {}, timeout_s}),
-      0);
+  return guarded([&] {
+    return live(session_).execute(drive, cdb, proto::Direction::none, {}, {}, timeout_s);
+  });
 }
 
 CommandResult Client::send_command_send_data_to_device(const std::string& drive,
                                                        std::span<const std::uint8_t> cdb,
                                                        std::span<const std::uint8_t> data,
                                                        std::optional<std::uint32_t> timeout_s) {
-  return to_result(execute(drive, ScsiCommand{{cdb.begin(), cdb.end()},
-                                              proto::Direction::out,
-                                              0,
-                                              {data.begin(), data.end()},
-                                              timeout_s}),
-                   static_cast<std::uint32_t>(data.size()));
+  return guarded([&] {
+    return live(session_).execute(drive, cdb, proto::Direction::out, data, {}, timeout_s);
+  });
 }
 
 CommandResult Client::send_command_get_data_from_device(const std::string& drive,
                                                         std::span<const std::uint8_t> cdb,
                                                         std::span<std::uint8_t> buffer,
                                                         std::optional<std::uint32_t> timeout_s) {
-  auto reply = execute(drive, ScsiCommand{{cdb.begin(), cdb.end()},
-                                          proto::Direction::in,
-                                          static_cast<std::uint32_t>(buffer.size()),
-                                          {},
-                                          timeout_s});
-  const auto n = std::min(reply.data.size(), buffer.size());
-  std::copy_n(reply.data.begin(), n, buffer.begin());
-  reply.data.resize(n);
-  return to_result(std::move(reply), 0);
+  return guarded([&] {
+    detail::Session::Call in;
+    in.data_in = buffer.data();
+    in.data_in_max = buffer.size();
+    return live(session_).execute(drive, cdb, proto::Direction::in, {}, in, timeout_s);
+  });
 }
 
 ExclusiveAccess Client::acquire(const std::string& drive, AcquireOptions options) {
@@ -353,36 +685,15 @@ ExclusiveAccess Client::acquire(const std::string& drive, AcquireOptions options
 }
 
 void Client::subscribe() {
-  auto& s = live(session_);
-  std::lock_guard lock(s.mutex);
-  (void)s.call(proto::SubscribeRequest{}, s.request_timeout);
-  s.subscribed = true;
+  guarded([&] { live(session_).subscribe(); });
 }
 
 std::optional<proto::Event> Client::next_event(std::chrono::milliseconds timeout) {
-  auto& s = live(session_);
-  std::lock_guard lock(s.mutex);
-  const auto deadline = std::chrono::steady_clock::now() + timeout;
-  while (s.events.empty()) {
-    auto frame = s.read_frame(deadline);
-    if (!frame)
-      return std::nullopt;
-    auto incoming = proto::parse_incoming(std::move(*frame));
-    if (!incoming)
-      throw ServiceError(incoming.error());
-    if (auto* event = std::get_if<proto::Event>(&*incoming)) {
-      s.events.push_back(std::move(*event));
-    }
-  }
-  auto event = std::move(s.events.front());
-  s.events.pop_front();
-  return event;
+  return guarded([&] { return live(session_).next_event(timeout); });
 }
 
 std::uint64_t Client::events_dropped() const {
-  auto& s = live(session_);
-  std::lock_guard lock(s.mutex);
-  return s.events_dropped;
+  return live(session_).events_dropped();
 }
 
 }  // namespace discarbiter

@@ -2,6 +2,7 @@
 #include <poll.h>
 #include <pwd.h>
 #include <sys/socket.h>
+#include <sys/uio.h>
 #include <sys/un.h>
 #include <unistd.h>
 
@@ -35,19 +36,40 @@ class SocketConnection final : public Connection {
  public:
   explicit SocketConnection(unique_fd fd) : fd_(std::move(fd)) {}
 
-  void write_all(std::span<const std::uint8_t> bytes, Deadline deadline) override {
-    while (!bytes.empty()) {
+  void write_all(Buffers buffers, Deadline deadline) override {
+    // N.B. one sendmsg gathers the frame's head and the caller's data: no
+    // copy into a frame buffer.
+    std::array<iovec, 4> iov{};
+    std::size_t count = 0;
+    for (const auto& b : buffers) {
+      if (count == iov.size())
+        lost("write: too many buffers");
+      if (!b.empty())
+        iov[count++] = iovec{const_cast<std::uint8_t*>(b.data()), b.size()};
+    }
+    std::span<iovec> left(iov.data(), count);
+    while (!left.empty()) {
       if (!wait_for(POLLOUT, deadline))
         lost("write: timed out");
-      const ssize_t n = ::send(fd_.get(), bytes.data(), bytes.size(), MSG_NOSIGNAL);
+      msghdr msg{};
+      msg.msg_iov = left.data();
+      msg.msg_iovlen = left.size();
+      const ssize_t n = ::sendmsg(fd_.get(), &msg, MSG_NOSIGNAL);
       if (n < 0) {
         const auto error = last_error();
         if (retry_later(error))
           continue;
         lost(describe("write", error));
       }
-      bytes = bytes.subspan(static_cast<std::size_t>(n));
+      advance(left, static_cast<std::size_t>(n));
     }
+  }
+
+  void shutdown() noexcept override {
+    // N.B. wakes a thread blocked in poll on this socket (POLLHUP); the
+    // descriptor stays open until the destructor, so it cannot be reused
+    // under that thread.
+    ::shutdown(fd_.get(), SHUT_RDWR);
   }
 
   std::size_t read_some(std::span<std::uint8_t> buffer, Deadline deadline) override {
@@ -83,6 +105,18 @@ class SocketConnection final : public Connection {
   }
   [[noreturn]] static void lost(const std::string& what) {
     throw ServiceError(Error{errc::connection_lost, what});
+  }
+
+  /// Drops `n` written bytes from the front of `iov`.
+  static void advance(std::span<iovec>& iov, std::size_t n) {
+    while (!iov.empty() && n >= iov.front().iov_len) {
+      n -= iov.front().iov_len;
+      iov = iov.subspan(1);
+    }
+    if (!iov.empty()) {
+      iov.front().iov_base = static_cast<std::uint8_t*>(iov.front().iov_base) + n;
+      iov.front().iov_len -= n;
+    }
   }
 
   unique_fd fd_;

@@ -7,6 +7,7 @@
 
 #include <algorithm>
 #include <array>
+#include <atomic>
 #include <vector>
 
 #include <fmt/format.h>
@@ -40,27 +41,41 @@ bool is_pipe_closed(DWORD error) {
 class PipeConnection final : public Connection {
  public:
   explicit PipeConnection(win32::unique_hfile pipe)
-      : pipe_(std::move(pipe)), event_(::CreateEventW(nullptr, TRUE, FALSE, nullptr)) {
-    if (!event_)
+      : pipe_(std::move(pipe)),
+        read_event_(::CreateEventW(nullptr, TRUE, FALSE, nullptr)),
+        write_event_(::CreateEventW(nullptr, TRUE, FALSE, nullptr)) {
+    if (!read_event_ || !write_event_)
       lost(describe("CreateEventW", ::GetLastError()));
   }
 
-  void write_all(std::span<const std::uint8_t> bytes, Deadline deadline) override {
-    while (!bytes.empty()) {
-      const auto chunk = static_cast<DWORD>(std::min<std::size_t>(bytes.size(), 1U << 30));
-      const auto done = transfer("write", deadline, [&](OVERLAPPED* ov) {
-        return ::WriteFile(pipe_.get(), bytes.data(), chunk, nullptr, ov);
-      });
-      if (!done)
-        lost("write: timed out");
-      bytes = bytes.subspan(*done);
+  void write_all(Buffers buffers, Deadline deadline) override {
+    // N.B. one WriteFile per buffer (the frame's head, then the caller's
+    // data): a pipe has no gather write, and the caller's one writer at a
+    // time keeps the frame whole.
+    for (auto bytes : buffers) {
+      while (!bytes.empty()) {
+        const auto chunk = static_cast<DWORD>(std::min<std::size_t>(bytes.size(), 1U << 30));
+        const auto done = transfer("write", write_event_.get(), deadline, [&](OVERLAPPED* ov) {
+          return ::WriteFile(pipe_.get(), bytes.data(), chunk, nullptr, ov);
+        });
+        if (!done)
+          lost("write: timed out");
+        bytes = bytes.subspan(*done);
+      }
     }
+  }
+
+  void shutdown() noexcept override {
+    // N.B. a cancelled ReadFile/WriteFile ends as if its deadline had passed;
+    // the flag stops the next one from starting.
+    closed_ = true;
+    ::CancelIoEx(pipe_.get(), nullptr);
   }
 
   std::size_t read_some(std::span<std::uint8_t> buffer, Deadline deadline) override {
     const auto chunk = static_cast<DWORD>(std::min<std::size_t>(buffer.size(), 1U << 30));
     for (;;) {
-      const auto done = transfer("read", deadline, [&](OVERLAPPED* ov) {
+      const auto done = transfer("read", read_event_.get(), deadline, [&](OVERLAPPED* ov) {
         return ::ReadFile(pipe_.get(), buffer.data(), chunk, nullptr, ov);
       });
       if (!done)
@@ -74,15 +89,18 @@ class PipeConnection final : public Connection {
   /// One overlapped ReadFile/WriteFile, waited for until the deadline; at the
   /// deadline it is cancelled (nullopt), unless it completed meanwhile.
   template <typename Start>
-  std::optional<std::size_t> transfer(const char* step, Deadline deadline, Start start) {
+  std::optional<std::size_t> transfer(const char* step, HANDLE event, Deadline deadline,
+                                      Start start) {
+    if (closed_)
+      lost("the session was closed");
     OVERLAPPED ov{};
-    ov.hEvent = event_.get();
-    ::ResetEvent(event_.get());
+    ov.hEvent = event;
+    ::ResetEvent(event);
     if (!start(&ov)) {
       const DWORD error = ::GetLastError();
       if (error != ERROR_IO_PENDING)
         fail(step, error);
-      if (::WaitForSingleObject(event_.get(), milliseconds_until(deadline)) == WAIT_TIMEOUT) {
+      if (::WaitForSingleObject(event, milliseconds_until(deadline)) == WAIT_TIMEOUT) {
         ::CancelIoEx(pipe_.get(), &ov);
       }
     }
@@ -91,6 +109,8 @@ class PipeConnection final : public Connection {
     // writes into `ov` and the buffer until it does.
     if (!::GetOverlappedResult(pipe_.get(), &ov, &n, TRUE)) {
       const DWORD error = ::GetLastError();
+      if (error == ERROR_OPERATION_ABORTED && closed_)
+        lost("the session was closed");
       if (error == ERROR_OPERATION_ABORTED)
         return std::nullopt;
       fail(step, error);
@@ -105,7 +125,10 @@ class PipeConnection final : public Connection {
   }
 
   win32::unique_hfile pipe_;
-  win32::unique_handle event_;
+  // N.B. one event per direction: a reader and a writer run at once.
+  win32::unique_handle read_event_;
+  win32::unique_handle write_event_;
+  std::atomic<bool> closed_{false};
 };
 
 using win32::describe_sid;

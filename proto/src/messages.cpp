@@ -224,7 +224,11 @@ ParsedRequest parse_request(Frame frame) {
   return out;
 }
 
-Bytes encode_request(const Request& request) {
+namespace {
+
+/// A request's JSON part, and the data-out bytes it carries (the frame's
+/// payload).
+std::pair<json, std::span<const std::uint8_t>> request_json(const Request& request) {
   json j{{"id", request.id}, {"op", op_name(request.body)}};
   std::span<const std::uint8_t> payload;
   std::visit(
@@ -251,7 +255,24 @@ Bytes encode_request(const Request& request) {
         }
       },
       request.body);
+  return {std::move(j), payload};
+}
+
+}  // namespace
+
+Bytes encode_request(const Request& request) {
+  const auto [j, payload] = request_json(request);
   return encode_frame(j, payload);
+}
+
+Bytes encode_request_head(const Request& request, std::size_t payload_len) {
+  Bytes head = encode_frame(request_json(request).first);
+  // N.B. the header's second word (frame.hpp) announces the payload that the
+  // caller sends after the head, from its own buffer.
+  for (std::size_t i = 0; i < 4; ++i) {
+    head[4 + i] = static_cast<std::uint8_t>(payload_len >> (8 * i));
+  }
+  return head;
 }
 
 // ---- each message's fields, named once -----------------------------------------

@@ -51,8 +51,17 @@ class Msi(unittest.TestCase):
         self.assertLess(at, sequence["StartServices"][1])
 
     def test_files(self):
-        names = sorted(row[2] for row in table("File"))
-        self.assertEqual(names, ["discarb.exe", "discarbiterd.exe"])
+        # The service, the CLI, the client library and its SDK: headers, the
+        # MinGW import library and the .def file for MSVC's lib.exe. File
+        # names are "short|long" where they are not 8.3 names.
+        names = sorted(row[2].split("|")[-1] for row in table("File"))
+        self.assertEqual(names, sorted([
+            "discarb.exe", "discarbiterd.exe", "discarbiter.dll", "libdiscarbiter.dll.a",
+            "discarbiter.def", "discarbiter.h", "client.hpp", "mmc.hpp", "export.h", "bytes.hpp",
+            "errors.hpp", "messages.hpp", "mmc.hpp", "sense.hpp"]))
+        directories = {row[0]: row[2].split("|")[-1] for row in table("Directory")}
+        self.assertEqual(directories["SDKPROTODIR"], "proto")
+        self.assertEqual(directories["SDKLIBDIR"], "lib")
 
     def test_msiexec_installs_starts_and_removes_the_service(self):
         subprocess.run([WINE, "--start"], check=True, stdin=subprocess.DEVNULL,

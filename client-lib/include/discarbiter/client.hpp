@@ -58,9 +58,11 @@ class DISCARBITER_API ServiceError : public std::system_error {
   Error error_;
 };
 
+// N.B. every member has an initializer, so `{.client_name = "MyBurner"}`
+// builds without -Wmissing-field-initializers (-Wextra) in users' code.
 struct ConnectOptions {
-  std::string endpoint;     // empty: DISCARBITER_ENDPOINT, else the platform default
-  std::string client_name;  // 1-63 of [0-9A-Za-z .,:;_-]
+  std::string endpoint{};     // empty: DISCARBITER_ENDPOINT, else the platform default
+  std::string client_name{};  // 1-63 of [0-9A-Za-z .,:;_-]
   std::chrono::milliseconds timeout{5000};  // connect + hello, and each plain request
 };
 
@@ -83,7 +85,7 @@ struct CommandResult {
 
 /// One command with its data in library-owned vectors: for the CLI and for
 /// callers that prefer values to buffers (send_command_* copy nothing).
-struct ScsiCommand {
+struct DISCARBITER_API ScsiCommand {
   proto::Bytes cdb;
   proto::Direction direction = proto::Direction::none;
   std::uint32_t data_in_len = 0;

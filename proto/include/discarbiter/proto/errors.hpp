@@ -8,6 +8,7 @@
 #include <string_view>
 #include <system_error>
 
+#include "discarbiter/export.h"
 namespace discarbiter {
 
 /// Every code the service can put on the wire. The values are HRESULTs, so a
@@ -39,7 +40,7 @@ enum class errc : std::uint32_t {
   service_stopping = 0x80AB0009,      // DA_E_SERVICE_STOPPING
 };
 
-const std::error_category& error_category() noexcept;
+DISCARBITER_API const std::error_category& error_category() noexcept;
 
 inline std::error_code make_error_code(errc e) noexcept {
   return {static_cast<int>(static_cast<std::uint32_t>(e)), error_category()};
@@ -57,16 +58,16 @@ inline bool succeeded(errc e) noexcept {
 
 /// The symbolic name, e.g. "E_IMAPI_RECORDER_LOCKED"; "HRESULT 0x…" for a
 /// number this table does not know.
-std::string error_name(std::uint32_t hr);
+DISCARBITER_API std::string error_name(std::uint32_t hr);
 inline std::string error_name(errc e) {
   return error_name(hresult(e));
 }
 
 /// A one-line human explanation of a code.
-std::string_view error_explanation(errc e) noexcept;
+DISCARBITER_API std::string_view error_explanation(errc e) noexcept;
 
 /// The code for a name or number as read from the wire; nullopt if unknown.
-std::optional<errc> errc_from_hresult(std::uint32_t hr) noexcept;
+DISCARBITER_API std::optional<errc> errc_from_hresult(std::uint32_t hr) noexcept;
 
 /// An error as it travels: the code the wire carries and a message that names
 /// the step or field that failed.

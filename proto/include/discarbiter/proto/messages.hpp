@@ -20,6 +20,7 @@
 #include <variant>
 #include <vector>
 
+#include "discarbiter/export.h"
 #include "discarbiter/proto/bytes.hpp"
 #include "discarbiter/proto/errors.hpp"
 
@@ -73,7 +74,7 @@ struct Request {
 };
 
 /// The wire name of a request ("hello", "acquire", …).
-std::string_view op_name(const RequestBody& body);
+DISCARBITER_API std::string_view op_name(const RequestBody& body);
 
 // ---- replies ----------------------------------------------------------------
 // Each reply is the fields of `{"id": …, "ok": true, …}` besides id and ok.
@@ -333,18 +334,18 @@ using Event = std::variant<Acquired, Granted, Released, LockBroken, DriveArrived
                            DriveError, DriveRecovered, UnknownEvent>;
 
 /// The wire name of an event ("released", …).
-std::string_view event_name(const Event& event);
+DISCARBITER_API std::string_view event_name(const Event& event);
 
 // ---- helpers shared by both ends --------------------------------------------
 
-std::string to_hex(std::span<const std::uint8_t> bytes);
+DISCARBITER_API std::string to_hex(std::span<const std::uint8_t> bytes);
 /// Accepts upper or lower case, with optional spaces between bytes.
-std::optional<Bytes> from_hex(std::string_view text);
+DISCARBITER_API std::optional<Bytes> from_hex(std::string_view text);
 
-std::string_view to_string(Direction d);
-std::optional<Direction> direction_from_string(std::string_view s);
+DISCARBITER_API std::string_view to_string(Direction d);
+DISCARBITER_API std::optional<Direction> direction_from_string(std::string_view s);
 
 /// RFC 3339 UTC with milliseconds, e.g. "2026-11-24T10:00:00.125Z".
-std::string format_rfc3339(std::chrono::system_clock::time_point t);
+DISCARBITER_API std::string format_rfc3339(std::chrono::system_clock::time_point t);
 
 }  // namespace discarbiter::proto

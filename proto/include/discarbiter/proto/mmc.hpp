@@ -11,6 +11,7 @@
 #include <string_view>
 #include <vector>
 
+#include "discarbiter/export.h"
 namespace discarbiter::proto::mmc {
 
 using Cdb6 = std::array<std::uint8_t, 6>;
@@ -42,32 +43,51 @@ inline constexpr std::uint8_t kSetStreaming = 0xB6;
 inline constexpr std::uint8_t kSetCdSpeed = 0xBB;
 
 // ---- profiles (GET CONFIGURATION, MMC-6 table 91) -------------------------------
+inline constexpr std::uint16_t kProfileNone = 0x0000;  // no medium, or none current
+inline constexpr std::uint16_t kProfileCdRom = 0x0008;
+inline constexpr std::uint16_t kProfileCdR = 0x0009;
 inline constexpr std::uint16_t kProfileCdRw = 0x000A;
+inline constexpr std::uint16_t kProfileDvdRom = 0x0010;
+inline constexpr std::uint16_t kProfileDvdRSequential = 0x0011;
+inline constexpr std::uint16_t kProfileDvdRam = 0x0012;
 inline constexpr std::uint16_t kProfileDvdRwRestricted = 0x0013;
+inline constexpr std::uint16_t kProfileDvdRwSequential = 0x0014;
 inline constexpr std::uint16_t kProfileDvdPlusRw = 0x001A;
 inline constexpr std::uint16_t kProfileDvdPlusR = 0x001B;
-inline constexpr std::uint16_t kProfileBdR = 0x0041;
+inline constexpr std::uint16_t kProfileDvdPlusRwDl = 0x002A;
+inline constexpr std::uint16_t kProfileDvdPlusRDl = 0x002B;
+inline constexpr std::uint16_t kProfileBdRom = 0x0040;
+inline constexpr std::uint16_t kProfileBdR = 0x0041;  // sequential recording mode
+inline constexpr std::uint16_t kProfileBdRRandom = 0x0042;
 inline constexpr std::uint16_t kProfileBdRe = 0x0043;
+inline constexpr std::uint16_t kProfileHdDvdRom = 0x0050;
 
-/// "DVD+RW", "BD-RE", …; "profile 0x…" is the caller's job for others (empty).
-std::string_view profile_name(std::uint16_t profile);
-/// A rewritable profile a burner may overwrite in place (CD-RW, DVD-RW
-/// restricted overwrite, DVD+RW, BD-RE).
-bool is_overwritable(std::uint16_t profile);
+// ---- features (GET CONFIGURATION) ---------------------------------------------------
+inline constexpr std::uint16_t kFeatureProfileList = 0x0000;
+inline constexpr std::uint16_t kFeatureCore = 0x0001;
+inline constexpr std::uint16_t kFeatureRandomWritable = 0x0020;
+inline constexpr std::uint16_t kFeatureDvdPlusRw = 0x002A;
+
+/// "DVD+RW", "BD-RE", "no current profile" (0), …; empty for a profile
+/// this table does not know ("profile 0x…" is the caller's job).
+DISCARBITER_API std::string_view profile_name(std::uint16_t profile);
+/// A rewritable profile a burner may overwrite in place with WRITE(10):
+/// CD-RW, DVD-RAM, DVD-RW restricted overwrite, DVD+RW (and DL), BD-RE.
+DISCARBITER_API bool is_overwritable(std::uint16_t profile);
 
 // ---- CDBs -----------------------------------------------------------------------
-Cdb6 test_unit_ready();
+DISCARBITER_API Cdb6 test_unit_ready();
 /// RT = 0 (all features), starting at feature `start`.
-Cdb10 get_configuration(std::uint16_t allocation, std::uint16_t start = 0);
-Cdb10 read_capacity();
-Cdb10 read_disc_information(std::uint16_t allocation = 34);
+DISCARBITER_API Cdb10 get_configuration(std::uint16_t allocation, std::uint16_t start = 0);
+DISCARBITER_API Cdb10 read_capacity();
+DISCARBITER_API Cdb10 read_disc_information(std::uint16_t allocation = 34);
 /// By track number (address type 01b).
-Cdb10 read_track_information(std::uint32_t track, std::uint16_t allocation = 36);
-Cdb10 read10(std::uint32_t lba, std::uint16_t blocks);
-Cdb10 write10(std::uint32_t lba, std::uint16_t blocks);
-Cdb10 synchronize_cache();
+DISCARBITER_API Cdb10 read_track_information(std::uint32_t track, std::uint16_t allocation = 36);
+DISCARBITER_API Cdb10 read10(std::uint32_t lba, std::uint16_t blocks);
+DISCARBITER_API Cdb10 write10(std::uint32_t lba, std::uint16_t blocks);
+DISCARBITER_API Cdb10 synchronize_cache();
 enum class CloseFunction : std::uint8_t { track = 1, session = 2, finalize = 5 };
-Cdb10 close_track_session(CloseFunction function, std::uint16_t number);
+DISCARBITER_API Cdb10 close_track_session(CloseFunction function, std::uint16_t number);
 
 // ---- replies ----------------------------------------------------------------------
 struct Configuration {
@@ -75,15 +95,23 @@ struct Configuration {
   std::vector<std::uint16_t> profiles;  // the Profile List feature's, if present
   std::vector<std::uint16_t> features;  // every feature code in the reply
 };
-/// nullopt when the reply is shorter than its header.
-std::optional<Configuration> parse_configuration(std::span<const std::uint8_t> reply);
+/// Parsers read only the bytes in `reply` and, where the reply has a length
+/// field, only those it covers; a reply too short for the fields the struct
+/// needs is nullopt. None of them reads past the span, whatever the bytes.
+///
+/// GET CONFIGURATION: nullopt when shorter than the 8-byte feature header.
+/// Feature descriptors are walked by their additional length; one cut off by
+/// the end of the reply still counts its code, its body is not read.
+DISCARBITER_API std::optional<Configuration> parse_configuration(
+    std::span<const std::uint8_t> reply);
 
 struct Capacity {
   std::uint32_t last_lba = 0;
   std::uint32_t block_length = 0;
   std::uint64_t bytes() const { return (std::uint64_t{last_lba} + 1) * block_length; }
 };
-std::optional<Capacity> parse_capacity(std::span<const std::uint8_t> reply);
+/// READ CAPACITY(10): 8 bytes.
+DISCARBITER_API std::optional<Capacity> parse_capacity(std::span<const std::uint8_t> reply);
 
 enum class DiscStatus : std::uint8_t { blank = 0, incomplete = 1, complete = 2, other = 3 };
 struct DiscInformation {
@@ -94,7 +122,12 @@ struct DiscInformation {
   std::uint16_t first_track = 0;
   std::uint16_t last_track_in_last_session = 0;
 };
-std::optional<DiscInformation> parse_disc_information(std::span<const std::uint8_t> reply);
+/// "blank", "incomplete", "complete", "other".
+DISCARBITER_API std::string_view disc_status_name(DiscStatus status);
+/// Standard disc information: needs 12 bytes (through the MSBs of the
+/// session and track numbers).
+DISCARBITER_API std::optional<DiscInformation> parse_disc_information(
+    std::span<const std::uint8_t> reply);
 
 struct TrackInformation {
   std::uint16_t track = 0;
@@ -104,6 +137,9 @@ struct TrackInformation {
   std::uint32_t free_blocks = 0;
   std::uint32_t track_size = 0;
 };
-std::optional<TrackInformation> parse_track_information(std::span<const std::uint8_t> reply);
+/// Needs 28 bytes (through the track size); the track and session numbers'
+/// MSBs (bytes 32, 33) are read when present.
+DISCARBITER_API std::optional<TrackInformation> parse_track_information(
+    std::span<const std::uint8_t> reply);
 
 }  // namespace discarbiter::proto::mmc

@@ -10,6 +10,7 @@
 #include <string>
 #include <string_view>
 
+#include "discarbiter/export.h"
 namespace discarbiter::proto {
 
 struct SenseCodes {
@@ -23,19 +24,19 @@ struct SenseCodes {
 /// The codes of a sense buffer. Descriptor format (response code 72h or
 /// 73h) needs 4 bytes; any other is read as fixed format (70h, 71h), which
 /// needs 14. nullopt when the buffer is shorter.
-std::optional<SenseCodes> decode_sense(std::span<const std::uint8_t> sense);
+DISCARBITER_API std::optional<SenseCodes> decode_sense(std::span<const std::uint8_t> sense);
 
 /// SPC's name of a sense key, in lower case: "illegal request".
-std::string_view sense_key_name(std::uint8_t key);
+DISCARBITER_API std::string_view sense_key_name(std::uint8_t key);
 /// What an ASC/ASCQ pair means, for the pairs an optical drive's user meets
 /// most: "invalid field in CDB"; empty for the others.
-std::string_view additional_sense_name(std::uint8_t asc, std::uint8_t ascq);
+DISCARBITER_API std::string_view additional_sense_name(std::uint8_t asc, std::uint8_t ascq);
 
 /// "5/24/00": key, ASC and ASCQ in hexadecimal; "no sense data" when the
 /// buffer holds none.
-std::string describe_sense(std::span<const std::uint8_t> sense);
+DISCARBITER_API std::string describe_sense(std::span<const std::uint8_t> sense);
 /// "sense 5/24/00: invalid field in CDB": with the ASC/ASCQ's name, or the
 /// sense key's when the pair has none here.
-std::string explain_sense(std::span<const std::uint8_t> sense);
+DISCARBITER_API std::string explain_sense(std::span<const std::uint8_t> sense);
 
 }  // namespace discarbiter::proto

@@ -4,6 +4,7 @@
 // type.
 #pragma once
 
+#include <cstddef>
 #include <cstdint>
 #include <optional>
 #include <span>
@@ -29,6 +30,10 @@ ParsedRequest parse_request(Frame frame);
 
 /// The frame a client sends for a request.
 Bytes encode_request(const Request& request);
+/// The frame's header and JSON part only, announcing a payload of
+/// `payload_len` bytes that the caller writes after it from its own buffer
+/// (an ExecuteRequest's data_out is not read): the client's gather write.
+Bytes encode_request_head(const Request& request, std::size_t payload_len);
 
 // ---- JSON, each message's one reader and writer -------------------------------
 
