@@ -4,7 +4,8 @@ find_package(DiscArbiter) and with pkg-config on a plain compiler command
 line, then run against a live discarbiterd with two simulated drives. The
 C program is C99 with -Werror -pedantic; the C++ one is also linked
 statically; a Python ctypes script drives the C ABI through the installed
-libdiscarbiter.so.0."""
+libdiscarbiter.so.0; the sample burner (examples/burner) burns and verifies
+an 8 MiB image."""
 import os
 import shutil
 import sys
@@ -86,13 +87,23 @@ class Consumers(unittest.TestCase):
         self.assertIn("PASSED", done.stdout)
 
     def test_sample_burner(self):
-        # HOOK: examples/burner (helper i13-f) built against the prefix with
-        # find_package, burning a small image to sim0 and verifying it.
+        # examples/burner, standalone against the prefix (find_package), burns
+        # an 8 MiB image to sim1's simulated DVD+RW and verifies it.
         source = os.path.join(SOURCE_DIR, "examples/burner")
-        if not os.path.isfile(os.path.join(source, "CMakeLists.txt")):
-            self.skipTest("examples/burner is not in this tree yet")
-        self.fail("examples/burner exists: wire its burn into this test")
-
+        build = os.path.join(self.tmp, "burner")
+        done = run([CMAKE, "-S", source, "-B", build, "-G", "Ninja", f"-DCMAKE_PREFIX_PATH={PREFIX}",
+                    "-DCMAKE_BUILD_TYPE=RelWithDebInfo"])
+        self.assertEqual(done.returncode, 0, done.stdout + done.stderr)
+        done = run([CMAKE, "--build", build])
+        self.assertEqual(done.returncode, 0, done.stdout + done.stderr)
+        image = os.path.join(self.tmp, "image.iso")
+        with open(image, "wb") as f:
+            f.write(os.urandom(8 << 20))
+        done = run([os.path.join(build, "discarbiter-burn"), "--name", "sdk_burner", "sim1", image],
+                   env=self.env(), timeout=120)
+        self.assertEqual(done.returncode, 0, done.stdout + done.stderr)
+        self.assertIn("verified", done.stdout)
+        self.assertIn("released sim1", done.stdout)
 
 if __name__ == "__main__":
     unittest.main()
