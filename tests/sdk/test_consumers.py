@@ -4,7 +4,8 @@ find_package(DiscArbiter) and with pkg-config on a plain compiler command
 line, then run against a live discarbiterd with two simulated drives. The
 C program is C99 with -Werror -pedantic; the C++ one is also linked
 statically; a Python ctypes script drives the C ABI through the installed
-libdiscarbiter.so.0."""
+libdiscarbiter.so.0; the sample burner (examples/burner) burns and verifies
+an 8 MiB image."""
 import os
 import shutil
 import sys
@@ -102,6 +103,7 @@ class Consumers(unittest.TestCase):
         done = run([program, "--name", "SdkBurner", "sim0", image], env=self.env(), timeout=60)
         self.assertEqual(done.returncode, 0, done.stdout + done.stderr)
         self.assertRegex(done.stdout, r"verified 4\.0 MiB .*CRC-32 (0x[0-9a-f]{8}) \(image\) = \1 \(disc\)")
+        self.assertIn("released sim0", done.stdout)
 
 if __name__ == "__main__":
     unittest.main()
