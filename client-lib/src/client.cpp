@@ -216,9 +216,9 @@ nlohmann::json Session::call(proto::RequestBody body, Call& call,
     }
   } unregister{*this, call.id};
 
+  const proto::Bytes head =
+      proto::encode_request_head(proto::Request{call.id, std::move(body)}, data_out.size());
   try {
-    const proto::Bytes head =
-        proto::encode_request_head(proto::Request{call.id, std::move(body)}, data_out.size());
     std::lock_guard write(write_mutex_);
     connection_->write_all({head, data_out}, call.deadline);
   } catch (...) {
