@@ -216,9 +216,9 @@ nlohmann::json Session::call(proto::RequestBody body, Call& call,
     }
   } unregister{*this, call.id};
 
+  const proto::Bytes head =
+      proto::encode_request_head(proto::Request{call.id, std::move(body)}, data_out.size());
   try {
-    const proto::Bytes head =
-        proto::encode_request_head(proto::Request{call.id, std::move(body)}, data_out.size());
     std::lock_guard write(write_mutex_);
     connection_->write_all({head, data_out}, call.deadline);
   } catch (...) {
@@ -383,7 +383,9 @@ void Session::deliver(std::unique_lock<std::mutex>& lock, proto::Reply reply,
 }
 
 void Session::queue_event(proto::Event event) {
-  if (!subscribed_)
+  // N.B. lock_broken comes to the broken owner unasked (docs/protocol.md):
+  // kept without subscribe(), so a holder learns that its lock is gone.
+  if (!subscribed_ && !std::holds_alternative<proto::LockBroken>(event))
     return;
   if (events_.size() == Client::kMaxQueuedEvents) {
     events_.pop_front();

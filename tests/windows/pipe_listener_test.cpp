@@ -16,6 +16,7 @@
 
 #include "discarbiter/client.hpp"
 #include "discarbiter/proto/frame.hpp"
+#include "discarbiter/proto/wire.hpp"
 #include "discarbiter/win32/handle.hpp"
 #include "discarbiter/win32/wide.hpp"
 #include "host/service_app.hpp"

@@ -190,8 +190,9 @@ class DISCARBITER_API Client {
 
   /// Asks for unsolicited events; next_event() returns them (a
   /// proto::UnknownEvent for one this library does not know). Events are
-  /// kept only after subscribe(), at most kMaxQueuedEvents of them: beyond
-  /// that the oldest are dropped and counted in events_dropped().
+  /// kept only after subscribe() (but for lock_broken, which the service
+  /// sends the broken owner unasked), at most kMaxQueuedEvents of them:
+  /// beyond that the oldest are dropped and counted in events_dropped().
   void subscribe();
   std::optional<proto::Event> next_event(std::chrono::milliseconds timeout);
   std::uint64_t events_dropped() const;
