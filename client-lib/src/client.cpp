@@ -240,7 +240,10 @@ void Session::wait_for(Call& call) {
       // Only a Call being filled is still open: its reader fails soon.
       changed_.wait(lock);
     } else if (!reading_) {
-      if (!read_one(lock, call.deadline) && !call.done) {
+      // N.B. checked before each frame, not only when the stream is quiet: a
+      // read at a passed deadline still returns what is waiting, so a peer
+      // that never stops sending would otherwise hold this call for ever.
+      if ((Clock::now() >= call.deadline || !read_one(lock, call.deadline)) && !call.done) {
         // N.B. the request may still complete in the service; this session
         // is no longer in step with it, so it is closed (its locks die).
         close_locked(lost_error(

@@ -211,6 +211,32 @@ TEST(ClientGuards, AFailedReleaseInTheDestructorClosesTheSession) {
   EXPECT_EQ(thrown([&] { (void)s.client->status(); }).code_value(), errc::connection_lost);
 }
 
+TEST(ClientErrors, ACallTimesOutEvenWhileThePeerNeverStopsSending) {
+  FakeSession s(0, 300ms);
+  auto status =
+      std::async(std::launch::async, [&] { return thrown([&] { (void)s.client->status(); }); });
+  (void)s.fake.read_frame();  // never answered; a flood of events instead
+  std::atomic<bool> stop{false};
+  auto flood = std::async(std::launch::async, [&] {
+    // N.B. many events per send: the socket is never empty when the client looks.
+    proto::Bytes events;
+    for (int i = 0; i < 4096; ++i) {
+      const auto event = proto::encode_event(proto::DriveArrived{"flood"});
+      events.insert(events.end(), event.begin(), event.end());
+    }
+    try {
+      while (!stop)
+        s.fake.send(events);
+    } catch (const std::exception&) {  // the client closed: the flood ends
+    }
+  });
+  const bool ended = status.wait_for(2s) == std::future_status::ready;
+  stop = true;
+  flood.get();
+  ASSERT_TRUE(ended) << "the call outlived its 300 ms deadline by 2 s under a flood";
+  EXPECT_EQ(status.get().code_value(), errc::connection_lost);
+}
+
 // ---- against discarbiterd ------------------------------------------------------
 
 class ClientLive : public ::testing::Test {
