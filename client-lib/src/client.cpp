@@ -480,6 +480,15 @@ detail::Session& live(const std::shared_ptr<detail::Session>& session) {
   return *session;
 }
 
+/// The session, kept alive for a call that may block: a Client destroyed
+/// by another thread meanwhile (which the docs forbid) closes the session,
+/// and that call ends with DA_E_CONNECTION_LOST instead of waiting on a
+/// freed mutex.
+std::shared_ptr<detail::Session> hold(const std::shared_ptr<detail::Session>& session) {
+  (void)live(session);
+  return session;
+}
+
 }  // namespace
 
 ServiceError::ServiceError(const Error& error)
@@ -583,14 +592,16 @@ std::uint32_t Client::max_transfer(const std::string& drive) {
 
 std::vector<proto::DriveSummary> Client::drives() {
   return guarded([&] {
-    auto& s = live(session_);
+    const auto held = hold(session_);
+    auto& s = *held;
     return s.call_for<proto::DrivesReply>(proto::ListDrivesRequest{}, s.request_timeout).drives;
   });
 }
 
 proto::StatusDocument Client::status() {
   return guarded([&] {
-    auto& s = live(session_);
+    const auto held = hold(session_);
+    auto& s = *held;
     return s.call_for<proto::StatusReply>(proto::StatusRequest{}, s.request_timeout).status;
   });
 }
@@ -604,7 +615,8 @@ std::string Client::status_json() {
 
 std::uint32_t Client::acquire_exclusive_access(const std::string& drive, AcquireOptions options) {
   return guarded([&] {
-    auto& s = live(session_);
+    const auto held = hold(session_);
+    auto& s = *held;
     const auto wait_ms = static_cast<std::uint32_t>(std::clamp<std::int64_t>(
         options.wait.count(), 0, std::numeric_limits<std::uint32_t>::max()));
     return s
@@ -616,7 +628,8 @@ std::uint32_t Client::acquire_exclusive_access(const std::string& drive, Acquire
 
 std::uint32_t Client::release_exclusive_access(const std::string& drive) {
   return guarded([&] {
-    auto& s = live(session_);
+    const auto held = hold(session_);
+    auto& s = *held;
     return s
         .call_for<proto::ReleaseReply>(proto::ReleaseRequest{drive},
                                        s.request_timeout + kServiceMargin)
@@ -626,14 +639,16 @@ std::uint32_t Client::release_exclusive_access(const std::string& drive) {
 
 std::optional<proto::OwnerInfo> Client::exclusive_access_owner(const std::string& drive) {
   return guarded([&] {
-    auto& s = live(session_);
+    const auto held = hold(session_);
+    auto& s = *held;
     return s.call_for<proto::OwnerReply>(proto::OwnerRequest{drive}, s.request_timeout).owner;
   });
 }
 
 proto::OwnerInfo Client::break_exclusive_access(const std::string& drive) {
   return guarded([&] {
-    auto& s = live(session_);
+    const auto held = hold(session_);
+    auto& s = *held;
     return s
         .call_for<proto::BreakReply>(proto::BreakRequest{drive}, s.request_timeout + kServiceMargin)
         .broken_owner;
@@ -646,8 +661,8 @@ ScsiReply Client::execute(const std::string& drive, const ScsiCommand& command) 
     detail::Session::Call in;
     in.data_in_max = command.data_in_len;
     in.data_in_vector = &reply.data;
-    auto r = live(session_).execute(drive, command.cdb, command.direction, command.data_out, in,
-                                    command.timeout_s);
+    auto r = hold(session_)->execute(drive, command.cdb, command.direction, command.data_out, in,
+                                     command.timeout_s);
     reply.code = r.code;
     reply.scsi_status = r.scsi_status;
     reply.sense = std::move(r.sense);
@@ -659,7 +674,7 @@ CommandResult Client::send_command_no_data(const std::string& drive,
                                            std::span<const std::uint8_t> cdb,
                                            std::optional<std::uint32_t> timeout_s) {
   return guarded([&] {
-    return live(session_).execute(drive, cdb, proto::Direction::none, {}, {}, timeout_s);
+    return hold(session_)->execute(drive, cdb, proto::Direction::none, {}, {}, timeout_s);
   });
 }
 
@@ -668,7 +683,7 @@ CommandResult Client::send_command_send_data_to_device(const std::string& drive,
                                                        std::span<const std::uint8_t> data,
                                                        std::optional<std::uint32_t> timeout_s) {
   return guarded([&] {
-    return live(session_).execute(drive, cdb, proto::Direction::out, data, {}, timeout_s);
+    return hold(session_)->execute(drive, cdb, proto::Direction::out, data, {}, timeout_s);
   });
 }
 
@@ -680,7 +695,7 @@ CommandResult Client::send_command_get_data_from_device(const std::string& drive
     detail::Session::Call in;
     in.data_in = buffer.data();
     in.data_in_max = buffer.size();
-    return live(session_).execute(drive, cdb, proto::Direction::in, {}, in, timeout_s);
+    return hold(session_)->execute(drive, cdb, proto::Direction::in, {}, in, timeout_s);
   });
 }
 
@@ -690,11 +705,11 @@ ExclusiveAccess Client::acquire(const std::string& drive, AcquireOptions options
 }
 
 void Client::subscribe() {
-  guarded([&] { live(session_).subscribe(); });
+  guarded([&] { hold(session_)->subscribe(); });
 }
 
 std::optional<proto::Event> Client::next_event(std::chrono::milliseconds timeout) {
-  return guarded([&] { return live(session_).next_event(timeout); });
+  return guarded([&] { return hold(session_)->next_event(timeout); });
 }
 
 std::uint64_t Client::events_dropped() const {

@@ -237,6 +237,18 @@ TEST(ClientErrors, ACallTimesOutEvenWhileThePeerNeverStopsSending) {
   EXPECT_EQ(status.get().code_value(), errc::connection_lost);
 }
 
+TEST(ClientThreads, DestroyingTheClientUnderAWaitingCallEndsThatCallWithConnectionLost) {
+  // N.B. forbidden by the docs (da_disconnect during a call); it must cost
+  // that call only, not a use of the freed session.
+  FakeSession s;
+  auto status =
+      std::async(std::launch::async, [&] { return thrown([&] { (void)s.client->status(); }); });
+  (void)s.fake.read_frame();  // the call waits for its reply
+  s.client.reset();
+  EXPECT_EQ(status.get().code_value(), errc::connection_lost);
+  EXPECT_TRUE(s.fake.client_closed());
+}
+
 // ---- against discarbiterd ------------------------------------------------------
 
 class ClientLive : public ::testing::Test {
