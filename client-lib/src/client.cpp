@@ -337,8 +337,9 @@ Session::Call& Session::call_for_reply(const proto::Reply& reply) {
     return *it->second;
   }
   // The service could not read the id of a request it refuses; with one
-  // request in flight it is that one's.
-  if (reply.error && pending_.size() == 1)
+  // request in flight it is that one's. N.B. not one already done: its
+  // caller reads its result without mutex_ until it unregisters.
+  if (reply.error && pending_.size() == 1 && !pending_.begin()->second->done)
     return *pending_.begin()->second;
   fail(errc::bad_frame,
        fmt::format("a reply without an id ({})", reply.error ? reply.error->message : "no error"));
