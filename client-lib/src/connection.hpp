@@ -24,8 +24,9 @@ class Connection {
   /// service closes the connection or after shutdown(). One reader at a time.
   virtual std::size_t read_some(std::span<std::uint8_t> buffer, Deadline deadline) = 0;
   /// Ends the stream in both directions, from any thread, while another may
-  /// be blocked in read_some or write_all: they fail promptly. The handle
-  /// itself is closed by the destructor.
+  /// be blocked in read_some or write_all: they fail promptly, and the
+  /// service sees the session end at once (its locks die with it), not when
+  /// the Client is destroyed.
   virtual void shutdown() noexcept = 0;
 
   /// Fills `buffer` exactly. False when the deadline passes first (what was

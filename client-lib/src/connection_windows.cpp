@@ -8,6 +8,7 @@
 #include <algorithm>
 #include <array>
 #include <atomic>
+#include <mutex>
 #include <vector>
 
 #include <fmt/format.h>
@@ -66,10 +67,16 @@ class PipeConnection final : public Connection {
   }
 
   void shutdown() noexcept override {
-    // N.B. a cancelled ReadFile/WriteFile ends as if its deadline had passed;
-    // the flag stops the next one from starting.
+    // N.B. the pipe handle is closed as soon as no ReadFile/WriteFile uses
+    // it (here, or by the last one to finish): only then does the service
+    // see the session end and free its locks, which must not wait for the
+    // Client's destructor. Cancelled operations end as if their deadline
+    // had passed; the flag stops the next one from starting.
+    std::lock_guard lock(mutex_);
     closed_ = true;
-    ::CancelIoEx(pipe_.get(), nullptr);
+    if (pipe_)
+      ::CancelIoEx(pipe_.get(), nullptr);
+    close_if_idle();
   }
 
   std::size_t read_some(std::span<std::uint8_t> buffer, Deadline deadline) override {
@@ -91,18 +98,31 @@ class PipeConnection final : public Connection {
   template <typename Start>
   std::optional<std::size_t> transfer(const char* step, HANDLE event, Deadline deadline,
                                       Start start) {
-    if (closed_)
-      lost("the session was closed");
     OVERLAPPED ov{};
     ov.hEvent = event;
     ::ResetEvent(event);
-    if (!start(&ov)) {
-      const DWORD error = ::GetLastError();
-      if (error != ERROR_IO_PENDING)
-        fail(step, error);
-      if (::WaitForSingleObject(event, milliseconds_until(deadline)) == WAIT_TIMEOUT) {
-        ::CancelIoEx(pipe_.get(), &ov);
+    bool pending = false;
+    {
+      // N.B. the check and the start under one lock: shutdown() either
+      // comes first (nothing starts) or finds the operation in flight and
+      // cancels it, never in between.
+      std::lock_guard lock(mutex_);
+      if (closed_)
+        lost("the session was closed");
+      ++in_flight_;
+      if (!start(&ov)) {
+        const DWORD error = ::GetLastError();
+        if (error != ERROR_IO_PENDING) {
+          --in_flight_;
+          close_if_idle();
+          fail(step, error);
+        }
+        pending = true;
       }
+    }
+    const InFlight done_with_handle{*this};
+    if (pending && ::WaitForSingleObject(event, milliseconds_until(deadline)) == WAIT_TIMEOUT) {
+      ::CancelIoEx(pipe_.get(), &ov);
     }
     DWORD n = 0;
     // N.B. wait for the operation to finish even when cancelled: the kernel
@@ -124,11 +144,27 @@ class PipeConnection final : public Connection {
     lost(describe(step, error));
   }
 
+  /// Ends one operation's use of the handle (after GetOverlappedResult).
+  struct InFlight {
+    PipeConnection& c;
+    ~InFlight() {
+      std::lock_guard lock(c.mutex_);
+      --c.in_flight_;
+      c.close_if_idle();
+    }
+  };
+  void close_if_idle() {  // with mutex_ held
+    if (closed_ && in_flight_ == 0)
+      pipe_.reset();
+  }
+
+  std::mutex mutex_;  // closed_, in_flight_, and pipe_'s closing
+  int in_flight_ = 0;
   win32::unique_hfile pipe_;
   // N.B. one event per direction: a reader and a writer run at once.
   win32::unique_handle read_event_;
   win32::unique_handle write_event_;
-  std::atomic<bool> closed_{false};
+  std::atomic<bool> closed_{false};  // written under mutex_
 };
 
 using win32::describe_sid;
