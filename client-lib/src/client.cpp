@@ -492,10 +492,29 @@ std::shared_ptr<detail::Session> hold(const std::shared_ptr<detail::Session>& se
 
 }  // namespace
 
+namespace {
+
+/// "NAME: detail: explanation"; std::system_error's own what() would repeat
+/// an explanation the detail already holds (the service's messages often do).
+std::string describe(const Error& error) {
+  const std::string_view why = error_explanation(error.code);
+  if (error.message.empty())
+    return fmt::format("{}: {}", error_name(error.code), why);
+  if (error.message.find(why) != std::string::npos)
+    return fmt::format("{}: {}", error_name(error.code), error.message);
+  return fmt::format("{}: {}: {}", error_name(error.code), error.message, why);
+}
+
+}  // namespace
+
 ServiceError::ServiceError(const Error& error)
-    : std::system_error(make_error_code(error.code),
-                        fmt::format("{}: {}", error_name(error.code), error.message)),
-      error_(error) {}
+    : std::system_error(make_error_code(error.code), error.message),
+      error_(error),
+      what_(describe(error)) {}
+
+const char* ServiceError::what() const noexcept {
+  return what_.c_str();
+}
 
 ScsiCommand ScsiCommand::inquiry(std::uint8_t allocation) {
   return {{0x12, 0, 0, 0, allocation, 0}, proto::Direction::in, allocation, {}, std::nullopt};

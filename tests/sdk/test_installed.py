@@ -71,6 +71,24 @@ class Headers(unittest.TestCase):
             with self.subTest(header=header):
                 self.compile_alone("cc", ["-std=c99"], header, ".c")
 
+    def test_c_macros_use_no_old_style_cast_in_cxx(self):
+        # Every DA_* constant and macro of discarbiter.h, expanded in C++ with
+        # -Wold-style-cast (a common C++ warning set) and in C99.
+        with open(os.path.join(PREFIX, "include/discarbiter/discarbiter.h")) as f:
+            names = re.findall(r"^#define (DA_[SE]_\w+) ", f.read(), re.M)
+        self.assertIn("DA_E_INVALIDARG", names)
+        body = "".join(f"  n += DA_FAILED({name}) + DA_SUCCEEDED({name});\n" for name in names)
+        for compiler, flags, suffix in (("c++", ["-std=c++20", "-Wold-style-cast"], ".cpp"),
+                                        ("cc", ["-std=c99"], ".c")):
+            with self.subTest(compiler=compiler):
+                source = os.path.join(self.tmp, "macros" + suffix)
+                with open(source, "w") as f:
+                    f.write("#include <discarbiter/discarbiter.h>\n"
+                            f"int count(void) {{\n  int n = 0;\n{body}  return n;\n}}\n")
+                done = run([compiler, *flags, "-I", os.path.join(PREFIX, "include"), "-Wall",
+                            "-Wextra", "-Werror", "-pedantic", "-fsyntax-only", source])
+                self.assertEqual(done.returncode, 0, done.stderr)
+
     def test_internal_headers_are_not_installed(self):
         for header in INTERNAL:
             self.assertFalse(os.path.exists(os.path.join(PREFIX, "include/discarbiter", header)))

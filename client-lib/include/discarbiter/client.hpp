@@ -53,9 +53,13 @@ class DISCARBITER_API ServiceError : public std::system_error {
   std::uint32_t hresult() const noexcept { return discarbiter::hresult(error_.code); }
   std::string name() const { return error_name(error_.code); }
   const std::string& detail() const noexcept { return error_.message; }
+  /// "NAME: detail: explanation", without the explanation when the detail
+  /// already says it.
+  const char* what() const noexcept override;
 
  private:
   Error error_;
+  std::string what_;
 };
 
 // N.B. every member has an initializer, so `{.client_name = "MyBurner"}`

@@ -44,31 +44,38 @@ extern "C" {
 
 /* An HRESULT: negative is a failure. */
 typedef int32_t DA_HRESULT;
-#define DA_SUCCEEDED(hr) ((DA_HRESULT)(hr) >= 0)
-#define DA_FAILED(hr) ((DA_HRESULT)(hr) < 0)
+/* DA_HRESULT_C(x): x as a DA_HRESULT; static_cast in C++, so that a C++
+ * program built with -Wold-style-cast compiles the macros below cleanly. */
+#ifdef __cplusplus
+#define DA_HRESULT_C(x) static_cast<DA_HRESULT>(x)
+#else
+#define DA_HRESULT_C(x) ((DA_HRESULT)(x))
+#endif
+#define DA_SUCCEEDED(hr) (DA_HRESULT_C(hr) >= 0)
+#define DA_FAILED(hr) (DA_HRESULT_C(hr) < 0)
 
-#define DA_S_OK ((DA_HRESULT)0x00000000)
-#define DA_S_IMAPI_COMMAND_HAS_SENSE_DATA ((DA_HRESULT)0x00AA0200)
-#define DA_E_FAIL ((DA_HRESULT)0x80004005u)
-#define DA_E_OUTOFMEMORY ((DA_HRESULT)0x8007000Eu)
-#define DA_E_INVALIDARG ((DA_HRESULT)0x80070057u)
-#define DA_E_ACCESSDENIED ((DA_HRESULT)0x80070005u)
-#define DA_E_INVALID_HANDLE ((DA_HRESULT)0x80070006u)
-#define DA_E_DEV_NOT_EXIST ((DA_HRESULT)0x80070037u)
-#define DA_E_NOT_LOCKED ((DA_HRESULT)0x8007009Eu)
-#define DA_E_INSUFFICIENT_BUFFER ((DA_HRESULT)0x8007007Au)
-#define DA_E_IMAPI_RECORDER_COMMAND_TIMEOUT ((DA_HRESULT)0xC0AA020Du)
-#define DA_E_IMAPI_RECORDER_LOCKED ((DA_HRESULT)0xC0AA0210u)
-#define DA_E_IMAPI_RECORDER_CLIENT_NAME_IS_NOT_VALID ((DA_HRESULT)0xC0AA0211u)
-#define DA_E_BAD_FRAME ((DA_HRESULT)0x80AB0001u)
-#define DA_E_UNSUPPORTED_PROTOCOL ((DA_HRESULT)0x80AB0002u)
-#define DA_E_HELLO_REQUIRED ((DA_HRESULT)0x80AB0003u)
-#define DA_E_UNKNOWN_REQUEST ((DA_HRESULT)0x80AB0004u)
-#define DA_E_FRAME_TOO_LARGE ((DA_HRESULT)0x80AB0005u)
-#define DA_E_SERVICE_UNAVAILABLE ((DA_HRESULT)0x80AB0006u)
-#define DA_E_CONNECTION_LOST ((DA_HRESULT)0x80AB0007u)
-#define DA_E_LIMIT_REACHED ((DA_HRESULT)0x80AB0008u)
-#define DA_E_SERVICE_STOPPING ((DA_HRESULT)0x80AB0009u)
+#define DA_S_OK DA_HRESULT_C(0x00000000)
+#define DA_S_IMAPI_COMMAND_HAS_SENSE_DATA DA_HRESULT_C(0x00AA0200)
+#define DA_E_FAIL DA_HRESULT_C(0x80004005u)
+#define DA_E_OUTOFMEMORY DA_HRESULT_C(0x8007000Eu)
+#define DA_E_INVALIDARG DA_HRESULT_C(0x80070057u)
+#define DA_E_ACCESSDENIED DA_HRESULT_C(0x80070005u)
+#define DA_E_INVALID_HANDLE DA_HRESULT_C(0x80070006u)
+#define DA_E_DEV_NOT_EXIST DA_HRESULT_C(0x80070037u)
+#define DA_E_NOT_LOCKED DA_HRESULT_C(0x8007009Eu)
+#define DA_E_INSUFFICIENT_BUFFER DA_HRESULT_C(0x8007007Au)
+#define DA_E_IMAPI_RECORDER_COMMAND_TIMEOUT DA_HRESULT_C(0xC0AA020Du)
+#define DA_E_IMAPI_RECORDER_LOCKED DA_HRESULT_C(0xC0AA0210u)
+#define DA_E_IMAPI_RECORDER_CLIENT_NAME_IS_NOT_VALID DA_HRESULT_C(0xC0AA0211u)
+#define DA_E_BAD_FRAME DA_HRESULT_C(0x80AB0001u)
+#define DA_E_UNSUPPORTED_PROTOCOL DA_HRESULT_C(0x80AB0002u)
+#define DA_E_HELLO_REQUIRED DA_HRESULT_C(0x80AB0003u)
+#define DA_E_UNKNOWN_REQUEST DA_HRESULT_C(0x80AB0004u)
+#define DA_E_FRAME_TOO_LARGE DA_HRESULT_C(0x80AB0005u)
+#define DA_E_SERVICE_UNAVAILABLE DA_HRESULT_C(0x80AB0006u)
+#define DA_E_CONNECTION_LOST DA_HRESULT_C(0x80AB0007u)
+#define DA_E_LIMIT_REACHED DA_HRESULT_C(0x80AB0008u)
+#define DA_E_SERVICE_STOPPING DA_HRESULT_C(0x80AB0009u)
 
 /* One session with the service; its locks die with it. */
 typedef struct da_client da_client;
@@ -160,7 +167,10 @@ DISCARBITER_API DA_HRESULT da_send_command_get_data_from_device(
 DISCARBITER_API DA_HRESULT da_get_max_transfer(da_client* client, const char* drive,
                                                uint32_t* bytes);
 
-/* The status document as JSON text (DESIGN.md "JSON status"). */
+/* The status document as JSON text (DESIGN.md "JSON status"). Its size
+ * changes from one call to the next (uptime, counters grow): after a sizing
+ * call, fetch in a loop while it returns DA_E_INSUFFICIENT_BUFFER, growing the
+ * buffer to *needed each time. */
 DISCARBITER_API DA_HRESULT da_get_status_json(da_client* client, char* buffer, size_t size,
                                               size_t* needed);
 

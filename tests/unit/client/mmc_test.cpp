@@ -147,5 +147,21 @@ TEST(CommandError, ExplainsTheSenseAfterTheCommand) {
   EXPECT_EQ(e.hresult(), 0x00AA0200u);
 }
 
+TEST(ServiceError, WhatSaysTheExplanationOnce) {
+  // The service's message for a bad client name already holds the rule.
+  const ServiceError named(Error{errc::recorder_client_name_is_not_valid,
+                                 "client name '' is not valid: client names are 1-63 characters "
+                                 "of 0-9 A-Z a-z and space . , : ; _ -"});
+  EXPECT_STREQ(named.what(),
+               "E_IMAPI_RECORDER_CLIENT_NAME_IS_NOT_VALID: client name '' is not valid: client "
+               "names are 1-63 characters of 0-9 A-Z a-z and space . , : ; _ -");
+  const ServiceError plain(Error{errc::dev_not_exist, "drive 'x'"});
+  EXPECT_STREQ(plain.what(),
+               "HRESULT_FROM_WIN32(ERROR_DEV_NOT_EXIST): drive 'x': no such drive, "
+               "or the drive has been removed");
+  const ServiceError bare(Error{errc::connection_lost, ""});
+  EXPECT_STREQ(bare.what(), "DA_E_CONNECTION_LOST: the connection to the service was lost");
+}
+
 }  // namespace
 }  // namespace discarbiter
