@@ -104,6 +104,29 @@ TEST(ClientErrors, AReplyBodyOfTheWrongTypeIsServiceErrorNotAJsonException) {
   EXPECT_FALSE(owner.get());
 }
 
+TEST(ClientErrors, AStatusOfAThousandSessionsIsReadNotRefused) {
+  // Over the service's 64 KiB request limit: a reply that size must not
+  // close the session (and end the caller's locks).
+  FakeSession s;
+  auto status = std::async(std::launch::async, [&] { return s.client->status(); });
+  const auto request = s.fake.read_frame();
+  proto::StatusReply reply;
+  for (std::uint32_t i = 0; i < 1000; ++i) {
+    reply.status.clients.push_back(proto::ClientStatus{i,
+                                                       fmt::format("Burner {}", i),
+                                                       4000 + i,
+                                                       "user",
+                                                       1000,
+                                                       std::nullopt,
+                                                       "2026-11-24T10:00:00.000Z",
+                                                       {{"sim0", 1}}});
+  }
+  const auto frame = proto::encode_reply(FakeService::id_of(request), reply);
+  ASSERT_GT(frame.size(), 100U * 1024U);
+  s.fake.send(frame);
+  EXPECT_EQ(status.get().clients.size(), 1000U);
+}
+
 TEST(ClientErrors, APayloadLongerThanTheBufferIsBadFrameAndClosesTheSession) {
   FakeSession s;
   std::array<std::uint8_t, 4> buffer{};
