@@ -7,9 +7,15 @@ eject refused while the tray is locked, the unlock after SIGKILL of the
 holder and of the service itself, hot-plug of a second drive, and the unlock
 of a persistent PREVENT the owner sent itself.
 
-Usage: qemu_e2e.py WORKDIR   (WORKDIR holds vmlinuz, initrd.gz, disc.iso)
-Prints one line per check and the measured figures; exits non-zero on the
-first failure with the guest's output."""
+Then, in a second boot, the Windows pass: the MinGW discarbiterd.exe and
+discarb.exe under Wine inside the guest (the host's userland over 9p),
+driving the same drive through SPTI as \\.\CdRom0.
+
+Usage: qemu_e2e.py WORKDIR [--windows WINDOWS_BUILD WINE_PREFIX | --skip-windows REASON]
+(WORKDIR holds vmlinuz, initrd.gz, disc.iso.) Prints one line per check,
+the checks it skipped with the reason, and the measured figures; a pass
+stops at its first failure with the guest's output; exits non-zero if either
+failed."""
 import json
 import os
 import re
@@ -75,15 +81,19 @@ class Monitor:
 
 
 class Guest:
-    def __init__(self, workdir, monitor_path):
+    """One boot of the guest; memory in MiB, extra QEMU arguments and kernel
+    command-line words for the Windows pass."""
+
+    def __init__(self, workdir, monitor_path, memory=512, extra=(), append="", power_off="poweroff -f"):
         self.log = []
+        self.power_off = power_off
         self.proc = subprocess.Popen(
-            ["qemu-system-x86_64", "-m", "512", "-nographic", "-no-reboot", "-net", "none",
+            ["qemu-system-x86_64", "-m", str(memory), "-nographic", "-no-reboot", "-net", "none",
              "-kernel", os.path.join(workdir, "vmlinuz"), "-initrd", os.path.join(workdir, "initrd.gz"),
-             "-append", "console=ttyS0 quiet panic=-1",
+             "-append", f"console=ttyS0 quiet panic=-1 {append}".strip(),
              "-cdrom", os.path.join(workdir, "disc.iso"),
              "-device", "virtio-scsi-pci,id=scsi0",
-             "-monitor", f"unix:{monitor_path},server,nowait"],
+             "-monitor", f"unix:{monitor_path},server,nowait", *extra],
             stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
         self.buffer = b""
 
@@ -134,7 +144,7 @@ class Guest:
     def close(self):
         if self.proc.poll() is None:
             try:
-                self.proc.stdin.write(b"poweroff -f\n")
+                self.proc.stdin.write(self.power_off.encode() + b"\n")
                 self.proc.stdin.flush()
                 self.proc.wait(timeout=20)
             except (BrokenPipeError, subprocess.TimeoutExpired):
@@ -148,10 +158,27 @@ def check(what, condition, detail=""):
     print(f"  ok: {what}")
 
 
-def main(workdir):
-    monitor_path = os.path.join(workdir, "monitor.sock")
-    if os.path.exists(monitor_path):
-        os.unlink(monitor_path)
+def fresh_socket(workdir, name):
+    path = os.path.join(workdir, name)
+    if os.path.exists(path):
+        os.unlink(path)
+    return path
+
+
+def report_failure(guest, error, service_log):
+    print(f"qemu e2e FAILED: {error}")
+    print("---- guest console (last 60 lines)")
+    print("\n".join(guest.log[-60:]))
+    try:
+        print("---- discarbiterd log")
+        print(guest.sh(f"cat {service_log}", timeout=10)[1][-4000:])
+    except Failure:
+        pass
+
+
+def linux_pass(workdir):
+    """The Linux discarbiterd (sgio) in a busybox guest."""
+    monitor_path = fresh_socket(workdir, "monitor.sock")
     started = time.monotonic()
     guest = Guest(workdir, monitor_path)
     mon = Monitor(monitor_path)
@@ -292,21 +319,183 @@ def main(workdir):
         rc, _ = guest.sh("kill -TERM $(cat /tmp/d.pid); wait $(cat /tmp/d.pid)")
         log = guest.ok("cat /tmp/d.log")
         check("SIGTERM stops the service cleanly", "discarbiterd stopped" in log, log[-2000:])
-        print(f"qemu e2e: all checks passed in {time.monotonic() - started:.1f} s")
+        print(f"qemu e2e: linux pass: all checks passed in {time.monotonic() - started:.1f} s")
         return 0
     except Failure as e:
-        print(f"qemu e2e FAILED: {e}")
-        print("---- guest console (last 60 lines)")
-        print("\n".join(guest.log[-60:]))
-        try:
-            print("---- discarbiterd log")
-            print(guest.sh("cat /tmp/d.log", timeout=5)[1][-4000:])
-        except Failure:
-            pass
+        report_failure(guest, e, "/tmp/d.log")
         return 1
     finally:
         guest.close()
 
 
+WINDOWS_ONLY = [
+    ("other programs kept out by the class driver's IOCTL_CDROM_EXCLUSIVE_ACCESS lock",
+     "Wine has no class-driver lock (error 50): the service runs on its own lock, os_lock 'unsupported'"),
+    ("drive arrival and removal (CM_Register_Notification)", "not exported by Wine"),
+    ("discovery through cfgmgr32's CD-ROM interface list", "a stub in Wine; the drive is named with --drive"),
+    ("transport errors and command timeouts through SPTI",
+     "Wine drops SG_IO's host and driver status: they arrive as success"),
+]
+
+
+def windows_pass(workdir, windows, prefix):
+    """The MinGW discarbiterd.exe and discarb.exe under Wine inside the guest,
+    on the host's userland shared over 9p (guest-init.sh's e2e.hostroot): the
+    SPTI backend against QEMU's drive as \\.\CdRom0."""
+    monitor_path = fresh_socket(workdir, "monitor-windows.sock")
+    started = time.monotonic()
+    guest = Guest(workdir, monitor_path, memory=1536,
+                  extra=["-virtfs", "local,path=/,mount_tag=hostroot,security_model=none,readonly=on,multidevs=remap"],
+                  append=f"e2e.hostroot e2e.windows={windows} e2e.prefix={prefix}",
+                  power_off="busybox poweroff -f")
+    mon = Monitor(monitor_path)
+    cd = "ide1-cd0"
+    drive_path = "\\\\.\\CdRom0"  # N.B. for the guest's shell: \\.\CdRom0 in single quotes
+    try:
+        guest.wait_for("E2E:ready", timeout=180)
+        print(f"guest booted in {time.monotonic() - started:.1f} s (host userland over 9p)")
+        # N.B. the prefix's first process starts wineserver and Wine's services:
+        # give them /dev/null, not the capture file, and keep the session open.
+        t0 = time.monotonic()
+        guest.ok("setsid sh -c 'sleep 1000000 | /usr/lib/wine/wine64 cmd.exe' </dev/null >/dev/null 2>&1 & "
+                 "/usr/lib/wine/wine64 cmd.exe /c exit", timeout=120)
+        print(f"Wine prefix started in the guest in {time.monotonic() - t0:.1f} s")
+
+        def start_service():
+            guest.ok(f"discarbiterd run --drive '{drive_path}' --log-level debug >>/tmp/d.log 2>&1 & "
+                     "echo $! >/tmp/d.pid")
+            deadline = time.monotonic() + 60
+            while guest.sh("discarb status")[0] != 0:
+                if time.monotonic() > deadline:
+                    raise Failure("discarbiterd.exe did not answer:\n" + guest.ok("cat /tmp/d.log"))
+            return json.loads(guest.ok("discarb --json status"))
+
+        def cdrom0(status):
+            return next((d for d in status["drives"] if d["id"] == "cdrom0"), None)
+
+        drive = cdrom0(start_service())
+        check("discarbiterd.exe opened \\\\.\\CdRom0 through SPTI (backend spti)",
+              drive is not None and drive["backend"] == "spti" and drive["path"] == "\\\\.\\CdRom0", drive)
+        check("status shows the OS lock as unsupported (Wine has no class-driver lock)",
+              drive.get("os_lock") == "unsupported", drive)
+        check("the start-up ALLOW left the drive unlocked", mon.lock_state(cd)[0] == "not locked")
+
+        inquiry = guest.ok("discarb inquiry cdrom0 --name e2e-inquiry")
+        check("INQUIRY through SPTI shows QEMU's vendor and product",
+              "QEMU" in inquiry and "QEMU DVD-ROM" in inquiry, inquiry)
+        log = guest.ok("cat /tmp/d.log")
+        warnings = log.count("the OS exclusive-access lock is not supported here")
+        check("the service warned once that the OS lock is unsupported, naming the driver's answer",
+              warnings == 1 and "error 50" in log, f"{warnings} warnings:\n{log[-3000:]}")
+
+        out = guest.ok('discarb --json exec cdrom0 --name e2e-read --cdb "28 00 00 00 00 10 00 00 01 00" --in 2048')
+        data = bytes.fromhex(json.loads(out)["data"])
+        check("READ(10) of LBA 16 through SPTI returns the ISO's primary volume descriptor (CD001)",
+              len(data) == 2048 and data[0:6] == b"\x01CD001", out[:300])
+
+        rc, out = guest.sh('discarb --json exec cdrom0 --name e2e-sense --cdb "28 00 00 FF FF 00 00 00 01 00" --in 2048')
+        reply = json.loads(out) if rc in (0, 1) and out.lstrip().startswith("{") else {}
+        sense = bytes.fromhex(reply.get("sense", ""))
+        check("a READ(10) past the end comes back as CHECK CONDITION with its sense (S_IMAPI_COMMAND_HAS_SENSE_DATA)",
+              reply.get("scsi_status") == 2 and reply.get("name") == "S_IMAPI_COMMAND_HAS_SENSE_DATA"
+              and len(sense) >= 14 and sense[2] & 0x0F == 0x05 and sense[12] == 0x21, f"rc={rc} {out}")
+
+        guest.ok("mkfifo /tmp/hold1; sleep 100000 | discarb hold cdrom0 --name e2e-holder >/tmp/hold1 2>&1 & "
+                 "echo $! >/tmp/hold1.pid; exec 3</tmp/hold1")
+        line = guest.ok("read -r line <&3; echo \"$line\"", timeout=60).strip()
+        check("discarb hold acquired cdrom0", line == "acquired cdrom0", line)
+        check("QEMU's monitor reports the drive locked (PREVENT through SPTI)", mon.lock_state(cd)[0] == "locked")
+        rc, out = guest.sh('discarb exec cdrom0 --name e2e-other --cdb "00 00 00 00 00 00"')
+        check("a second client is refused with E_IMAPI_RECORDER_LOCKED naming the holder (exit 3)",
+              rc == 3 and "E_IMAPI_RECORDER_LOCKED" in out and "e2e-holder" in out, f"rc={rc} {out}")
+
+        t0 = time.monotonic()
+        guest.ok("kill -9 $(cat /tmp/hold1.pid)")
+        unlock_s = time.monotonic() - t0 + mon.wait_lock_state(cd, "not locked", timeout=10.0)
+        check("after SIGKILL of the holder QEMU's monitor reports 'not locked'", True)
+        print(f"qemu e2e windows: unlock after SIGKILL of the holder: {unlock_s * 1000:.0f} ms "
+              "(from sending kill to QEMU's monitor showing 'not locked'; Wine under software emulation)")
+        owner = guest.ok("discarb owner cdrom0")
+        check("cdrom0 is free again", "free" in owner, owner)
+
+        guest.ok("mkfifo /tmp/hold2; sleep 100000 | discarb hold cdrom0 --name e2e-victim >/tmp/hold2 2>&1 & "
+                 "echo $! >/tmp/hold2.pid; exec 4</tmp/hold2")
+        line = guest.ok("read -r line <&4; echo \"$line\"", timeout=60).strip()
+        check("a second holder acquired cdrom0", line == "acquired cdrom0", line)
+        check("locked again", mon.lock_state(cd)[0] == "locked")
+        t0 = time.monotonic()
+        guest.ok("kill -9 $(cat /tmp/d.pid)")
+        before_restart, _ = mon.lock_state(cd)
+        died_s = time.monotonic() - t0
+        guest.sh("kill -9 $(cat /tmp/hold2.pid)")
+        print(f"qemu e2e windows: after SIGKILL of discarbiterd.exe the monitor said '{before_restart}' "
+              f"{died_s * 1000:.0f} ms later, before the restart")
+        drive = cdrom0(start_service())
+        check("after discarbiterd.exe was SIGKILLed and started again, cdrom0 is free",
+              drive is not None and drive["state"] == "free" and drive["owner"] is None, drive)
+        check("...and QEMU reports it not locked", mon.lock_state(cd)[0] == "not locked")
+        guest.ok("sleep 100000 | discarb hold cdrom0 --name e2e-after >/tmp/hold3 2>&1 & echo $! >/tmp/hold3.pid")
+        deadline = time.monotonic() + 30
+        while "e2e-after" not in guest.ok("discarb owner cdrom0"):
+            if time.monotonic() > deadline:
+                raise Failure("the restarted discarbiterd.exe did not grant cdrom0")
+        check("the restarted service grants cdrom0 to a new client, and QEMU shows it locked",
+              mon.lock_state(cd)[0] == "locked")
+        guest.ok("kill -9 $(cat /tmp/hold3.pid)")
+        mon.wait_lock_state(cd, "not locked", timeout=10.0)
+        guest.ok("kill -9 $(cat /tmp/d.pid)")
+
+        # The service as Windows runs it: started by (Wine's) service control
+        # manager, with the same drive.
+        t0 = time.monotonic()
+        exe = "Z:" + windows.replace("/", "\\") + "\\service\\discarbiterd.exe"
+        guest.ok(f"/usr/lib/wine/wine64 sc create DiscArbiter binPath= '{exe} --drive {drive_path}' start= demand")
+        deadline = time.monotonic() + 60
+        while True:
+            # N.B. Wine's SCM refuses starts while it auto-starts its own services (1055).
+            rc, out = guest.sh("/usr/lib/wine/wine64 sc start DiscArbiter")
+            if rc == 0 or "1055" not in out or time.monotonic() > deadline:
+                break
+        check("sc start DiscArbiter with --drive \\\\.\\CdRom0", rc == 0, out)
+        deadline = time.monotonic() + 60
+        while True:
+            rc, out = guest.sh("discarb --json status")
+            if rc == 0 and cdrom0(json.loads(out)) is not None:
+                break
+            if time.monotonic() > deadline:
+                raise Failure(f"the service started by sc does not show cdrom0: {out}")
+        guest.ok("mkfifo /tmp/hold5; sleep 100000 | discarb hold cdrom0 --name e2e-scm >/tmp/hold5 2>&1 & "
+                 "echo $! >/tmp/hold5.pid; exec 5</tmp/hold5")
+        line = guest.ok("read -r line <&5; echo \"$line\"", timeout=60).strip()
+        check("under the SCM, a client holds cdrom0 and QEMU shows it locked",
+              line == "acquired cdrom0" and mon.lock_state(cd)[0] == "locked", line)
+        guest.ok("/usr/lib/wine/wine64 sc stop DiscArbiter")
+        stopped_s = mon.wait_lock_state(cd, "not locked", timeout=30.0)
+        check("sc stop DiscArbiter ends the lock: QEMU reports 'not locked'", True)
+        guest.sh("kill -9 $(cat /tmp/hold5.pid)")
+        print(f"qemu e2e windows: the service under Wine's SCM: started, held, stopped in "
+              f"{time.monotonic() - t0:.1f} s ('not locked' {stopped_s * 1000:.0f} ms after sc stop returned)")
+
+        for what, why in WINDOWS_ONLY:
+            print(f"  skipped: {what}: {why}")
+        print(f"qemu e2e: windows pass: all checks passed in {time.monotonic() - started:.1f} s")
+        return 0
+    except Failure as e:
+        report_failure(guest, e, "/tmp/d.log")
+        return 1
+    finally:
+        guest.close()
+
+
+def main(argv):
+    workdir = argv[1]
+    status = linux_pass(workdir)
+    if len(argv) >= 5 and argv[2] == "--windows":
+        status |= windows_pass(workdir, argv[3], argv[4])
+    elif len(argv) >= 4 and argv[2] == "--skip-windows":
+        print(f"qemu e2e: windows pass: NOT RUN: {argv[3]}")
+    return status
+
+
 if __name__ == "__main__":
-    sys.exit(main(sys.argv[1]))
+    sys.exit(main(sys.argv))
