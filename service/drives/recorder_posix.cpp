@@ -123,6 +123,7 @@ class SgioDevice final : public ScsiDevice {
     description_.path = info_.path;
     description_.backend = "sgio";
     description_.max_transfer_bytes = max_transfer_of(info_.path);
+    description_.os_lock = core::OsLock::exclusive_open;
   }
 
   Result<Done> read_inquiry(std::chrono::seconds timeout) {
