@@ -357,7 +357,7 @@ constexpr auto fields(const DriveStats*) {
 constexpr auto fields(const DriveStatus*) {
   return std::tuple_cat(
       fields(static_cast<const DriveSummary*>(nullptr)),
-      list(Field{"lock_state", &DriveStatus::lock_state},
+      list(Field{"lock_state", &DriveStatus::lock_state}, Field{"os_lock", &DriveStatus::os_lock},
            Field{"tray_locked", &DriveStatus::tray_locked},
            Field{"tray_persistent", &DriveStatus::tray_persistent},
            Field{"error", &DriveStatus::error}, Field{"waiters", &DriveStatus::waiters},

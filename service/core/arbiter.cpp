@@ -1226,6 +1226,7 @@ proto::ArbitrationStatus Arbiter::status() const {
     const Drive& drive = *drives_[i];
     proto::DriveStatus d{summaries[i],
                          std::string(drive.lock_state_name()),
+                         std::string(os_lock_name(drive.channel.description().os_lock)),
                          drive.tray_locked || drive.tray_persistent,
                          drive.tray_persistent,
                          drive.channel.error(),

@@ -5,11 +5,35 @@
 #include <cstdint>
 #include <functional>
 #include <string>
+#include <string_view>
 
 #include "core/scsi.hpp"
 #include "discarbiter/proto/result.hpp"
 
 namespace discarbiter::core {
+
+/// What keeps programs outside DiscArbiter away from a drive (status `os_lock`).
+enum class OsLock {
+  simulated,       // no OS device behind it
+  exclusive_open,  // Linux: the service's O_EXCL open and flock, for as long as it runs
+  class_driver,    // Windows: IOCTL_CDROM_EXCLUSIVE_ACCESS in the owner's name while owned
+  unsupported,     // Windows: the driver below refuses that IOCTL; only the service's own lock
+};
+
+/// The name status shows (docs/protocol.md "The status document").
+constexpr std::string_view os_lock_name(OsLock lock) {
+  switch (lock) {
+    case OsLock::simulated:
+      return "simulated";
+    case OsLock::exclusive_open:
+      return "exclusive_open";
+    case OsLock::class_driver:
+      return "class_driver";
+    case OsLock::unsupported:
+      return "unsupported";
+  }
+  return "unknown";
+}
 
 struct DriveDescription {
   std::string id;       // "sim0", "cdrom0"
@@ -19,6 +43,7 @@ struct DriveDescription {
   std::string product;
   std::string revision;
   std::uint32_t max_transfer_bytes = 64 * 1024;
+  OsLock os_lock = OsLock::simulated;
 };
 
 class DriveChannel {

@@ -22,8 +22,16 @@ struct RecorderInfo {
   friend bool operator==(const RecorderInfo&, const RecorderInfo&) = default;
 };
 
-/// Every optical drive (SCSI peripheral type 5) the OS shows now.
-std::vector<RecorderInfo> find_recorders();
+/// What find_recorders found, and how.
+struct Discovery {
+  std::vector<RecorderInfo> recorders;
+  std::string method;   // how they were found: "sysfs", "cfgmgr32", "probing \\.\CdRom0-31"
+  std::string problem;  // why the OS's own list was not used (method is then a fallback); or ""
+};
+
+/// Every optical drive (SCSI peripheral type 5) the OS shows now. Where the
+/// OS's list is not available, a fallback that calls nothing that may abort.
+Discovery find_recorders();
 
 /// The recorder at a path given on the command line or in the config
 /// (`--drive /dev/sr0`, `--drive /dev/sg1`, `--drive \\.\CdRom0`).

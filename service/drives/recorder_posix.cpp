@@ -123,6 +123,7 @@ class SgioDevice final : public ScsiDevice {
     description_.path = info_.path;
     description_.backend = "sgio";
     description_.max_transfer_bytes = max_transfer_of(info_.path);
+    description_.os_lock = core::OsLock::exclusive_open;
   }
 
   Result<Done> read_inquiry(std::chrono::seconds timeout) {
@@ -189,7 +190,7 @@ class SgioDevice final : public ScsiDevice {
 
 }  // namespace
 
-std::vector<RecorderInfo> find_recorders() {
+Discovery find_recorders() {
   std::vector<std::pair<unsigned, RecorderInfo>> found;
   std::error_code ec;
   for (const auto& entry : fs::directory_iterator("/sys/class/block", ec)) {
@@ -199,9 +200,9 @@ std::vector<RecorderInfo> find_recorders() {
     }
   }
   std::ranges::sort(found, {}, &std::pair<unsigned, RecorderInfo>::first);
-  std::vector<RecorderInfo> out;
+  Discovery out{{}, "sysfs", {}};
   for (auto& [n, info] : found)
-    out.push_back(std::move(info));
+    out.recorders.push_back(std::move(info));
   return out;
 }
 

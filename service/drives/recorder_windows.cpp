@@ -1,7 +1,9 @@
 // Windows recorders: the CD-ROM class driver's devices (GUID_DEVINTERFACE_CDROM),
 // opened GENERIC_READ | GENERIC_WRITE, driven with IOCTL_SCSI_PASS_THROUGH_DIRECT,
 // and locked for their owner with IOCTL_CDROM_EXCLUSIVE_ACCESS so IMAPI2 and
-// every other program see who holds the drive and are kept out.
+// every other program see who holds the drive and are kept out. Where the OS
+// lacks a piece (Wine; third-party drivers), the drive still works without
+// it, and the log says what is missing.
 #include <windows.h>  // N.B. first: the headers below need its types
 
 #include <winioctl.h>
@@ -10,6 +12,7 @@
 #include <vector>
 
 #include <fmt/format.h>
+#include <spdlog/spdlog.h>
 
 #include "discarbiter/win32/cfgmgr.hpp"
 #include "discarbiter/win32/error.hpp"
@@ -29,6 +32,8 @@ unique_hfile open_device(const std::string& path, DWORD access) {
                                     FILE_ATTRIBUTE_NORMAL, nullptr));
 }
 
+constexpr unsigned kProbedCdroms = 32;  // \\.\CdRom0 … \\.\CdRom31
+
 /// "\\?\ide#cdrom…{53f56308-…}" -> its \\.\CdRomN number.
 Result<DWORD> device_number(const std::string& path) {
   const auto h = open_device(path, 0);  // N.B. no access needed to ask
@@ -40,6 +45,13 @@ Result<DWORD> device_number(const std::string& path) {
                          sizeof number, &returned, nullptr)) {
     return Error{errc::fail,
                  win32::describe("IOCTL_STORAGE_GET_DEVICE_NUMBER on " + path, ::GetLastError())};
+  }
+  // N.B. Wine answers every handle with a disk's number (DISK 1).
+  if (number.DeviceType != FILE_DEVICE_CD_ROM && number.DeviceType != FILE_DEVICE_DVD) {
+    return Error{errc::invalid_arg,
+                 fmt::format("{} is not a CD-ROM device (device type {}); name it as "
+                             "\\\\.\\CdRomN",
+                             path, number.DeviceType)};
   }
   return number.DeviceNumber;
 }
@@ -66,8 +78,17 @@ class SptiDevice final : public ScsiDevice {
   Result<Done> open(std::chrono::seconds inquiry_timeout) {
     if (auto opened = reopen(); !opened)
       return opened;
-    query_adapter();
-    return read_identity(*this, description_, inquiry_timeout);
+    const auto adapter = query_adapter();
+    const auto exclusive = query_exclusive_access();
+    if (auto identified = read_identity(*this, description_, inquiry_timeout); !identified)
+      return identified;
+    // N.B. once per drive the service keeps, after it answered INQUIRY.
+    for (const auto& warning : {spti::adapter_warning(info_.id, adapter),
+                                spti::exclusive_access_warning(info_.id, exclusive)}) {
+      if (!warning.empty())
+        spdlog::warn("{}", warning);
+    }
+    return Done{};
   }
 
   DriveDescription describe() override { return description_; }
@@ -101,6 +122,8 @@ class SptiDevice final : public ScsiDevice {
     locked_as_.clear();
     if (!handle_)
       return Done{};  // N.B. the closed handle took the lock with it
+    if (!os_lock_supported())
+      return Done{};
     auto request = spti::make_exclusive_unlock();
     DWORD returned = 0;
     if (!::DeviceIoControl(handle_.get(), spti::kIoctlCdromExclusiveAccess, &request,
@@ -139,22 +162,42 @@ class SptiDevice final : public ScsiDevice {
     return Done{};
   }
 
-  void query_adapter() {
+  spti::AdapterQuery query_adapter() {
     STORAGE_PROPERTY_QUERY query{};
     query.PropertyId = StorageAdapterProperty;
     query.QueryType = PropertyStandardQuery;
     alignas(8) std::byte reply[256] = {};
     DWORD returned = 0;
-    if (::DeviceIoControl(handle_.get(), IOCTL_STORAGE_QUERY_PROPERTY, &query, sizeof query, reply,
-                          sizeof reply, &returned, nullptr)) {
-      limits_ = spti::read_adapter_descriptor(reply, returned);
-    }
+    const BOOL ok = ::DeviceIoControl(handle_.get(), IOCTL_STORAGE_QUERY_PROPERTY, &query,
+                                      sizeof query, reply, sizeof reply, &returned, nullptr);
+    auto answer = spti::read_adapter_query(ok, ok ? ERROR_SUCCESS : ::GetLastError(), reply,
+                                           ok ? returned : 0);
+    limits_ = answer.limits;
     description_.max_transfer_bytes = limits_.max_transfer_bytes;
+    return answer;
   }
+
+  /// Whether the driver below has the class driver's lock at all.
+  spti::ExclusiveProbe query_exclusive_access() {
+    auto query = spti::make_exclusive_query();
+    spti::ExclusiveLockState state{};
+    DWORD returned = 0;
+    const BOOL ok = ::DeviceIoControl(handle_.get(), spti::kIoctlCdromExclusiveAccess, &query,
+                                      sizeof query, &state, sizeof state, &returned, nullptr);
+    auto probe = spti::read_exclusive_probe(ok, ok ? ERROR_SUCCESS : ::GetLastError(), state);
+    description_.os_lock = spti::os_lock_for(probe);
+    return probe;
+  }
+
+  bool os_lock_supported() const { return description_.os_lock != core::OsLock::unsupported; }
 
   Result<Done> send_lock(const std::string& name, bool force) {
     if (!handle_)
       return Error{errc::dev_not_exist, info_.path + " is being removed"};
+    // N.B. the service's own lock still keeps every other DiscArbiter client
+    // out; open() warned what the OS does not do.
+    if (!os_lock_supported())
+      return Done{};
     auto request = spti::make_exclusive_lock(name, force);
     DWORD returned = 0;
     if (::DeviceIoControl(handle_.get(), spti::kIoctlCdromExclusiveAccess, &request, sizeof request,
@@ -172,8 +215,11 @@ class SptiDevice final : public ScsiDevice {
                      fmt::format("{} is locked outside DiscArbiter by '{}'", info_.path, holder)};
       }
     }
+    auto message = win32::describe("IOCTL_CDROM_EXCLUSIVE_ACCESS (lock)", e);
+    if (e == ERROR_NOT_SUPPORTED || e == ERROR_INVALID_FUNCTION)
+      message += "; the driver answered the lock's query_state at open but refuses the lock";
     return Error{e == ERROR_ACCESS_DENIED ? errc::access_denied : spti::transport_error(e),
-                 win32::describe("IOCTL_CDROM_EXCLUSIVE_ACCESS (lock)", e)};
+                 std::move(message)};
   }
 
   // Plug and Play asks before a drive goes: close the handle so it can, and
@@ -208,20 +254,38 @@ class SptiDevice final : public ScsiDevice {
   std::vector<HCMNOTIFICATION> notifications_;
 };
 
-}  // namespace
-
-std::vector<RecorderInfo> find_recorders() {
+/// GUID_DEVINTERFACE_CDROM's interfaces, or why cfgmgr32 could not list them.
+Result<std::vector<RecorderInfo>> list_interfaces() {
+  // N.B. Wine's CM_Get_Device_Interface_ListW is a stub that aborts the
+  // process: never reach it there.
+  if (win32::running_under_wine())
+    return Error{errc::fail, "cfgmgr32's device interface list is not implemented here (Wine)"};
   auto* guid = const_cast<GUID*>(&GUID_DEVINTERFACE_CDROM);
-  ULONG length = 0;
-  if (::CM_Get_Device_Interface_List_SizeW(&length, guid, nullptr,
-                                           CM_GET_DEVICE_INTERFACE_LIST_PRESENT) != CR_SUCCESS ||
-      length <= 1) {
-    return {};
+  std::wstring list;
+  // N.B. a drive that arrives between the two calls makes the list too small:
+  // ask again, a few times.
+  CONFIGRET cr = CR_BUFFER_SMALL;
+  for (int tries = 0; cr == CR_BUFFER_SMALL && tries < 4; ++tries) {
+    ULONG length = 0;
+    if (const CONFIGRET sized = ::CM_Get_Device_Interface_List_SizeW(
+            &length, guid, nullptr, CM_GET_DEVICE_INTERFACE_LIST_PRESENT);
+        sized != CR_SUCCESS) {
+      return Error{errc::fail,
+                   fmt::format("CM_Get_Device_Interface_List_SizeW(GUID_DEVINTERFACE_CDROM) failed "
+                               "with CONFIGRET {}",
+                               sized)};
+    }
+    if (length <= 1)
+      return std::vector<RecorderInfo>{};  // none present
+    list.assign(length, L'\0');
+    cr = ::CM_Get_Device_Interface_ListW(guid, nullptr, list.data(), length,
+                                         CM_GET_DEVICE_INTERFACE_LIST_PRESENT);
   }
-  std::wstring list(length, L'\0');
-  if (::CM_Get_Device_Interface_ListW(guid, nullptr, list.data(), length,
-                                      CM_GET_DEVICE_INTERFACE_LIST_PRESENT) != CR_SUCCESS) {
-    return {};
+  if (cr != CR_SUCCESS) {
+    return Error{errc::fail,
+                 fmt::format("CM_Get_Device_Interface_ListW(GUID_DEVINTERFACE_CDROM) failed with "
+                             "CONFIGRET {}",
+                             cr)};
   }
   std::vector<RecorderInfo> found;
   for (const wchar_t* p = list.c_str(); *p; p += wcslen(p) + 1) {
@@ -230,6 +294,27 @@ std::vector<RecorderInfo> find_recorders() {
       found.push_back(info_for(*n, path));
   }
   return found;
+}
+
+/// \\.\CdRom0 … \\.\CdRom31 that exist: each a candidate for open_recorder.
+std::vector<RecorderInfo> probe_cdroms() {
+  std::vector<RecorderInfo> found;
+  for (unsigned n = 0; n < kProbedCdroms; ++n) {
+    auto info = info_for(n, {});
+    if (open_device(info.path, 0))  // N.B. no access needed to see it exists
+      found.push_back(std::move(info));
+  }
+  return found;
+}
+
+}  // namespace
+
+Discovery find_recorders() {
+  auto listed = list_interfaces();
+  if (listed)
+    return Discovery{std::move(listed.value()), "cfgmgr32", {}};
+  return Discovery{probe_cdroms(), fmt::format("probing \\\\.\\CdRom0-{}", kProbedCdroms - 1),
+                   listed.error().message};
 }
 
 Result<RecorderInfo> recorder_at(const std::string& path) {

@@ -202,7 +202,8 @@ DriveDescription SimulatedDrive::describe() {
                           "DISCARB",
                           "Simulated MMC",
                           "0001",
-                          kMaxTransferBytes};
+                          kMaxTransferBytes,
+                          core::OsLock::simulated};
 }
 
 std::string describe(const SimulatedCommand& c) {

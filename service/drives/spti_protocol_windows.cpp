@@ -111,6 +111,31 @@ AdapterLimits read_adapter_descriptor(const void* bytes, std::size_t size) {
   return limits;
 }
 
+AdapterQuery read_adapter_query(BOOL ok, DWORD error, const void* reply, std::size_t returned) {
+  constexpr std::size_t kNeeded =
+      offsetof(STORAGE_ADAPTER_DESCRIPTOR, AlignmentMask) + sizeof(ULONG);
+  if (!ok) {
+    return {AdapterLimits{},
+            win32::describe("IOCTL_STORAGE_QUERY_PROPERTY (StorageAdapterProperty)", error)};
+  }
+  if (returned < kNeeded) {
+    return {AdapterLimits{},
+            fmt::format("IOCTL_STORAGE_QUERY_PROPERTY (StorageAdapterProperty) answered {} bytes, "
+                        "fewer than the {} that hold the limits",
+                        returned, kNeeded)};
+  }
+  return {read_adapter_descriptor(reply, returned), {}};
+}
+
+std::string adapter_warning(const std::string& drive_id, const AdapterQuery& query) {
+  if (query.problem.empty())
+    return {};
+  return fmt::format(
+      "drive {}: the adapter's transfer limits are unknown: {}; using the conservative default: "
+      "at most {} bytes per transfer, data buffers aligned to {} bytes",
+      drive_id, query.problem, query.limits.max_transfer_bytes, query.limits.alignment_mask + 1);
+}
+
 ExclusiveLock make_exclusive_lock(const std::string& caller_name, bool force) {
   ExclusiveLock lock{};
   lock.access.request_type = ExclusiveRequest::lock_device;
@@ -133,6 +158,47 @@ std::string read_lock_state(const ExclusiveLockState& state) {
     return {};
   const auto* name = reinterpret_cast<const char*>(state.caller_name);
   return std::string(name, strnlen(name, kCallerLength));
+}
+
+ExclusiveProbe read_exclusive_probe(BOOL ok, DWORD error, const ExclusiveLockState& reply) {
+  if (ok)
+    return {ExclusiveSupport::supported, read_lock_state(reply), {}};
+  const auto answer = win32::describe("IOCTL_CDROM_EXCLUSIVE_ACCESS (query_state)", error);
+  // N.B. what a driver without the IOCTL answers: STATUS_NOT_SUPPORTED, or
+  // STATUS_INVALID_DEVICE_REQUEST from a class or filter driver that does
+  // not know the code.
+  if (error == ERROR_NOT_SUPPORTED || error == ERROR_INVALID_FUNCTION)
+    return {ExclusiveSupport::unsupported, {}, answer};
+  return {ExclusiveSupport::unknown, {}, answer};
+}
+
+core::OsLock os_lock_for(const ExclusiveProbe& probe) {
+  return probe.support == ExclusiveSupport::unsupported ? core::OsLock::unsupported
+                                                        : core::OsLock::class_driver;
+}
+
+std::string exclusive_access_warning(const std::string& drive_id, const ExclusiveProbe& probe) {
+  switch (probe.support) {
+    case ExclusiveSupport::supported:
+      if (probe.holder.empty())
+        return {};
+      return fmt::format(
+          "drive {}: locked outside DiscArbiter by '{}'; acquire fails until it "
+          "lets go",
+          drive_id, probe.holder);
+    case ExclusiveSupport::unsupported:
+      return fmt::format(
+          "drive {}: the OS exclusive-access lock is not supported here: {}; only DiscArbiter's "
+          "own lock applies: DiscArbiter's clients still take turns, but IMAPI2 and other "
+          "programs outside DiscArbiter are not kept out by the OS",
+          drive_id, probe.answer);
+    case ExclusiveSupport::unknown:
+      break;
+  }
+  return fmt::format(
+      "drive {}: the OS exclusive-access lock could not be queried: {}; acquire "
+      "still takes it and fails if the driver refuses",
+      drive_id, probe.answer);
 }
 
 }  // namespace discarbiter::drives::spti

@@ -15,6 +15,7 @@
 #include <memory>
 #include <string>
 
+#include "core/drive_channel.hpp"
 #include "core/scsi.hpp"
 #include "discarbiter/proto/result.hpp"
 
@@ -62,15 +63,30 @@ errc transport_error(DWORD error);
 
 // ---- IOCTL_STORAGE_QUERY_PROPERTY (StorageAdapterProperty) ------------------
 
+inline constexpr ULONG kPageBytes = 4096;
+
+/// The default is what any adapter accepts when it does not say (the query
+/// refused, as under Wine, or answered short): 64 KiB, page-aligned, so a
+/// transfer spans 16 physical pages and meets every AlignmentMask up to a page.
 struct AdapterLimits {
   std::uint32_t max_transfer_bytes = 64 * 1024;
-  ULONG alignment_mask = 0;
+  ULONG alignment_mask = kPageBytes - 1;
 };
 
 /// From the STORAGE_ADAPTER_DESCRIPTOR bytes the driver returned; the
 /// transfer is also bounded by MaximumPhysicalPages (one page is lost to an
 /// unaligned start).
 AdapterLimits read_adapter_descriptor(const void* bytes, std::size_t size);
+
+/// The adapter query's outcome: its limits, or the default and why.
+struct AdapterQuery {
+  AdapterLimits limits;
+  std::string problem;  // empty when the adapter answered in full
+};
+AdapterQuery read_adapter_query(BOOL ok, DWORD error, const void* reply, std::size_t returned);
+
+/// The warning the service logs for drive_id when query has a problem, or "".
+std::string adapter_warning(const std::string& drive_id, const AdapterQuery& query);
 
 // ---- IOCTL_CDROM_EXCLUSIVE_ACCESS (ntddcdrm.h; not in MinGW's headers) ------
 
@@ -103,5 +119,28 @@ ExclusiveAccess make_exclusive_unlock();
 ExclusiveAccess make_exclusive_query();
 /// The holder's name, or empty when the drive is not locked.
 std::string read_lock_state(const ExclusiveLockState& state);
+
+/// Whether the driver below has the class driver's lock, from its answer to
+/// query_state at open.
+enum class ExclusiveSupport {
+  supported,    // acquire takes the lock in the owner's name
+  unsupported,  // ERROR_NOT_SUPPORTED or ERROR_INVALID_FUNCTION (Wine, some
+                // third-party class or filter drivers): only the service's lock
+  unknown,      // another failure: acquire still tries the lock and reports it
+};
+
+struct ExclusiveProbe {
+  ExclusiveSupport support = ExclusiveSupport::supported;
+  std::string holder;  // supported: who holds the drive outside DiscArbiter now, or ""
+  std::string answer;  // otherwise: the driver's answer (win32::describe)
+};
+ExclusiveProbe read_exclusive_probe(BOOL ok, DWORD error, const ExclusiveLockState& reply);
+
+/// What status shows as the drive's os_lock.
+core::OsLock os_lock_for(const ExclusiveProbe& probe);
+
+/// The warning the service logs once for drive_id at open, or "" (the class
+/// driver answered and nobody holds the drive).
+std::string exclusive_access_warning(const std::string& drive_id, const ExclusiveProbe& probe);
 
 }  // namespace discarbiter::drives::spti

@@ -41,7 +41,7 @@ class CmWatcher final : public DeviceWatcher {
     }
     handler_ = std::move(handler);
     // N.B. removals name the interface path only: remember every drive's.
-    for (const auto& r : drives::find_recorders())
+    for (const auto& r : drives::find_recorders().recorders)
       ids_[lowered(r.twin)] = r.id;
     CM_NOTIFY_FILTER filter{};
     filter.cbSize = sizeof filter;

@@ -56,7 +56,12 @@ Result<Done> DriveSet::start() {
   }
   if (!config_.discover)
     return Done{};
-  for (const auto& recorder : drives::find_recorders()) {
+  const auto discovery = drives::find_recorders();
+  if (!discovery.problem.empty())
+    spdlog::warn("drive discovery: {}; {} instead", discovery.problem, discovery.method);
+  spdlog::info("drive discovery: {} found {} candidate(s)", discovery.method,
+               discovery.recorders.size());
+  for (const auto& recorder : discovery.recorders) {
     if (workers_.contains(recorder.id))
       continue;  // named with --drive as well
     auto device = drives::open_recorder(recorder, inquiry_timeout(config_));

@@ -98,11 +98,12 @@ class StatusDocument(unittest.TestCase):
         for d in s["drives"]:
             check_fields(self, d, {"id": str, "path": str, "backend": str, "vendor": str, "product": str,
                                    "revision": str, "state": str, "max_transfer": int,
-                                   "tray_locked": bool,
+                                   "os_lock": str, "tray_locked": bool,
                                    "tray_persistent": bool, "owner": (dict, type(None)),
                                    "waiters": list, "stats": dict}, "drive")
             self.assertIn(d["state"], {"free", "owned", "removed", "error"})
             self.assertEqual(d["backend"], "simulated")
+            self.assertEqual(d["os_lock"], "simulated")
             check_fields(self, d["stats"], {"commands": int, "timeouts": int, "errors": int}, "stats")
         o = s["drives"][0]["owner"]
         check_fields(self, o, {"client_name": str, "session": int, "pid": int, "user": str, "uid": int,

@@ -7,6 +7,9 @@
 
 #include <cstring>
 
+#include <fmt/format.h>
+
+#include "discarbiter/win32/cfgmgr.hpp"
 #include "drives/recorder.hpp"
 
 namespace discarbiter::drives::spti {
@@ -111,7 +114,35 @@ TEST(Spti, AdapterLimitsComeFromTheDescriptor) {
   EXPECT_EQ(limits.alignment_mask, 0x1U);
   const auto short_reply = read_adapter_descriptor(&d, 8);
   EXPECT_EQ(short_reply.max_transfer_bytes, 64U * 1024U);
-  EXPECT_EQ(short_reply.alignment_mask, 0U);
+  EXPECT_EQ(short_reply.alignment_mask, 0xFFFU);
+  const auto answered = read_adapter_query(TRUE, ERROR_SUCCESS, &d, sizeof d);
+  EXPECT_EQ(answered.problem, "");
+  EXPECT_EQ(answered.limits.alignment_mask, 0x1U);
+  EXPECT_EQ(adapter_warning("cdrom0", answered), "");
+}
+
+// Wine 8 answers StorageAdapterProperty with error 50: the conservative
+// default (64 KiB, page-aligned buffers), and a warning that says so.
+TEST(Spti, ARefusedAdapterQueryGivesTheConservativeDefaultAndSaysWhy) {
+  alignas(8) std::byte untouched[256] = {};
+  const auto refused = read_adapter_query(FALSE, ERROR_NOT_SUPPORTED, untouched, 0);
+  EXPECT_EQ(refused.limits.max_transfer_bytes, 64U * 1024U);
+  EXPECT_EQ(refused.limits.alignment_mask, kPageBytes - 1);
+  const auto warning = adapter_warning("cdrom0", refused);
+  EXPECT_TRUE(
+      warning.starts_with("drive cdrom0: the adapter's transfer limits are unknown: "
+                          "IOCTL_STORAGE_QUERY_PROPERTY (StorageAdapterProperty): "))
+      << warning;
+  EXPECT_NE(warning.find("(error 50)"), std::string::npos) << warning;
+  EXPECT_NE(warning.find("at most 65536 bytes per transfer, data buffers aligned to 4096 bytes"),
+            std::string::npos)
+      << warning;
+  const auto short_reply = read_adapter_query(TRUE, ERROR_SUCCESS, untouched, 8);
+  EXPECT_EQ(short_reply.limits.alignment_mask, kPageBytes - 1);
+  EXPECT_NE(short_reply.problem.find("answered 8 bytes"), std::string::npos) << short_reply.problem;
+  // The default meets any adapter's alignment up to a page.
+  AlignedBuffer data(refused.limits.max_transfer_bytes, refused.limits.alignment_mask);
+  EXPECT_EQ(reinterpret_cast<std::uintptr_t>(data.data()) % kPageBytes, 0U);
 }
 
 TEST(Spti, TheExclusiveLockCarriesTheClientNameAndForce) {
@@ -134,6 +165,52 @@ TEST(Spti, TheLockStateNamesTheHolder) {
   EXPECT_EQ(read_lock_state(ExclusiveLockState{}), "");
 }
 
+// The answer to query_state at open, as Wine 8 gives it (error 50), as a
+// class or filter driver without the IOCTL gives it (error 1), and as the
+// CD-ROM class driver gives it (success, locked or not).
+TEST(Spti, ADriverWithoutTheExclusiveLockIsUnsupportedNotAFailure) {
+  for (const DWORD refusal : {DWORD{ERROR_NOT_SUPPORTED}, DWORD{ERROR_INVALID_FUNCTION}}) {
+    const auto probe = read_exclusive_probe(FALSE, refusal, ExclusiveLockState{});
+    EXPECT_EQ(probe.support, ExclusiveSupport::unsupported) << refusal;
+    EXPECT_EQ(os_lock_for(probe), core::OsLock::unsupported);
+    EXPECT_NE(probe.answer.find(fmt::format("(error {})", refusal)), std::string::npos)
+        << probe.answer;
+    const auto warning = exclusive_access_warning("cdrom0", probe);
+    EXPECT_TRUE(
+        warning.starts_with("drive cdrom0: the OS exclusive-access lock is not supported "
+                            "here: IOCTL_CDROM_EXCLUSIVE_ACCESS (query_state): "))
+        << warning;
+    EXPECT_NE(warning.find("IMAPI2 and other programs outside DiscArbiter are not kept out"),
+              std::string::npos)
+        << warning;
+  }
+}
+
+TEST(Spti, TheClassDriversAnswerKeepsTheOsLock) {
+  const auto free = read_exclusive_probe(TRUE, ERROR_SUCCESS, ExclusiveLockState{});
+  EXPECT_EQ(free.support, ExclusiveSupport::supported);
+  EXPECT_EQ(os_lock_for(free), core::OsLock::class_driver);
+  EXPECT_EQ(exclusive_access_warning("cdrom0", free), "");
+
+  // Held by another program: still the class driver's lock, not "unsupported";
+  // acquire names the holder (SptiDevice::send_lock).
+  ExclusiveLockState held{};
+  held.lock_state = TRUE;
+  std::memcpy(held.caller_name, "IMAPI2 Burner", 13);
+  const auto locked = read_exclusive_probe(TRUE, ERROR_SUCCESS, held);
+  EXPECT_EQ(locked.support, ExclusiveSupport::supported);
+  EXPECT_EQ(locked.holder, "IMAPI2 Burner");
+  EXPECT_EQ(os_lock_for(locked), core::OsLock::class_driver);
+  EXPECT_NE(exclusive_access_warning("cdrom0", locked).find("'IMAPI2 Burner'"), std::string::npos);
+
+  // Any other failure is not taken for "unsupported": acquire still tries.
+  const auto denied = read_exclusive_probe(FALSE, ERROR_ACCESS_DENIED, ExclusiveLockState{});
+  EXPECT_EQ(denied.support, ExclusiveSupport::unknown);
+  EXPECT_EQ(os_lock_for(denied), core::OsLock::class_driver);
+  EXPECT_TRUE(exclusive_access_warning("cdrom0", denied)
+                  .starts_with("drive cdrom0: the OS exclusive-access lock could not be queried"));
+}
+
 TEST(Spti, ADrivePathNamesItsId) {
   const auto info = recorder_at("\\\\.\\CdRom7");
   ASSERT_TRUE(info.ok()) << info.error().message;
@@ -142,6 +219,23 @@ TEST(Spti, ADrivePathNamesItsId) {
   ASSERT_FALSE(missing.ok());
   EXPECT_EQ(missing.error().code, errc::dev_not_exist);
   EXPECT_NE(missing.error().message.find("CdRom7"), std::string::npos) << missing.error().message;
+  for (const char* not_a_cdrom : {"\\\\.\\CdRom", "\\\\.\\CdRom1x", "\\\\.\\NoSuchDevice"})
+    EXPECT_FALSE(recorder_at(not_a_cdrom).ok()) << not_a_cdrom;
+}
+
+// Wine has no cfgmgr32 list (its CM_Get_Device_Interface_ListW aborts the
+// process): discovery says so and probes \\.\CdRomN instead, and nothing
+// aborts. (The build's prefix maps no drive, so the probe finds none here.)
+TEST(Spti, DiscoveryWithoutTheDeviceListProbesAndSaysWhy) {
+  const auto discovery = find_recorders();
+  if (!win32::running_under_wine()) {
+    EXPECT_EQ(discovery.method, "cfgmgr32") << discovery.problem;
+    GTEST_SKIP() << "not under Wine: cfgmgr32 lists this machine's drives";
+  }
+  EXPECT_EQ(discovery.method, "probing \\\\.\\CdRom0-31");
+  EXPECT_NE(discovery.problem.find("(Wine)"), std::string::npos) << discovery.problem;
+  for (const auto& r : discovery.recorders)
+    EXPECT_TRUE(r.path.starts_with("\\\\.\\CdRom")) << r.path;
 }
 
 }  // namespace

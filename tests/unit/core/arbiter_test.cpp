@@ -438,6 +438,26 @@ TEST_F(ArbiterTest, StatusCarriesOwnerIdentityWaitersAndClients) {
   EXPECT_EQ(st.clients[0].locks.at("sim0"), 2U);
 }
 
+TEST_F(ArbiterTest, StatusNamesWhatKeepsOtherProgramsAway) {
+  ASSERT_TRUE(
+      arbiter.add_drive(std::make_shared<FakeDrive>(scheduler, "cdrom0", core::OsLock::unsupported))
+          .ok());
+  ASSERT_TRUE(
+      arbiter
+          .add_drive(std::make_shared<FakeDrive>(scheduler, "cdrom1", core::OsLock::class_driver))
+          .ok());
+  ASSERT_TRUE(
+      arbiter.add_drive(std::make_shared<FakeDrive>(scheduler, "sr0", core::OsLock::exclusive_open))
+          .ok());
+  scheduler.run();
+  std::vector<std::string> names;
+  for (const auto& d : arbiter.status().drives)
+    names.push_back(d.id + "=" + d.os_lock);
+  EXPECT_EQ(names,
+            (std::vector<std::string>{"sim0=simulated", "sim1=simulated", "cdrom0=unsupported",
+                                      "cdrom1=class_driver", "sr0=exclusive_open"}));
+}
+
 TEST_F(ArbiterTest, EveryDecisionIsAudited) {
   const auto a = client("A", 1);
   ASSERT_TRUE(acquire(a, "sim0").ok());

@@ -78,11 +78,14 @@ class FakeScheduler final : public core::Scheduler {
 
 class FakeDrive final : public core::DriveChannel {
  public:
-  FakeDrive(FakeScheduler& scheduler, std::string id) : scheduler_(scheduler) {
+  FakeDrive(FakeScheduler& scheduler, std::string id,
+            core::OsLock os_lock = core::OsLock::simulated)
+      : scheduler_(scheduler) {
     description_.id = std::move(id);
     description_.path = "fake:" + description_.id;
     description_.backend = "simulated";
     description_.max_transfer_bytes = 65536;
+    description_.os_lock = os_lock;
   }
 
   const core::DriveDescription& description() const override { return description_; }

@@ -252,13 +252,14 @@ StatusDocument status_document() {
   doc.drives.push_back(
       DriveStatus{held_drive(),
                   "owned",
+                  "simulated",
                   true,
                   false,
                   "opcode 0x28 timed out: no answer",
                   {{"Other", 4, 4250, "2026-11-24T10:00:01.000Z", "2026-11-24T10:00:31.000Z"}},
                   {3, 1, 0}});
   doc.drives.push_back(
-      DriveStatus{free_drive(), "free", false, false, std::nullopt, {}, {3, 1, 0}});
+      DriveStatus{free_drive(), "free", "simulated", false, false, std::nullopt, {}, {3, 1, 0}});
   doc.clients.push_back(ClientStatus{
       3, "Burner", 4242, "alice", 1000U, std::nullopt, "2026-11-24T09:59:59.900Z", {{"sim0", 2}}});
   doc.clients.push_back(ClientStatus{
@@ -280,7 +281,7 @@ std::vector<PinnedReply> pinned_replies() {
       {DrivesReply{{held_drive(), free_drive()}},
        R"({"drives":[{"backend":"simulated","id":"sim0","max_transfer":65536,"owner":{"client_name":"Burner","exe":"/usr/bin/burn","force":false,"lock_count":2,"pid":4242,"session":3,"since":"2026-11-24T10:00:00.125Z","uid":1000,"user":"alice"},"path":"simulated:0","product":"Simulated MMC","revision":"0001","state":"owned","vendor":"DISCARB"},{"backend":"simulated","id":"sim1","max_transfer":1048576,"owner":null,"path":"simulated:1","product":"Simulated MMC","revision":"0001","state":"free","vendor":"DISCARB"}],"id":7,"ok":true})"},
       {StatusReply{status_document()},
-       R"({"id":7,"ok":true,"status":{"clients":[{"client_name":"Burner","connected_since":"2026-11-24T09:59:59.900Z","locks":{"sim0":2},"pid":4242,"session":3,"uid":1000,"user":"alice"},{"client_name":"Other","connected_since":"2026-11-24T10:00:01.000Z","locks":{},"pid":4250,"session":4,"sid":"S-1-5-21-1","user":"HOST\\bob"}],"drives":[{"backend":"simulated","error":"opcode 0x28 timed out: no answer","id":"sim0","lock_state":"owned","max_transfer":65536,"owner":{"client_name":"Burner","exe":"/usr/bin/burn","force":false,"lock_count":2,"pid":4242,"session":3,"since":"2026-11-24T10:00:00.125Z","uid":1000,"user":"alice"},"path":"simulated:0","product":"Simulated MMC","revision":"0001","state":"owned","stats":{"commands":3,"errors":0,"timeouts":1},"tray_locked":true,"tray_persistent":false,"vendor":"DISCARB","waiters":[{"client_name":"Other","deadline":"2026-11-24T10:00:31.000Z","pid":4250,"session":4,"waiting_since":"2026-11-24T10:00:01.000Z"}]},{"backend":"simulated","id":"sim1","lock_state":"free","max_transfer":1048576,"owner":null,"path":"simulated:1","product":"Simulated MMC","revision":"0001","state":"free","stats":{"commands":3,"errors":0,"timeouts":1},"tray_locked":false,"tray_persistent":false,"vendor":"DISCARB","waiters":[]}],"service":{"endpoint":"/run/discarbiter/discarbiter.sock","log_dropped":0,"pid":1234,"platform":"linux","protocol":1,"uptime_s":1.5,"version":"0.1.0"}}})"},
+       R"({"id":7,"ok":true,"status":{"clients":[{"client_name":"Burner","connected_since":"2026-11-24T09:59:59.900Z","locks":{"sim0":2},"pid":4242,"session":3,"uid":1000,"user":"alice"},{"client_name":"Other","connected_since":"2026-11-24T10:00:01.000Z","locks":{},"pid":4250,"session":4,"sid":"S-1-5-21-1","user":"HOST\\bob"}],"drives":[{"backend":"simulated","error":"opcode 0x28 timed out: no answer","id":"sim0","lock_state":"owned","max_transfer":65536,"os_lock":"simulated","owner":{"client_name":"Burner","exe":"/usr/bin/burn","force":false,"lock_count":2,"pid":4242,"session":3,"since":"2026-11-24T10:00:00.125Z","uid":1000,"user":"alice"},"path":"simulated:0","product":"Simulated MMC","revision":"0001","state":"owned","stats":{"commands":3,"errors":0,"timeouts":1},"tray_locked":true,"tray_persistent":false,"vendor":"DISCARB","waiters":[{"client_name":"Other","deadline":"2026-11-24T10:00:31.000Z","pid":4250,"session":4,"waiting_since":"2026-11-24T10:00:01.000Z"}]},{"backend":"simulated","id":"sim1","lock_state":"free","max_transfer":1048576,"os_lock":"simulated","owner":null,"path":"simulated:1","product":"Simulated MMC","revision":"0001","state":"free","stats":{"commands":3,"errors":0,"timeouts":1},"tray_locked":false,"tray_persistent":false,"vendor":"DISCARB","waiters":[]}],"service":{"endpoint":"/run/discarbiter/discarbiter.sock","log_dropped":0,"pid":1234,"platform":"linux","protocol":1,"uptime_s":1.5,"version":"0.1.0"}}})"},
       {AcquireReply{"sim0", 2}, R"({"drive":"sim0","id":7,"lock_count":2,"ok":true})"},
       {ReleaseReply{"sim0", 0}, R"({"drive":"sim0","id":7,"lock_count":0,"ok":true})"},
       {OwnerReply{"sim0", linux_owner()},

@@ -191,6 +191,9 @@ struct DriveStats {
 /// One entry of "drives": the summary's fields and the arbiter's view.
 struct DriveStatus : DriveSummary {
   std::string lock_state;  // free|acquiring|owned|releasing
+  /// What keeps programs outside DiscArbiter away:
+  /// class_driver|unsupported|exclusive_open|simulated (docs/protocol.md).
+  std::string os_lock;
   bool tray_locked = false;
   bool tray_persistent = false;
   std::optional<std::string> error;  // set while the drive is in "error"

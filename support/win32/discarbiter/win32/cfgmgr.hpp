@@ -19,11 +19,17 @@ CMAPI CONFIGRET WINAPI CM_Unregister_Notification(HCMNOTIFICATION NotifyContext)
 
 namespace discarbiter::win32 {
 
-/// Wine exports CM_Register_Notification as a stub that aborts the process
-/// when called; every caller asks this first and reports why it goes without.
-inline bool device_notifications_available() {
+/// Wine's ntdll exports wine_get_version. Wine's cfgmgr32 lacks pieces that
+/// abort the process when called (CM_Get_Device_Interface_ListW) or are not
+/// there (CM_Register_Notification); callers ask this first and say why they
+/// go without.
+inline bool running_under_wine() {
   const HMODULE ntdll = ::GetModuleHandleW(L"ntdll.dll");
-  return ntdll == nullptr || ::GetProcAddress(ntdll, "wine_get_version") == nullptr;
+  return ntdll != nullptr && ::GetProcAddress(ntdll, "wine_get_version") != nullptr;
+}
+
+inline bool device_notifications_available() {
+  return !running_under_wine();
 }
 
 }  // namespace discarbiter::win32
