@@ -158,6 +158,38 @@ def check(what, condition, detail=""):
     print(f"  ok: {what}")
 
 
+def hold(guest, tag, name, fd, timeout=30.0):
+    """Starts `discarb hold cdrom0 --name NAME` in the guest's background (its
+    pid in /tmp/TAG.pid) and returns the first line it prints, read through a
+    fifo on the shell's descriptor fd: the wait ends when the line comes."""
+    guest.ok(f"mkfifo /tmp/{tag}; sleep 100000 | discarb hold cdrom0 --name {name} >/tmp/{tag} 2>&1 & "
+             f"echo $! >/tmp/{tag}.pid; exec {fd}</tmp/{tag}")
+    return guest.ok(f'read -r line <&{fd}; echo "$line"', timeout=timeout).strip()
+
+
+def time_unlock_after_sigkill(guest, mon, device, tag, bound):
+    """SIGKILLs the holder started as TAG; seconds from sending the kill to
+    QEMU's monitor showing device 'not locked' (fails past bound)."""
+    t0 = time.monotonic()
+    guest.ok(f"kill -9 $(cat /tmp/{tag}.pid)")
+    return time.monotonic() - t0 + mon.wait_lock_state(device, "not locked", timeout=bound)
+
+
+def kill_service_while_held(guest, mon, device, timeout=30.0):
+    """The service dies holding a lock: a second holder takes cdrom0, the
+    service (pid in /tmp/d.pid) is SIGKILLed, then that holder. Returns what
+    QEMU's monitor said right after the kill, and how long after."""
+    line = hold(guest, "hold2", "e2e-victim", 4, timeout)
+    check("a second holder acquired cdrom0", line == "acquired cdrom0", line)
+    check("locked again", mon.lock_state(device)[0] == "locked")
+    t0 = time.monotonic()
+    guest.ok("kill -9 $(cat /tmp/d.pid)")
+    state, _ = mon.lock_state(device)
+    died_s = time.monotonic() - t0
+    guest.sh("kill -9 $(cat /tmp/hold2.pid)")
+    return state, died_s
+
+
 def fresh_socket(workdir, name):
     path = os.path.join(workdir, name)
     if os.path.exists(path):
@@ -210,9 +242,7 @@ def linux_pass(workdir):
         rc, out = guest.sh("mount -t iso9660 -o ro /dev/sr0 /mnt")
         check("mounting /dev/sr0 is refused while the service owns it", rc != 0, out)
 
-        guest.ok("mkfifo /tmp/hold1; sleep 100000 | discarb hold cdrom0 --name e2e-holder >/tmp/hold1 2>&1 & "
-                 "echo $! >/tmp/hold1.pid; exec 3</tmp/hold1")
-        check("discarb hold acquired cdrom0", guest.ok("read -r line <&3; echo \"$line\"").strip() == "acquired cdrom0")
+        check("discarb hold acquired cdrom0", hold(guest, "hold1", "e2e-holder", 3) == "acquired cdrom0")
         check("QEMU's monitor reports the drive locked", mon.lock_state(cd)[0] == "locked")
         out = mon.run(f"eject {cd}")
         check("QEMU refuses a host-side eject while held", "is locked" in out, out)
@@ -220,9 +250,7 @@ def linux_pass(workdir):
         check("discarb eject by another client is refused with exit 3 naming the holder",
               rc == 3 and "E_IMAPI_RECORDER_LOCKED" in out and "e2e-holder" in out, f"rc={rc} {out}")
 
-        t0 = time.monotonic()
-        guest.ok("kill -9 $(cat /tmp/hold1.pid)")
-        unlock_s = time.monotonic() - t0 + mon.wait_lock_state(cd, "not locked", timeout=1.0)
+        unlock_s = time_unlock_after_sigkill(guest, mon, cd, "hold1", bound=1.0)
         check("after SIGKILL of the holder the monitor reports 'not locked' within a second", unlock_s < 1.0)
         print(f"unlock after SIGKILL of the holder: {unlock_s * 1000:.0f} ms "
               "(from sending kill to QEMU's monitor showing 'not locked')")
@@ -236,15 +264,7 @@ def linux_pass(workdir):
         check("...and the lock it took is gone again", mon.lock_state(cd)[0] == "not locked")
 
         # The service itself dies holding a lock; started again, the drive is free.
-        guest.ok("mkfifo /tmp/hold2; sleep 100000 | discarb hold cdrom0 --name e2e-victim >/tmp/hold2 2>&1 & "
-                 "echo $! >/tmp/hold2.pid; exec 4</tmp/hold2")
-        check("a second holder acquired cdrom0", guest.ok("read -r line <&4; echo \"$line\"").strip() == "acquired cdrom0")
-        check("locked again", mon.lock_state(cd)[0] == "locked")
-        t0 = time.monotonic()
-        guest.ok("kill -9 $(cat /tmp/d.pid)")
-        before_restart, _ = mon.lock_state(cd)
-        died_s = time.monotonic() - t0
-        guest.sh("kill -9 $(cat /tmp/hold2.pid)")
+        before_restart, died_s = kill_service_while_held(guest, mon, cd)
         status = start_service()
         drive = next(d for d in status["drives"] if d["id"] == "cdrom0")
         check("after discarbiterd was SIGKILLed and started again, cdrom0 is free",
@@ -411,36 +431,23 @@ def windows_pass(workdir, windows, prefix):
               reply.get("scsi_status") == 2 and reply.get("name") == "S_IMAPI_COMMAND_HAS_SENSE_DATA"
               and len(sense) >= 14 and sense[2] & 0x0F == 0x05 and sense[12] == 0x21, f"rc={rc} {out}")
 
-        guest.ok("mkfifo /tmp/hold1; sleep 100000 | discarb hold cdrom0 --name e2e-holder >/tmp/hold1 2>&1 & "
-                 "echo $! >/tmp/hold1.pid; exec 3</tmp/hold1")
-        line = guest.ok("read -r line <&3; echo \"$line\"", timeout=60).strip()
+        line = hold(guest, "hold1", "e2e-holder", 3, timeout=60)
         check("discarb hold acquired cdrom0", line == "acquired cdrom0", line)
         check("QEMU's monitor reports the drive locked (PREVENT through SPTI)", mon.lock_state(cd)[0] == "locked")
         rc, out = guest.sh('discarb exec cdrom0 --name e2e-other --cdb "00 00 00 00 00 00"')
         check("a second client is refused with E_IMAPI_RECORDER_LOCKED naming the holder (exit 3)",
               rc == 3 and "E_IMAPI_RECORDER_LOCKED" in out and "e2e-holder" in out, f"rc={rc} {out}")
 
-        t0 = time.monotonic()
-        guest.ok("kill -9 $(cat /tmp/hold1.pid)")
         # N.B. a looser bound than the Linux pass's second: every Wine process
         # runs under software emulation here (measured: 60-70 ms).
-        unlock_s = time.monotonic() - t0 + mon.wait_lock_state(cd, "not locked", timeout=2.0)
+        unlock_s = time_unlock_after_sigkill(guest, mon, cd, "hold1", bound=2.0)
         check("after SIGKILL of the holder QEMU's monitor reports 'not locked' within 2 s", unlock_s < 2.0)
         print(f"qemu e2e windows: unlock after SIGKILL of the holder: {unlock_s * 1000:.0f} ms "
               "(from sending kill to QEMU's monitor showing 'not locked'; Wine under software emulation)")
         owner = guest.ok("discarb owner cdrom0")
         check("cdrom0 is free again", "free" in owner, owner)
 
-        guest.ok("mkfifo /tmp/hold2; sleep 100000 | discarb hold cdrom0 --name e2e-victim >/tmp/hold2 2>&1 & "
-                 "echo $! >/tmp/hold2.pid; exec 4</tmp/hold2")
-        line = guest.ok("read -r line <&4; echo \"$line\"", timeout=60).strip()
-        check("a second holder acquired cdrom0", line == "acquired cdrom0", line)
-        check("locked again", mon.lock_state(cd)[0] == "locked")
-        t0 = time.monotonic()
-        guest.ok("kill -9 $(cat /tmp/d.pid)")
-        before_restart, _ = mon.lock_state(cd)
-        died_s = time.monotonic() - t0
-        guest.sh("kill -9 $(cat /tmp/hold2.pid)")
+        before_restart, died_s = kill_service_while_held(guest, mon, cd, timeout=60)
         print(f"qemu e2e windows: after SIGKILL of discarbiterd.exe the monitor said '{before_restart}' "
               f"{died_s * 1000:.0f} ms later, before the restart")
         drive = cdrom0(start_service())
@@ -480,9 +487,7 @@ def windows_pass(workdir, windows, prefix):
                 break
             if time.monotonic() > deadline:
                 raise Failure(f"the service started by sc does not show cdrom0: {out}")
-        guest.ok("mkfifo /tmp/hold5; sleep 100000 | discarb hold cdrom0 --name e2e-scm >/tmp/hold5 2>&1 & "
-                 "echo $! >/tmp/hold5.pid; exec 5</tmp/hold5")
-        line = guest.ok("read -r line <&5; echo \"$line\"", timeout=60).strip()
+        line = hold(guest, "hold5", "e2e-scm", 5, timeout=60)
         check("under the SCM, a client holds cdrom0 and QEMU shows it locked",
               line == "acquired cdrom0" and mon.lock_state(cd)[0] == "locked", line)
         guest.ok("/usr/lib/wine/wine64 sc stop DiscArbiter")
