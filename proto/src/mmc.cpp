@@ -2,30 +2,10 @@
 
 #include <algorithm>
 
+#include "discarbiter/proto/big_endian.hpp"
+
 namespace discarbiter::proto::mmc {
 namespace {
-
-// N.B. every multi-byte field of a CDB or a reply is big-endian (MMC-6 3.x).
-template <std::size_t N>
-void put_be16(std::array<std::uint8_t, N>& cdb, std::size_t at, std::uint16_t value) {
-  cdb[at] = static_cast<std::uint8_t>(value >> 8);
-  cdb[at + 1] = static_cast<std::uint8_t>(value);
-}
-
-template <std::size_t N>
-void put_be32(std::array<std::uint8_t, N>& cdb, std::size_t at, std::uint32_t value) {
-  put_be16(cdb, at, static_cast<std::uint16_t>(value >> 16));
-  put_be16(cdb, at + 2, static_cast<std::uint16_t>(value));
-}
-
-// Callers check the span holds [at, at + 2) or [at, at + 4).
-std::uint16_t be16(std::span<const std::uint8_t> bytes, std::size_t at) {
-  return static_cast<std::uint16_t>(bytes[at] << 8 | bytes[at + 1]);
-}
-
-std::uint32_t be32(std::span<const std::uint8_t> bytes, std::size_t at) {
-  return std::uint32_t{be16(bytes, at)} << 16 | be16(bytes, at + 2);
-}
 
 /// The part of `reply` its length field covers: the field (at offset 0, of
 /// `field_size` bytes) counts the bytes after itself. Never longer than the

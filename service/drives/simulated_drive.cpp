@@ -8,6 +8,9 @@
 #include <fmt/format.h>
 #include <fmt/ranges.h>
 
+#include "discarbiter/proto/big_endian.hpp"
+#include "discarbiter/proto/mmc.hpp"
+
 namespace discarbiter::drives {
 namespace {
 
@@ -16,19 +19,8 @@ using core::kStatusCheckCondition;
 using core::make_sense;
 namespace opcode = core::opcode;
 
-// MMC opcodes the simulated drive answers beyond core::opcode's.
-namespace mmc {
-constexpr std::uint8_t request_sense = 0x03;
-constexpr std::uint8_t read_format_capacities = 0x23;
-constexpr std::uint8_t mode_select10 = 0x55;
-constexpr std::uint8_t mode_sense10 = 0x5A;
-constexpr std::uint8_t read_disc_information = 0x51;
-constexpr std::uint8_t read_track_information = 0x52;
-constexpr std::uint8_t read12 = 0xA8;
-constexpr std::uint8_t write12 = 0xAA;
-constexpr std::uint8_t set_streaming = 0xB6;
-constexpr std::uint8_t set_cd_speed = 0xBB;
-}  // namespace mmc
+// The opcodes the simulated drive answers beyond core::opcode's.
+namespace mmc = proto::mmc;
 
 // Mode pages (MMC-6 7.2).
 constexpr std::uint8_t kPageWriteParameters = 0x05;
@@ -43,28 +35,11 @@ constexpr std::uint8_t kFormatBdFull = 0x00;
 constexpr std::uint8_t kFormatBdWithSpares = 0x30;
 constexpr std::uint8_t kFormatBdWithoutSpares = 0x31;
 
-std::uint32_t be32(const proto::Bytes& b, std::size_t at) {
-  return (std::uint32_t{b[at]} << 24) | (std::uint32_t{b[at + 1]} << 16) |
-         (std::uint32_t{b[at + 2]} << 8) | std::uint32_t{b[at + 3]};
-}
-std::uint16_t be16(const proto::Bytes& b, std::size_t at) {
-  return static_cast<std::uint16_t>((b[at] << 8) | b[at + 1]);
-}
-template <typename Buffer>
-void put_be32(Buffer& b, std::size_t at, std::uint32_t v) {
-  for (std::size_t i = 0; i < 4; ++i) {
-    b[at + i] = static_cast<std::uint8_t>(v >> (24 - 8 * i));
-  }
-}
-template <typename Buffer>
-void put_be16(Buffer& b, std::size_t at, std::uint16_t v) {
-  b[at] = static_cast<std::uint8_t>(v >> 8);
-  b[at + 1] = static_cast<std::uint8_t>(v);
-}
-void put_be24(proto::Bytes& b, std::size_t at, std::uint32_t v) {
-  b[at] = static_cast<std::uint8_t>(v >> 16);
-  put_be16(b, at + 1, static_cast<std::uint16_t>(v));
-}
+using proto::be16;
+using proto::be32;
+using proto::put_be16;
+using proto::put_be24;
+using proto::put_be32;
 
 // The CDB length of an opcode's group (SPC-4 4.2.5.1); 0 for the groups
 // with no fixed length (vendor-specific, reserved).
@@ -291,7 +266,7 @@ ScsiResult SimulatedDrive::answer(const ScsiCommand& c, Lock& lock) {
   switch (op) {
     case opcode::test_unit_ready:
       return medium_present() ? ok : no_medium();
-    case mmc::request_sense:
+    case mmc::kRequestSense:
       // N.B. every CHECK CONDITION carries its sense already: nothing is pending.
       return data_in(make_sense(0x00, 0x00, 0x00), cdb[4], c);
     case opcode::inquiry: {
@@ -326,14 +301,14 @@ ScsiResult SimulatedDrive::answer(const ScsiCommand& c, Lock& lock) {
     }
     case opcode::get_configuration:
       return get_configuration(c);
-    case mmc::mode_sense10:
+    case mmc::kModeSense10:
       return mode_sense(c);
-    case mmc::mode_select10:
+    case mmc::kModeSelect10:
       return mode_select(c);
-    case mmc::read_format_capacities:
+    case mmc::kReadFormatCapacities:
       return read_format_capacities(c);
-    case mmc::set_cd_speed:
-    case mmc::set_streaming:
+    case mmc::kSetCdSpeed:
+    case mmc::kSetStreaming:
       // Accepted and ignored: the configured write speed stays.
       return ok;
     default:
@@ -352,14 +327,14 @@ ScsiResult SimulatedDrive::answer(const ScsiCommand& c, Lock& lock) {
     case opcode::read10:
     case opcode::write10:
       return read_write(c, be32(cdb, 2), be16(cdb, 7), lock);
-    case mmc::read12:
-    case mmc::write12:
+    case mmc::kRead12:
+    case mmc::kWrite12:
       return read_write(c, be32(cdb, 2), be32(cdb, 6), lock);
     case opcode::synchronize_cache:
       return ok;  // N.B. nothing is cached: a WRITE's data is on the disc when it returns
-    case mmc::read_disc_information:
+    case mmc::kReadDiscInformation:
       return read_disc_information(c);
-    case mmc::read_track_information:
+    case mmc::kReadTrackInformation:
       return read_track_information(c);
     case opcode::format_unit:
       return format_unit(c);
@@ -377,7 +352,7 @@ ScsiResult SimulatedDrive::answer(const ScsiCommand& c, Lock& lock) {
 
 ScsiResult SimulatedDrive::read_write(const ScsiCommand& c, std::uint64_t lba, std::uint64_t blocks,
                                       Lock& lock) {
-  const bool write = c.opcode() == opcode::write10 || c.opcode() == mmc::write12;
+  const bool write = c.opcode() == opcode::write10 || c.opcode() == mmc::kWrite12;
   if (lba + blocks > medium_.blocks)
     return check_condition(0x05, 0x21, 0x00);  // logical block address out of range
   const std::uint64_t bytes = blocks * kBlockSize;

@@ -22,6 +22,7 @@ inline constexpr std::uint32_t kBlockSize = 2048;  // a DVD or BD logical block
 
 // ---- opcodes ------------------------------------------------------------------
 inline constexpr std::uint8_t kTestUnitReady = 0x00;
+inline constexpr std::uint8_t kRequestSense = 0x03;
 inline constexpr std::uint8_t kFormatUnit = 0x04;
 inline constexpr std::uint8_t kInquiry = 0x12;
 inline constexpr std::uint8_t kStartStopUnit = 0x1B;
