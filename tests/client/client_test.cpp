@@ -127,6 +127,27 @@ TEST(ClientErrors, AStatusOfAThousandSessionsIsReadNotRefused) {
   EXPECT_EQ(status.get().clients.size(), 1000U);
 }
 
+TEST(ClientErrors, AReplyWhoseJsonIsOverSixteenMiBIsRefusedBeforeItIsRead) {
+  // A broken or hostile server announces 16 MiB + 1 of JSON: the client
+  // refuses on the header alone (nothing is allocated or read for it). No
+  // id is known yet, so the session closes and every waiter hears why.
+  FakeSession s;
+  auto status =
+      std::async(std::launch::async, [&] { return thrown([&] { (void)s.client->status(); }); });
+  (void)s.fake.read_frame();
+  constexpr std::uint32_t kAnnounced = 16 * 1024 * 1024 + 1;
+  proto::Bytes header(proto::kFrameHeaderSize, 0);
+  for (std::size_t i = 0; i < 4; ++i)
+    header[i] = static_cast<std::uint8_t>(kAnnounced >> (8 * i));  // json_len, little-endian
+  s.fake.send(header);
+  const auto e = status.get();
+  EXPECT_EQ(e.code_value(), errc::connection_lost) << e.what();
+  EXPECT_NE(std::string(e.what()).find("JSON part of 16777217 bytes exceeds the limit of 16777216"),
+            std::string::npos)
+      << e.what();
+  EXPECT_TRUE(s.fake.client_closed());
+}
+
 TEST(ClientErrors, APayloadLongerThanTheBufferIsBadFrameAndClosesTheSession) {
   FakeSession s;
   std::array<std::uint8_t, 4> buffer{};
