@@ -17,10 +17,12 @@ Usage: qemu_e2e.py WORKDIR [--windows WINDOWS_BUILD WINE_PREFIX | --skip-windows
 the checks it skipped with the reason, and the measured figures; a pass
 stops at its first failure with the guest's output; exits non-zero if either
 failed."""
+import ctypes
 import json
 import os
 import re
 import select
+import signal
 import socket
 import subprocess
 import sys
@@ -29,6 +31,14 @@ import time
 
 class Failure(Exception):
     pass
+
+
+def die_with_parent():
+    """QEMU's preexec: SIGKILL it when this script dies, however it dies
+    (QEMU does not exit when its stdin closes; an orphan would keep running
+    with 1.5 GB and the host's / shared over 9p)."""
+    pr_set_pdeathsig = 1
+    ctypes.CDLL(None, use_errno=True).prctl(pr_set_pdeathsig, signal.SIGKILL)
 
 
 class Monitor:
@@ -95,7 +105,8 @@ class Guest:
              "-cdrom", os.path.join(workdir, "disc.iso"),
              "-device", "virtio-scsi-pci,id=scsi0",
              "-monitor", f"unix:{monitor_path},server,nowait", *extra],
-            stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+            stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+            preexec_fn=die_with_parent)
         self.buffer = b""
 
     def _line(self, deadline):
