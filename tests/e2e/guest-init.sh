@@ -78,6 +78,10 @@ mkdir -p /new/tmp/e2e /new/usr/local/bin
 # N.B. a symlink in dosdevices makes Wine open the node itself; without it
 # \\.\CdRom0 is mountmgr's device, which answers no pass-through IOCTL.
 ln -sfn /dev/sr0 "/new$prefix/dosdevices/cdrom0"
+# N.B. Wine refuses a prefix its user does not own, and the guest runs as
+# root while the host made the prefix as whoever ran scripts/dev test: the
+# directory alone is copied up to the overlay and given to root.
+chown 0:0 "/new$prefix"
 # N.B. exec: the pid the host kills is Wine's own process.
 for tool in discarbiterd:service discarb:client-lib; do
   printf '#!/bin/sh\nexec /usr/lib/wine/wine64 %s/%s/%s.exe "$@"\n' \
