@@ -110,7 +110,7 @@ Discovery find_recorders() {
   if (listed)
     return Discovery{std::move(listed.value()), "cfgmgr32", {}};
   return Discovery{probe_cdroms(), fmt::format("probing \\\\.\\CdRom0-{}", kProbedCdroms - 1),
-                   listed.error().message};
+                   listed.error()};
 }
 
 Result<RecorderInfo> recorder_at(const std::string& path) {

@@ -222,11 +222,14 @@ TEST(Spti, ADrivePathNamesItsId) {
 TEST(Spti, DiscoveryWithoutTheDeviceListProbesAndSaysWhy) {
   const auto discovery = find_recorders();
   if (!win32::running_under_wine()) {
-    EXPECT_EQ(discovery.method, "cfgmgr32") << discovery.problem;
+    EXPECT_EQ(discovery.method, "cfgmgr32") << discovery.problem.value_or(Error{}).message;
     GTEST_SKIP() << "not under Wine: cfgmgr32 lists this machine's drives";
   }
   EXPECT_EQ(discovery.method, "probing \\\\.\\CdRom0-31");
-  EXPECT_NE(discovery.problem.find("(Wine)"), std::string::npos) << discovery.problem;
+  ASSERT_TRUE(discovery.problem.has_value());
+  EXPECT_EQ(discovery.problem->code, errc::fail);
+  EXPECT_NE(discovery.problem->message.find("(Wine)"), std::string::npos)
+      << discovery.problem->message;
   for (const auto& r : discovery.recorders)
     EXPECT_TRUE(r.path.starts_with("\\\\.\\CdRom")) << r.path;
 }
