@@ -6,6 +6,7 @@
 
 #include <chrono>
 #include <memory>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -25,8 +26,8 @@ struct RecorderInfo {
 /// What find_recorders found, and how.
 struct Discovery {
   std::vector<RecorderInfo> recorders;
-  std::string method;   // how they were found: "sysfs", "cfgmgr32", "probing \\.\CdRom0-31"
-  std::string problem;  // why the OS's own list was not used (method is then a fallback); or ""
+  std::string method;  // how they were found: "sysfs", "cfgmgr32", "probing \\.\CdRom0-31"
+  std::optional<Error> problem;  // why the OS's own list was not used (method is then a fallback)
 };
 
 /// Every optical drive (SCSI peripheral type 5) the OS shows now. Where the

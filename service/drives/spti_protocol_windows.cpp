@@ -101,10 +101,9 @@ AdapterLimits read_adapter_descriptor(const void* bytes, std::size_t size) {
     return limits;
   STORAGE_ADAPTER_DESCRIPTOR d{};
   std::memcpy(&d, bytes, std::min(size, sizeof d));
-  constexpr std::uint64_t kPage = 4096;
   std::uint64_t max = d.MaximumTransferLength;
   if (d.MaximumPhysicalPages > 1)
-    max = std::min<std::uint64_t>(max, (d.MaximumPhysicalPages - 1) * kPage);
+    max = std::min<std::uint64_t>(max, std::uint64_t{d.MaximumPhysicalPages - 1} * kPageBytes);
   if (max > 0)
     limits.max_transfer_bytes = static_cast<std::uint32_t>(std::min<std::uint64_t>(max, 1u << 30));
   limits.alignment_mask = d.AlignmentMask;
@@ -116,15 +115,16 @@ AdapterQuery read_adapter_query(BOOL ok, DWORD error, const void* reply, std::si
       offsetof(STORAGE_ADAPTER_DESCRIPTOR, AlignmentMask) + sizeof(ULONG);
   if (!ok) {
     return {AdapterLimits{},
-            win32::describe("IOCTL_STORAGE_QUERY_PROPERTY (StorageAdapterProperty)", error)};
+            win32::describe("IOCTL_STORAGE_QUERY_PROPERTY (StorageAdapterProperty)", error), error};
   }
   if (returned < kNeeded) {
     return {AdapterLimits{},
             fmt::format("IOCTL_STORAGE_QUERY_PROPERTY (StorageAdapterProperty) answered {} bytes, "
                         "fewer than the {} that hold the limits",
-                        returned, kNeeded)};
+                        returned, kNeeded),
+            ERROR_SUCCESS};
   }
-  return {read_adapter_descriptor(reply, returned), {}};
+  return {read_adapter_descriptor(reply, returned), {}, ERROR_SUCCESS};
 }
 
 std::string adapter_warning(const std::string& drive_id, const AdapterQuery& query) {
@@ -162,14 +162,14 @@ std::string read_lock_state(const ExclusiveLockState& state) {
 
 ExclusiveProbe read_exclusive_probe(BOOL ok, DWORD error, const ExclusiveLockState& reply) {
   if (ok)
-    return {ExclusiveSupport::supported, read_lock_state(reply), {}};
+    return {ExclusiveSupport::supported, read_lock_state(reply), {}, ERROR_SUCCESS};
   const auto answer = win32::describe("IOCTL_CDROM_EXCLUSIVE_ACCESS (query_state)", error);
   // N.B. what a driver without the IOCTL answers: STATUS_NOT_SUPPORTED, or
   // STATUS_INVALID_DEVICE_REQUEST from a class or filter driver that does
   // not know the code.
   if (error == ERROR_NOT_SUPPORTED || error == ERROR_INVALID_FUNCTION)
-    return {ExclusiveSupport::unsupported, {}, answer};
-  return {ExclusiveSupport::unknown, {}, answer};
+    return {ExclusiveSupport::unsupported, {}, answer, error};
+  return {ExclusiveSupport::unknown, {}, answer, error};
 }
 
 core::OsLock os_lock_for(const ExclusiveProbe& probe) {
@@ -199,6 +199,22 @@ std::string exclusive_access_warning(const std::string& drive_id, const Exclusiv
       "drive {}: the OS exclusive-access lock could not be queried: {}; acquire "
       "still takes it and fails if the driver refuses",
       drive_id, probe.answer);
+}
+
+std::string lock_refusal(DWORD error, const ExclusiveProbe& probe) {
+  auto message = win32::describe("IOCTL_CDROM_EXCLUSIVE_ACCESS (lock)", error);
+  if (error != ERROR_NOT_SUPPORTED && error != ERROR_INVALID_FUNCTION)
+    return message;
+  switch (probe.support) {
+    case ExclusiveSupport::supported:
+      return message + "; the driver answered the lock's query_state at open but refuses the lock";
+    case ExclusiveSupport::unknown:
+      return message + "; the driver refuses the lock, and its query_state at open had failed: " +
+             probe.answer;
+    case ExclusiveSupport::unsupported:
+      break;  // N.B. not sent then: only the service's lock applies
+  }
+  return message;
 }
 
 }  // namespace discarbiter::drives::spti

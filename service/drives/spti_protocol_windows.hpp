@@ -1,7 +1,7 @@
 // SCSI pass-through on Windows, without the I/O: building the
 // IOCTL_SCSI_PASS_THROUGH_DIRECT request and the IOCTL_CDROM_EXCLUSIVE_ACCESS
 // structures, and reading what the driver hands back. The device
-// (recorder_windows.cpp) only adds DeviceIoControl; the unit tests
+// (spti_device_windows.cpp) only adds DeviceIoControl; the unit tests
 // (tests/windows/spti_test.cpp) feed these recorded replies under Wine.
 #pragma once
 
@@ -81,7 +81,8 @@ AdapterLimits read_adapter_descriptor(const void* bytes, std::size_t size);
 /// The adapter query's outcome: its limits, or the default and why.
 struct AdapterQuery {
   AdapterLimits limits;
-  std::string problem;  // empty when the adapter answered in full
+  std::string problem;          // empty when the adapter answered in full
+  DWORD error = ERROR_SUCCESS;  // the query's Win32 error when it failed
 };
 AdapterQuery read_adapter_query(BOOL ok, DWORD error, const void* reply, std::size_t returned);
 
@@ -131,13 +132,18 @@ enum class ExclusiveSupport {
 
 struct ExclusiveProbe {
   ExclusiveSupport support = ExclusiveSupport::supported;
-  std::string holder;  // supported: who holds the drive outside DiscArbiter now, or ""
-  std::string answer;  // otherwise: the driver's answer (win32::describe)
+  std::string holder;           // supported: who holds the drive outside DiscArbiter now, or ""
+  std::string answer;           // otherwise: the driver's answer (win32::describe)
+  DWORD error = ERROR_SUCCESS;  // otherwise: its Win32 error
 };
 ExclusiveProbe read_exclusive_probe(BOOL ok, DWORD error, const ExclusiveLockState& reply);
 
 /// What status shows as the drive's os_lock.
 core::OsLock os_lock_for(const ExclusiveProbe& probe);
+
+/// Why acquire fails when the driver refused the lock with error, worded
+/// from what query_state answered at open.
+std::string lock_refusal(DWORD error, const ExclusiveProbe& probe);
 
 /// The warning the service logs once for drive_id at open, or "" (the class
 /// driver answered and nobody holds the drive).

@@ -40,9 +40,12 @@ class CmWatcher final : public DeviceWatcher {
                    "to pick up new drives"};
     }
     handler_ = std::move(handler);
-    // N.B. removals name the interface path only: remember every drive's.
-    for (const auto& r : drives::find_recorders().recorders)
-      ids_[lowered(r.twin)] = r.id;
+    // N.B. removals name the interface path only: remember every drive's
+    // (a drive found by probing \\.\CdRomN has none to remember).
+    for (const auto& r : drives::find_recorders().recorders) {
+      if (!r.twin.empty())
+        ids_[lowered(r.twin)] = r.id;
+    }
     CM_NOTIFY_FILTER filter{};
     filter.cbSize = sizeof filter;
     filter.FilterType = CM_NOTIFY_FILTER_TYPE_DEVICEINTERFACE;

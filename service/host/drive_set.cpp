@@ -57,8 +57,8 @@ Result<Done> DriveSet::start() {
   if (!config_.discover)
     return Done{};
   const auto discovery = drives::find_recorders();
-  if (!discovery.problem.empty())
-    spdlog::warn("drive discovery: {}; {} instead", discovery.problem, discovery.method);
+  if (discovery.problem)
+    spdlog::warn("drive discovery: {}; {} instead", discovery.problem->message, discovery.method);
   spdlog::info("drive discovery: {} found {} candidate(s)", discovery.method,
                discovery.recorders.size());
   for (const auto& recorder : discovery.recorders) {

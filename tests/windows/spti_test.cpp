@@ -11,6 +11,7 @@
 
 #include "discarbiter/win32/cfgmgr.hpp"
 #include "drives/recorder.hpp"
+#include "recorded_replies.hpp"
 
 namespace discarbiter::drives::spti {
 namespace {
@@ -18,15 +19,7 @@ namespace {
 using namespace std::chrono_literals;
 using core::Direction;
 
-// QEMU's ATAPI drive answering INQUIRY (recorded in the QEMU end to end).
-const proto::Bytes kQemuInquiry = [] {
-  proto::Bytes b(36, 0);
-  b[0] = 0x05;
-  b[1] = 0x80;
-  b[4] = 31;
-  std::memcpy(&b[8], "QEMU    QEMU DVD-ROM    2.5+", 28);
-  return b;
-}();
+using testing::kQemuInquiry;
 
 TEST(Spti, ADataInRequestCarriesTheCdbTimeoutAndSenseAfterTheStruct) {
   const core::ScsiCommand inquiry{{0x12, 0, 0, 0, 96, 0}, Direction::in, {}, 96, 20s};
@@ -229,11 +222,14 @@ TEST(Spti, ADrivePathNamesItsId) {
 TEST(Spti, DiscoveryWithoutTheDeviceListProbesAndSaysWhy) {
   const auto discovery = find_recorders();
   if (!win32::running_under_wine()) {
-    EXPECT_EQ(discovery.method, "cfgmgr32") << discovery.problem;
+    EXPECT_EQ(discovery.method, "cfgmgr32") << discovery.problem.value_or(Error{}).message;
     GTEST_SKIP() << "not under Wine: cfgmgr32 lists this machine's drives";
   }
   EXPECT_EQ(discovery.method, "probing \\\\.\\CdRom0-31");
-  EXPECT_NE(discovery.problem.find("(Wine)"), std::string::npos) << discovery.problem;
+  ASSERT_TRUE(discovery.problem.has_value());
+  EXPECT_EQ(discovery.problem->code, errc::fail);
+  EXPECT_NE(discovery.problem->message.find("(Wine)"), std::string::npos)
+      << discovery.problem->message;
   for (const auto& r : discovery.recorders)
     EXPECT_TRUE(r.path.starts_with("\\\\.\\CdRom")) << r.path;
 }
