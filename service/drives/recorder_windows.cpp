@@ -11,6 +11,7 @@
 #include <vector>
 
 #include <fmt/format.h>
+#include <spdlog/spdlog.h>
 
 #include "discarbiter/win32/cfgmgr.hpp"
 #include "discarbiter/win32/error.hpp"
@@ -86,8 +87,12 @@ Result<std::vector<RecorderInfo>> list_interfaces() {
   std::vector<RecorderInfo> found;
   for (const wchar_t* p = list.c_str(); *p; p += wcslen(p) + 1) {
     const auto path = win32::to_utf8(p);
-    if (const auto n = device_number(path))
-      found.push_back(info_for(*n, path));
+    const auto n = device_number(path);
+    if (!n) {
+      spdlog::warn("drive discovery: {} left out: {}", path, n.error().message);
+      continue;
+    }
+    found.push_back(info_for(*n, path));
   }
   return found;
 }
@@ -97,8 +102,14 @@ std::vector<RecorderInfo> probe_cdroms() {
   std::vector<RecorderInfo> found;
   for (unsigned n = 0; n < kProbedCdroms; ++n) {
     auto info = info_for(n, {});
-    if (open_device(info.path, 0))  // N.B. no access needed to see it exists
+    if (open_device(info.path, 0)) {  // N.B. no access needed to see it exists
       found.push_back(std::move(info));
+      continue;
+    }
+    // N.B. a number no drive has is the common answer; anything else is news.
+    if (const DWORD e = ::GetLastError(); e != ERROR_FILE_NOT_FOUND && e != ERROR_PATH_NOT_FOUND)
+      spdlog::warn("drive discovery: {} left out: {}", info.path,
+                   win32::describe("open " + info.path, e));
   }
   return found;
 }
