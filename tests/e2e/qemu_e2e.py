@@ -179,12 +179,18 @@ def hold(guest, tag, name, fd, timeout=30.0):
     return guest.ok(f'read -r line <&{fd}; echo "$line"', timeout=timeout).strip()
 
 
-def time_unlock_after_sigkill(guest, mon, device, tag, bound):
-    """SIGKILLs the holder started as TAG; seconds from sending the kill to
-    QEMU's monitor showing device 'not locked' (fails past bound)."""
+def holder_sigkill_frees_the_drive(guest, mon, device, tag, bound, figure):
+    """SIGKILLs the holder started as TAG and checks that QEMU's monitor shows
+    device 'not locked' within bound seconds of sending the kill, printing the
+    time as FIGURE's line, and that the service shows cdrom0 free."""
     t0 = time.monotonic()
     guest.ok(f"kill -9 $(cat /tmp/{tag}.pid)")
-    return time.monotonic() - t0 + mon.wait_lock_state(device, "not locked", timeout=bound)
+    unlock_s = time.monotonic() - t0 + mon.wait_lock_state(device, "not locked", timeout=bound)
+    check(f"after SIGKILL of the holder QEMU's monitor reports 'not locked' within {bound:g} s",
+          unlock_s < bound)
+    print(f"{figure}: {unlock_s * 1000:.0f} ms (from sending kill to QEMU's monitor showing 'not locked')")
+    owner = guest.ok("discarb owner cdrom0")
+    check("cdrom0 is free again", "free" in owner, owner)
 
 
 def kill_service_while_held(guest, mon, device, timeout=30.0):
@@ -262,12 +268,8 @@ def linux_pass(workdir):
         check("discarb eject by another client is refused with exit 3 naming the holder",
               rc == 3 and "E_IMAPI_RECORDER_LOCKED" in out and "e2e-holder" in out, f"rc={rc} {out}")
 
-        unlock_s = time_unlock_after_sigkill(guest, mon, cd, "hold1", bound=1.0)
-        check("after SIGKILL of the holder the monitor reports 'not locked' within a second", unlock_s < 1.0)
-        print(f"unlock after SIGKILL of the holder: {unlock_s * 1000:.0f} ms "
-              "(from sending kill to QEMU's monitor showing 'not locked')")
-        owner = guest.ok("discarb owner cdrom0")
-        check("cdrom0 is free again", "free" in owner, owner)
+        holder_sigkill_frees_the_drive(guest, mon, cd, "hold1", bound=1.0,
+                                       figure="unlock after SIGKILL of the holder")
 
         rc, out = guest.sh("discarb eject cdrom0 --name e2e-eject --keep-tray-lock")
         sense = re.search(r"sense (2/53/00|5/53/02)", out)
@@ -461,13 +463,9 @@ def windows_pass(workdir, windows, prefix):
               rc == 3 and "E_IMAPI_RECORDER_LOCKED" in out and "e2e-holder" in out, f"rc={rc} {out}")
 
         # N.B. a looser bound than the Linux pass's second: every Wine process
-        # runs under software emulation here (measured: 60-70 ms).
-        unlock_s = time_unlock_after_sigkill(guest, mon, cd, "hold1", bound=2.0)
-        check("after SIGKILL of the holder QEMU's monitor reports 'not locked' within 2 s", unlock_s < 2.0)
-        print(f"qemu e2e windows: unlock after SIGKILL of the holder: {unlock_s * 1000:.0f} ms "
-              "(from sending kill to QEMU's monitor showing 'not locked'; Wine under software emulation)")
-        owner = guest.ok("discarb owner cdrom0")
-        check("cdrom0 is free again", "free" in owner, owner)
+        # runs under software emulation here (measured: 60-180 ms).
+        holder_sigkill_frees_the_drive(guest, mon, cd, "hold1", bound=2.0,
+                                       figure="qemu e2e windows: unlock after SIGKILL of the holder")
 
         before_restart, died_s = kill_service_while_held(guest, mon, cd, timeout=60)
         check("after SIGKILL of discarbiterd.exe holding cdrom0 the tray stays locked (nothing sent ALLOW)",
