@@ -164,13 +164,16 @@ spti::AdapterQuery SptiDevice::query_adapter() {
 
 /// Whether the driver below has the class driver's lock at all.
 spti::ExclusiveProbe SptiDevice::query_exclusive_access() {
-  const auto query = spti::make_exclusive_query();
   spti::ExclusiveLockState state{};
-  const auto outcome =
-      io_->control(spti::kIoctlCdromExclusiveAccess, &query, sizeof query, &state, sizeof state);
+  const auto outcome = query_lock_state(state);
   auto probe = spti::read_exclusive_probe(outcome.ok(), outcome.error, state);
   description_.os_lock = spti::os_lock_for(probe);
   return probe;
+}
+
+IoctlOutcome SptiDevice::query_lock_state(spti::ExclusiveLockState& state) {
+  const auto query = spti::make_exclusive_query();
+  return io_->control(spti::kIoctlCdromExclusiveAccess, &query, sizeof query, &state, sizeof state);
 }
 
 bool SptiDevice::os_lock_supported() const {
@@ -190,10 +193,8 @@ Result<Done> SptiDevice::send_lock(const std::string& name, bool force) {
   if (locked.ok())
     return Done{};
   // Someone outside DiscArbiter (IMAPI2, another burner) may hold it.
-  const auto query = spti::make_exclusive_query();
   spti::ExclusiveLockState state{};
-  if (io_->control(spti::kIoctlCdromExclusiveAccess, &query, sizeof query, &state, sizeof state)
-          .ok()) {
+  if (query_lock_state(state).ok()) {
     if (const auto holder = spti::read_lock_state(state); !holder.empty()) {
       return Error{errc::recorder_locked,
                    fmt::format("{} is locked outside DiscArbiter by '{}'", info_.path, holder)};

@@ -79,6 +79,7 @@ class SptiDevice final : public ScsiDevice {
   Result<Done> reopen();
   spti::AdapterQuery query_adapter();
   spti::ExclusiveProbe query_exclusive_access();
+  IoctlOutcome query_lock_state(spti::ExclusiveLockState& state);
   bool os_lock_supported() const;
   Result<Done> send_lock(const std::string& name, bool force);
 

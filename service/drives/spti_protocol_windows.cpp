@@ -160,14 +160,22 @@ std::string read_lock_state(const ExclusiveLockState& state) {
   return std::string(name, strnlen(name, kCallerLength));
 }
 
+namespace {
+
+// N.B. what a driver without the IOCTL answers: STATUS_NOT_SUPPORTED, or
+// STATUS_INVALID_DEVICE_REQUEST from a class or filter driver that does not
+// know the code.
+bool lacks_the_ioctl(DWORD error) {
+  return error == ERROR_NOT_SUPPORTED || error == ERROR_INVALID_FUNCTION;
+}
+
+}  // namespace
+
 ExclusiveProbe read_exclusive_probe(BOOL ok, DWORD error, const ExclusiveLockState& reply) {
   if (ok)
     return {ExclusiveSupport::supported, read_lock_state(reply), {}, ERROR_SUCCESS};
   const auto answer = win32::describe("IOCTL_CDROM_EXCLUSIVE_ACCESS (query_state)", error);
-  // N.B. what a driver without the IOCTL answers: STATUS_NOT_SUPPORTED, or
-  // STATUS_INVALID_DEVICE_REQUEST from a class or filter driver that does
-  // not know the code.
-  if (error == ERROR_NOT_SUPPORTED || error == ERROR_INVALID_FUNCTION)
+  if (lacks_the_ioctl(error))
     return {ExclusiveSupport::unsupported, {}, answer, error};
   return {ExclusiveSupport::unknown, {}, answer, error};
 }
@@ -203,7 +211,7 @@ std::string exclusive_access_warning(const std::string& drive_id, const Exclusiv
 
 std::string lock_refusal(DWORD error, const ExclusiveProbe& probe) {
   auto message = win32::describe("IOCTL_CDROM_EXCLUSIVE_ACCESS (lock)", error);
-  if (error != ERROR_NOT_SUPPORTED && error != ERROR_INVALID_FUNCTION)
+  if (!lacks_the_ioctl(error))
     return message;
   switch (probe.support) {
     case ExclusiveSupport::supported:

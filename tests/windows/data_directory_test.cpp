@@ -17,6 +17,7 @@
 
 #include <fmt/format.h>
 
+#include "discarbiter/win32/cfgmgr.hpp"
 #include "discarbiter/win32/handle.hpp"
 
 namespace discarbiter::host {
@@ -24,10 +25,7 @@ namespace {
 
 namespace fs = std::filesystem;
 
-bool running_under_wine() {
-  const HMODULE ntdll = ::GetModuleHandleW(L"ntdll.dll");
-  return ntdll && ::GetProcAddress(ntdll, "wine_get_version") != nullptr;
-}
+using win32::running_under_wine;
 
 /// A fresh folder under %TEMP% for one test, removed afterwards.
 class TempRoot {

@@ -17,6 +17,7 @@
 #include "discarbiter/client.hpp"
 #include "discarbiter/proto/frame.hpp"
 #include "discarbiter/proto/wire.hpp"
+#include "discarbiter/win32/cfgmgr.hpp"
 #include "discarbiter/win32/handle.hpp"
 #include "discarbiter/win32/wide.hpp"
 #include "host/service_app.hpp"
@@ -26,10 +27,7 @@ namespace {
 
 using namespace std::chrono_literals;
 
-bool running_under_wine() {
-  const HMODULE ntdll = ::GetModuleHandleW(L"ntdll.dll");
-  return ntdll && ::GetProcAddress(ntdll, "wine_get_version") != nullptr;
-}
+using win32::running_under_wine;
 
 std::string unique_pipe_name(std::string_view what) {
   return fmt::format(R"(\\.\pipe\DiscArbiterTest-{}-{}-{})", what, ::GetCurrentProcessId(),
