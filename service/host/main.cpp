@@ -15,6 +15,7 @@
 
 #include "host/config.hpp"
 #include "host/logging.hpp"
+#include "host/platform.hpp"
 #include "host/service_app.hpp"
 #include "host/system_service.hpp"
 #include "host/version.hpp"
@@ -113,6 +114,9 @@ int report(const char* what, const Result<Done>& done) {
 }  // namespace
 
 int main(int argc, char** argv) {
+  // N.B. first: every thread started from here on inherits the blocked
+  // stop signals; run_service lets them reach its io thread alone.
+  host::hold_stop_signals();
   CLI::App app{"DiscArbiter service: exclusive access to optical recorder drives", "discarbiterd"};
   app.require_subcommand(0, 1);
   app.set_version_flag("--version", std::string(kVersion));

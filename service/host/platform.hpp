@@ -10,4 +10,14 @@ namespace discarbiter::host {
 /// "linux" or "windows", as the status document names it.
 std::string_view platform_name();
 
+/// Keeps the stop signals (SIGINT, SIGTERM) away from the calling thread and
+/// every thread it starts from now on; main calls it before any thread
+/// exists. N.B. a signal handled on a thread that stays blocked where the
+/// runtime cannot run the handler (seen under TSan) never reaches the io
+/// thread's signal_set, and the service would not stop. Windows: nothing.
+void hold_stop_signals();
+/// Lets the stop signals reach the calling thread: the io thread, just
+/// before it runs the loop. Windows: nothing.
+void accept_stop_signals();
+
 }  // namespace discarbiter::host

@@ -162,6 +162,7 @@ int run_service(const Config& config, const RunHooks& hooks) {
       asio::post(io, [&begin_stop, reason = std::move(reason)] { begin_stop(reason); });
     });
   }
+  accept_stop_signals();  // N.B. only here: every other thread keeps them blocked
   io.run();
   drives.stop();
   spdlog::info("discarbiterd stopped");

@@ -94,11 +94,18 @@ class Service:
         for raw in RawClient.opened:
             raw.close()
         RawClient.opened.clear()
-        if self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGTERM)
-            self.proc.wait(timeout=15)
-        self.proc.stderr.close()
-        self.dir.cleanup()
+        try:
+            if self.proc.poll() is None:
+                self.proc.send_signal(signal.SIGTERM)
+                self.proc.wait(timeout=15)
+        finally:
+            # N.B. a service that did not stop in time fails the test (the
+            # exception goes on) but must not outlive it.
+            if self.proc.poll() is None:
+                self.proc.kill()
+                self.proc.wait()
+            self.proc.stderr.close()
+            self.dir.cleanup()
         return self.proc.returncode
 
 
