@@ -20,6 +20,7 @@
 // service's start is its "listening on" log line (inotify), every wait has a
 // deadline. The one sleep is the idle window in which wake-ups are counted.
 
+#include <dirent.h>
 #include <fcntl.h>
 #include <poll.h>
 #include <sched.h>
@@ -205,14 +206,45 @@ std::pair<unique_fd, unique_fd> pipe_pair() {
 // ---- child processes -----------------------------------------------------------
 
 // Every live child, for the signal handler: it kills them before the tool
-// dies of SIGINT/SIGTERM/SIGHUP (PR_SET_PDEATHSIG covers SIGKILL of the tool).
+// dies of SIGINT/SIGTERM/SIGHUP (PR_SET_PDEATHSIG covers SIGKILL of the tool,
+// which leaves its temporary directory behind).
 std::array<std::atomic<pid_t>, 64> g_children{};
+
+// Every temporary directory, for the same handler, which removes them.
+struct TempDirSlot {
+  std::atomic<bool> used{false};
+  char path[64] = {};
+};
+std::array<TempDirSlot, 4> g_temp_dirs;
+
+/// Empties and removes `path` with system calls only (a signal handler's).
+void remove_flat_dir(const char* path) {
+  const int fd = ::open(path, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+  if (fd < 0)
+    return;
+  alignas(dirent64) char buffer[4096];
+  ssize_t n;
+  while ((n = ::getdents64(fd, buffer, sizeof buffer)) > 0) {
+    for (ssize_t at = 0; at < n;) {
+      const auto* entry = reinterpret_cast<const dirent64*>(buffer + at);
+      if (entry->d_name[0] != '.')
+        ::unlinkat(fd, entry->d_name, 0);
+      at += entry->d_reclen;
+    }
+  }
+  ::close(fd);
+  ::rmdir(path);
+}
 
 void on_fatal_signal(int sig) {
   for (auto& slot : g_children) {
     const pid_t pid = slot.load();
     if (pid > 0)
       ::kill(pid, SIGKILL);
+  }
+  for (auto& dir : g_temp_dirs) {
+    if (dir.used.load())
+      remove_flat_dir(dir.path);
   }
   ::signal(sig, SIG_DFL);
   ::raise(sig);
@@ -385,25 +417,58 @@ std::string file_text(const fs::path& path) {
   return s.str();
 }
 
-std::string last_lines(const std::string& text, int count) {
-  std::size_t pos = text.size();
-  for (int i = 0; i <= count && pos > 0; ++i)
-    pos = text.rfind('\n', pos - 1);
-  return pos == std::string::npos ? text : text.substr(pos + 1);
+std::string last_lines(const std::string& text, std::size_t count) {
+  std::vector<std::string> lines;
+  std::istringstream in(text);
+  for (std::string line; std::getline(in, line);)
+    lines.push_back(std::move(line));
+  std::string tail;
+  for (std::size_t i = lines.size() > count ? lines.size() - count : 0; i < lines.size(); ++i)
+    tail += lines[i] + '\n';
+  return tail.empty() ? "(empty)\n" : tail;
 }
 
+/// A directory of its own (mkdtemp, mode 0700), removed with its contents by
+/// the destructor.
+class TempDir {
+ public:
+  TempDir() {
+    for (auto& slot : g_temp_dirs) {
+      if (!slot.used.load()) {
+        slot_ = &slot;
+        break;
+      }
+    }
+    if (slot_ == nullptr)
+      throw std::logic_error("too many temporary directories at once");
+    std::strcpy(slot_->path, "/tmp/discarbiter-bench-XXXXXX");
+    if (::mkdtemp(slot_->path) == nullptr)
+      fail_errno("mkdtemp");
+    path_ = slot_->path;
+    slot_->used = true;  // N.B. once the name is complete: the handler reads it
+  }
+  TempDir(const TempDir&) = delete;
+  TempDir& operator=(const TempDir&) = delete;
+  ~TempDir() {
+    slot_->used = false;
+    std::error_code ec;
+    fs::remove_all(path_, ec);
+  }
+  const fs::path& path() const { return path_; }
+
+ private:
+  TempDirSlot* slot_ = nullptr;
+  fs::path path_;
+};
+
 /// discarbiterd on 2 simulated drives in a temporary directory; stopped
-/// (SIGTERM, then SIGKILL) by the destructor.
+/// (SIGTERM, then SIGKILL) by the destructor, or killed if its start fails.
 class Service {
  public:
-  explicit Service(const std::string& binary) {
-    char pattern[] = "/tmp/discarbiter-bench-XXXXXX";
-    if (::mkdtemp(pattern) == nullptr)
-      fail_errno("mkdtemp");
-    dir_ = pattern;
-    endpoint_ = (dir_ / "discarbiter.sock").string();
-    log_ = dir_ / "discarbiterd.log";
-    const auto config = dir_ / "discarbiter.json";
+  explicit Service(const std::string& binary)
+      : endpoint_((dir_.path() / "discarbiter.sock").string()),
+        log_(dir_.path() / "discarbiterd.log") {
+    const auto config = dir_.path() / "discarbiter.json";
     // N.B. the session limits let 1,000 idle sessions of one user in (the
     // defaults allow 32 per user); max_transfer_bytes is the default 1 MiB,
     // which the simulated drive also allows, so the 1 MiB figures need
@@ -441,8 +506,6 @@ class Service {
   ~Service() {
     if (child_)
       child_->stop(10s);
-    std::error_code ec;
-    fs::remove_all(dir_, ec);
   }
 
   const std::string& endpoint() const { return endpoint_; }
@@ -450,9 +513,9 @@ class Service {
   std::string log_tail() const { return last_lines(file_text(log_), 20); }
 
  private:
-  fs::path dir_;
-  fs::path log_;
+  TempDir dir_;  // N.B. first: destroyed after the service has stopped
   std::string endpoint_;
+  fs::path log_;
   std::optional<Child> child_;
 };
 
@@ -578,6 +641,8 @@ class Waiter {
         error = std::current_exception();
       }
       lock.lock();
+      if (state_ == State::quit)  // N.B. the owner gave up waiting: keep quit
+        return;
       granted_at_ = granted;
       error_ = error;
       state_ = State::done;
