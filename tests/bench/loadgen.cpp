@@ -30,12 +30,14 @@
 #include <sys/resource.h>
 #include <sys/socket.h>
 #include <sys/syscall.h>
+#include <sys/un.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
 #include <algorithm>
 #include <array>
 #include <atomic>
+#include <bit>
 #include <cerrno>
 #include <chrono>
 #include <cmath>
@@ -560,20 +562,6 @@ discarbiter::ConnectOptions connect_options(const std::string& endpoint, std::st
   return {.endpoint = endpoint, .client_name = std::move(name), .timeout = 20s};
 }
 
-/// N.B. the protocol has no event for "a waiter joined the queue", so this
-/// asks the status document until the drive has one (a request per try, no
-/// sleep), with a deadline. It runs before the timed interval starts.
-void wait_for_waiter(discarbiter::Client& client, const Deadline& deadline) {
-  while (true) {
-    for (const auto& drive : client.status().drives) {
-      if (drive.id == kDrive && !drive.waiters.empty())
-        return;
-    }
-    if (deadline.passed())
-      throw std::runtime_error("the waiter did not appear in the drive's queue");
-  }
-}
-
 /// Until the service counts `sessions` clients (closed sessions are ended
 /// asynchronously), asking the status document; with a deadline.
 void wait_for_sessions(discarbiter::Client& client, std::size_t sessions,
@@ -581,6 +569,65 @@ void wait_for_sessions(discarbiter::Client& client, std::size_t sessions,
   while (client.status().clients.size() != sessions) {
     if (deadline.passed())
       throw std::runtime_error(fmt::format("the service did not reach {} sessions", sessions));
+  }
+}
+
+/// A session that speaks the wire protocol itself (docs/protocol.md
+/// "Frames"), for status: the library would also parse the reply (a 135 KB
+/// document with 1,000 sessions) into structs, which costs the client more
+/// than the service and would hide the service's own latency.
+class RawSession {
+ public:
+  explicit RawSession(const std::string& endpoint)
+      : fd_(::socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0)) {
+    sockaddr_un address{};
+    address.sun_family = AF_UNIX;
+    if (!fd_ || endpoint.size() >= sizeof address.sun_path)
+      throw std::runtime_error("raw session: no socket for " + endpoint);
+    std::memcpy(address.sun_path, endpoint.c_str(), endpoint.size() + 1);
+    if (::connect(fd_.get(), reinterpret_cast<const sockaddr*>(&address), sizeof address) != 0)
+      fail_errno("raw session: connect");
+    request(
+        fmt::format(R"({{"id":0,"op":"hello","protocol":1,"client_name":"loadgen-raw","pid":{}}})",
+                    ::getpid()));
+  }
+
+  /// Sends one request (JSON, no payload) and reads its whole reply; returns
+  /// the reply's JSON text, not parsed.
+  const std::string& request(const std::string& json) {
+    static_assert(std::endian::native == std::endian::little, "the header is little-endian");
+    std::uint32_t header[2] = {static_cast<std::uint32_t>(json.size()), 0};
+    if (!write_all(fd_.get(), header, sizeof header) ||
+        !write_all(fd_.get(), json.data(), json.size()) ||
+        !read_exact(fd_.get(), header, sizeof header))
+      throw std::runtime_error("raw session: the service closed the connection");
+    reply_.resize(header[0]);
+    payload_.resize(header[1]);
+    if (!read_exact(fd_.get(), reply_.data(), reply_.size()) ||
+        !read_exact(fd_.get(), payload_.data(), payload_.size()))
+      throw std::runtime_error("raw session: the service closed the connection");
+    if (reply_.find(R"("ok":true)") == std::string::npos)
+      throw std::runtime_error("raw session: " + reply_.substr(0, 300));
+    return reply_;
+  }
+
+  const std::string& status() { return request(R"({"id":1,"op":"status"})"); }
+
+ private:
+  unique_fd fd_;
+  std::string reply_;
+  std::vector<char> payload_;
+};
+
+/// N.B. the protocol has no event for "a waiter joined the queue", so this
+/// asks for the status document until a drive lists a waiter (only kDrive
+/// ever has one here), a request per try, no sleep, with a deadline. It runs
+/// before the timed interval starts; the raw session spares the client the
+/// parse of a document that grows with the sessions.
+void wait_for_waiter(RawSession& observer, const Deadline& deadline) {
+  while (observer.status().find(R"("waiters":[{)") == std::string::npos) {
+    if (deadline.passed())
+      throw std::runtime_error("the waiter did not appear in the drive's queue");
   }
 }
 
@@ -659,12 +706,12 @@ class Waiter {
   std::thread thread_;  // N.B. last: it starts once the rest is built
 };
 
-/// Another client asking for status in a loop on its own thread, until
-/// destroyed.
+/// Another client asking for status in a loop on its own thread (one
+/// request outstanding, the reply read but not parsed), until stopped.
 class StatusHammer {
  public:
   explicit StatusHammer(const std::string& endpoint)
-      : client_(connect_options(endpoint, "loadgen-status")), thread_([this] { run(); }) {}
+      : session_(endpoint), thread_([this] { run(); }) {}
   StatusHammer(const StatusHammer&) = delete;
   StatusHammer& operator=(const StatusHammer&) = delete;
   ~StatusHammer() {
@@ -686,7 +733,7 @@ class StatusHammer {
   void run() {
     try {
       while (!stop_) {
-        client_.status();
+        session_.status();
         ++replies_;
       }
     } catch (...) {
@@ -694,7 +741,7 @@ class StatusHammer {
     }
   }
 
-  discarbiter::Client client_;
+  RawSession session_;
   std::atomic<bool> stop_{false};
   std::atomic<std::uint64_t> replies_{0};
   std::exception_ptr error_;
@@ -804,12 +851,13 @@ void lock_figures(const Options& o, const Service& service) {
 }
 
 /// Holder's release sent -> the waiter's grant received, `n` times.
-std::vector<double> handoffs(discarbiter::Client& holder, Waiter& waiter, std::size_t n) {
+std::vector<double> handoffs(discarbiter::Client& holder, Waiter& waiter, RawSession& observer,
+                             std::size_t n) {
   const std::string drive(kDrive);
   return sample(n, [&] {
     holder.acquire_exclusive_access(drive);
     waiter.start();
-    wait_for_waiter(holder, Deadline(20s));
+    wait_for_waiter(observer, Deadline(20s));
     const auto t0 = Clock::now();
     holder.release_exclusive_access(drive);
     return waiter.wait_granted(Deadline(20s)) - t0;
@@ -823,13 +871,14 @@ std::size_t handoff_iterations(const Options& o) {
 void handoff(const Options& o, const Service& service) {
   discarbiter::Client holder(connect_options(service.endpoint(), "loadgen-holder"));
   Waiter waiter(service.endpoint());
-  emit_latency("handoff", handoffs(holder, waiter, handoff_iterations(o)));
+  RawSession observer(service.endpoint());
+  emit_latency("handoff", handoffs(holder, waiter, observer, handoff_iterations(o)));
 }
 
 /// kill() of the holder -> the waiter's grant received; the holder is this
 /// program (--child-holder), started afresh each time.
 void handoff_after_kill(const Options& o, const Service& service) {
-  discarbiter::Client observer(connect_options(service.endpoint(), "loadgen-observer"));
+  RawSession observer(service.endpoint());
   Waiter waiter(service.endpoint());
   emit_latency("handoff_after_kill", sample(kill_iterations(o), [&] {
                  auto [ready, theirs] = pipe_pair();
@@ -947,32 +996,40 @@ void idle_figures(const Options& o, const Service& service) {
 }
 
 /// Status with and without idle sessions, and grants while another client
-/// asks for status in a loop.
+/// asks for status in a loop. Status is timed on the raw protocol (request
+/// sent -> whole reply read: the service's part), and through the library
+/// as well (which parses the reply) for the client's share.
 void status_figures(const Options& o, const Service& service) {
+  RawSession raw(service.endpoint());
   discarbiter::Client prober(connect_options(service.endpoint(), "loadgen-status"));
-  const std::string sessions_json = fmt::format(R"(,"sessions":{})", o.sessions);
-  emit_latency("status_no_sessions", sample(o.iterations / 5 + 20, [&] {
-                 const auto t0 = Clock::now();
-                 prober.status();
-                 return Clock::now() - t0;
-               }));
+  const auto raw_status = [&] {
+    const auto t0 = Clock::now();
+    raw.status();
+    return Clock::now() - t0;
+  };
+  const auto library_status = [&] {
+    const auto t0 = Clock::now();
+    prober.status();
+    return Clock::now() - t0;
+  };
+  const auto sizes = [&](std::size_t sessions) {
+    return fmt::format(R"(,"sessions":{},"reply_bytes":{})", sessions, raw.status().size());
+  };
+  emit_latency("status_no_sessions", sample(o.iterations / 5 + 20, raw_status), sizes(0));
 
   // Status and grants with the idle sessions present.
   auto sessions = idle_sessions(o, service);
-  emit_latency("status_with_sessions",
-               sample(o.iterations / 10 + 20,
-                      [&] {
-                        const auto t0 = Clock::now();
-                        prober.status();
-                        return Clock::now() - t0;
-                      }),
-               sessions_json);
+  const std::string sessions_json = fmt::format(R"(,"sessions":{})", o.sessions);
+  emit_latency("status_with_sessions", sample(o.iterations / 10 + 20, raw_status),
+               sizes(o.sessions));
+  emit_latency("status_with_sessions_library", sample(o.iterations / 20 + 20, library_status),
+               sizes(o.sessions));
   discarbiter::Client holder(connect_options(service.endpoint(), "loadgen-holder"));
   Waiter waiter(service.endpoint());
   const std::size_t n = std::max<std::size_t>(20, o.iterations / 10);
-  emit_latency("handoff_with_sessions", handoffs(holder, waiter, n), sessions_json);
+  emit_latency("handoff_with_sessions", handoffs(holder, waiter, raw, n), sessions_json);
   StatusHammer hammer(service.endpoint());
-  auto under_load = handoffs(holder, waiter, n);
+  auto under_load = handoffs(holder, waiter, raw, n);
   const std::uint64_t statuses = hammer.stop();
   emit_latency("handoff_under_status_load", std::move(under_load),
                fmt::format(R"({},"status_replies":{})", sessions_json, statuses));

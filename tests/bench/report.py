@@ -24,8 +24,11 @@ LOADGEN_KEYS; the others come from other tools and may be absent):
     exec_write_64k, exec_read_64k, exec_write_1m, exec_read_1m
                              WRITE(10)/READ(10), one outstanding (gbps)
     connect_hello            connect + hello
-    status_no_sessions       status, no other session
-    status_with_sessions     status with N idle sessions ("sessions")
+    status_no_sessions       status, no other session (raw protocol: request
+                             sent -> whole reply read, not parsed)
+    status_with_sessions     the same with N idle sessions ("sessions")
+    status_with_sessions_library  the same through the library (which also
+                             parses the reply), for the client's share
     handoff_with_sessions    hand-off with N idle sessions
     handoff_under_status_load  the same while another client asks status in a loop
     rss_per_idle_session     the service's VmRSS per idle session, and returned
@@ -53,7 +56,7 @@ LOADGEN_KEYS = [
     "acquire_release_free", "nested_acquire_release", "handoff", "handoff_after_kill",
     "exec_write_64k", "exec_read_64k", "exec_write_1m", "exec_read_1m",
     "connect_hello", "status_no_sessions", "status_with_sessions",
-    "handoff_with_sessions", "handoff_under_status_load",
+    "status_with_sessions_library", "handoff_with_sessions", "handoff_under_status_load",
     "rss_per_idle_session", "idle_wakeups",
 ]
 OPTIONAL_KEYS = ["pcsc_transaction_pair", "pcsc_handoff", "qemu_tur_service", "qemu_tur_sgio"]
@@ -164,6 +167,12 @@ class Table:
             self.unmeasured.append(figure)
             self.rows.append((figure, f"not measured: {missing}", "", "", "", "—"))
             return
+        for k in keys:
+            why = sanity_problem(self.figures[k])
+            if why is not None:
+                self.unmeasured.append(figure)
+                self.rows.append((figure, f"not sane: {k}: {why}", "", "", "", "—"))
+                return
         ours, floor, ratio, target, ok = judge([self.figures[k] for k in keys])
         if ok is True:
             self.met += 1
@@ -230,7 +239,11 @@ def build(figures, skips, general_skips):
 
     def status(f):
         ours, none = f
-        return (f"{lat(ours)} ({ours.get('sessions', '?')} sessions)",
+        library = figures.get("status_with_sessions_library")
+        library_text = (f"; through the library (parsed): {lat(library)}"
+                        if library and sanity_problem(library) is None else "")
+        return (f"{lat(ours)} ({ours.get('sessions', '?')} sessions, "
+                f"{ours.get('reply_bytes', '?')} B reply){library_text}",
                 f"no other session: {lat(none)}", f"{ours['p99_us'] / none['p99_us']:.1f}× (p99)",
                 "p99 ≤ 0.5 ms", ours["p99_us"] <= 500)
     t.row("status with idle sessions", ["status_with_sessions", "status_no_sessions"], status)
