@@ -297,12 +297,12 @@ def main():
     micro = [f for k, f in figures.items() if k.startswith("micro_")]
     if micro:
         print()
-        print("| micro benchmark (tests/bench/micro) | mean | iterations |")
-        print("|---|---|---|")
+        print("| micro benchmark (tests/bench/micro) | CPU per iteration (mean_ns) | wall (real_ns) | iterations |")
+        print("|---|---|---|---|")
         for f in micro:
-            mean = f.get("mean_ns")
-            mean_text = f"{mean:.0f} ns" if finite(mean) else repr(mean)
-            print(f"| {f['key'][len('micro_'):]} | {mean_text} | {f.get('n', '?')} |")
+            cells = [f"{f[k]:.0f} ns" if finite(f.get(k)) else repr(f.get(k))
+                     for k in ("mean_ns", "real_ns")]
+            print(f"| {f['key'][len('micro_'):]} | {cells[0]} | {cells[1]} | {f.get('n', '?')} |")
     others = [f for k, f in figures.items() if k not in known and not k.startswith("micro_")]
     if others:
         print()
