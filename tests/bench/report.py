@@ -40,6 +40,9 @@ LOADGEN_KEYS; the others come from other tools and may be absent):
                              listed below the table, not judged
     qemu_tur_service, qemu_tur_sgio  TEST UNIT READY through the service / by
                              SG_IO in the QEMU guest (scripts/qemu-e2e --bench)
+    qemu_raw_round_trip, qemu_raw_round_trip_tur  in the same guest: the raw
+                             round trip, and the one whose echo process sends
+                             the TUR (the floor of any arbiter in a process)
 
 Exit status: 1 if a figure the load generator prints is missing or not sane
 (NaN, zero, negative, p99 < p50), or nothing was read; a target that is not
@@ -59,7 +62,8 @@ LOADGEN_KEYS = [
     "status_with_sessions_library", "handoff_with_sessions", "handoff_under_status_load",
     "rss_per_idle_session", "idle_wakeups",
 ]
-OPTIONAL_KEYS = ["pcsc_transaction_pair", "pcsc_handoff", "qemu_tur_service", "qemu_tur_sgio"]
+OPTIONAL_KEYS = ["pcsc_transaction_pair", "pcsc_handoff", "qemu_tur_service", "qemu_tur_sgio",
+                 "qemu_raw_round_trip", "qemu_raw_round_trip_tur"]
 THROUGHPUT_KEYS = {"raw_stream_64k", "raw_stream_1m", "exec_write_64k", "exec_read_64k",
                    "exec_write_1m", "exec_read_1m"}
 
@@ -272,8 +276,15 @@ def build(figures, skips, general_skips):
         return (f"{w['wakeups_per_s']:.2f}/s ({w.get('wakeups', '?')} in {w.get('window_s', '?')} s, "
                 f"{w.get('sessions', '?')} sessions)", "0", "", "0/s", w["wakeups_per_s"] == 0)
     t.row("service wake-ups while idle after hello", ["idle_wakeups"], wakeups)
-    t.row("QEMU TEST UNIT READY through the service", ["qemu_tur_service", "qemu_tur_sgio"],
-          latency_vs(1, 1.5, "direct SG_IO p50"))
+    def qemu(f):
+        ours, direct = f
+        ratio = ours["p50_us"] / direct["p50_us"]
+        floor = figures.get("qemu_raw_round_trip_tur")
+        floor_text = (f"; round trip whose echo sends the TUR (any arbiter's floor): "
+                      f"p50 {us(floor['p50_us'])}" if floor and sanity_problem(floor) is None else "")
+        return (lat(ours), f"direct SG_IO in the guest: {lat(direct)}{floor_text}",
+                f"{ratio:.2f}×", "p50 ≤ 1.5×", ratio <= 1.5)
+    t.row("QEMU TEST UNIT READY through the service", ["qemu_tur_service", "qemu_tur_sgio"], qemu)
     return t
 
 
