@@ -1,5 +1,6 @@
 // The load generator (docs/performance.md): DiscArbiter's figures measured
-// through the client library, each beside its floor measured in the same run.
+// through the client library (status also on the raw protocol), each beside
+// its floor measured in the same run.
 //
 //   discarbiter_loadgen [--smoke] [--iterations N] [--seconds S] [--sessions N]
 //                       [--only GROUP,...] [--service PATH]
@@ -191,11 +192,23 @@ bool write_all(int fd, const void* data, std::size_t size) {
                   [fd](const char* p, std::size_t n) { return ::send(fd, p, n, MSG_NOSIGNAL); });
 }
 
+/// Reads and writes on `fd` fail (EAGAIN) after 20 s without progress: a
+/// peer that hangs ends the run with an error instead of blocking it.
+void set_io_deadline(int fd) {
+  const timeval limit{.tv_sec = 20, .tv_usec = 0};
+  if (::setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &limit, sizeof limit) != 0 ||
+      ::setsockopt(fd, SOL_SOCKET, SO_SNDTIMEO, &limit, sizeof limit) != 0)
+    fail_errno("setsockopt SO_RCVTIMEO/SO_SNDTIMEO");
+}
+
 std::pair<unique_fd, unique_fd> socket_pair() {
   int sv[2];
   if (::socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sv) != 0)
     fail_errno("socketpair");
-  return {unique_fd(sv[0]), unique_fd(sv[1])};
+  std::pair<unique_fd, unique_fd> ends{unique_fd(sv[0]), unique_fd(sv[1])};
+  set_io_deadline(sv[0]);
+  set_io_deadline(sv[1]);
+  return ends;
 }
 
 std::pair<unique_fd, unique_fd> pipe_pair() {
@@ -585,6 +598,7 @@ class RawSession {
     if (!fd_ || endpoint.size() >= sizeof address.sun_path)
       throw std::runtime_error("raw session: no socket for " + endpoint);
     std::memcpy(address.sun_path, endpoint.c_str(), endpoint.size() + 1);
+    set_io_deadline(fd_.get());
     if (::connect(fd_.get(), reinterpret_cast<const sockaddr*>(&address), sizeof address) != 0)
       fail_errno("raw session: connect");
     request(
