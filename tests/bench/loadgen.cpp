@@ -934,8 +934,12 @@ void execute_figures(const Options& o, const Service& service) {
   const std::string drive(kDrive);
   auto lock = client.acquire(drive);
   const std::uint32_t limit = client.max_transfer(drive);
-  for (const auto& [suffix, bytes] :
-       {std::pair{"64k", 64u * 1024}, std::pair{"1m", 1024u * 1024}}) {
+  struct Size {
+    std::string_view suffix;
+    std::uint32_t bytes;
+  };
+  for (const Size size : {Size{"64k", 64 * 1024}, Size{"1m", 1024 * 1024}}) {
+    const std::uint32_t bytes = size.bytes;
     if (bytes > limit)
       throw std::runtime_error(fmt::format("drive {} takes at most {} bytes", drive, limit));
     std::vector<std::uint8_t> buffer(bytes);
@@ -943,11 +947,11 @@ void execute_figures(const Options& o, const Service& service) {
       buffer[i] = static_cast<std::uint8_t>(i * 7 + 1);  // not zeros: the disc stores it
     const auto write = cdb10(0x2A, bytes / kBlock);
     const auto read = cdb10(0x28, bytes / kBlock);
-    measure_throughput(fmt::format("exec_write_{}", suffix), bytes, o.seconds, [&] {
+    measure_throughput(fmt::format("exec_write_{}", size.suffix), bytes, o.seconds, [&] {
       check_command(client.send_command_send_data_to_device(drive, write, buffer), bytes,
                     "WRITE(10)");
     });
-    measure_throughput(fmt::format("exec_read_{}", suffix), bytes, o.seconds, [&] {
+    measure_throughput(fmt::format("exec_read_{}", size.suffix), bytes, o.seconds, [&] {
       check_command(client.send_command_get_data_from_device(drive, read, buffer), bytes,
                     "READ(10)");
     });
