@@ -569,6 +569,31 @@ std::map<std::string, std::uint64_t> context_switches(pid_t pid) {
   return by_thread;
 }
 
+/// Until every thread of `pid` sleeps (state S in /proc/PID/task/*/stat)
+/// twice in a row with no context switch between, yielding the CPU between
+/// looks (pinned, the service shares it); false if the deadline came first.
+bool wait_until_asleep(pid_t pid, const Deadline& deadline) {
+  const auto all_asleep = [pid] {
+    for (const auto& task :
+         fs::directory_iterator(fs::path("/proc") / std::to_string(pid) / "task")) {
+      const std::string stat = file_text(task.path() / "stat");
+      const auto name_end = stat.rfind(')');
+      if (name_end == std::string::npos || name_end + 2 >= stat.size() || stat[name_end + 2] != 'S')
+        return false;
+    }
+    return true;
+  };
+  auto last = context_switches(pid);
+  while (!deadline.passed()) {
+    ::sched_yield();
+    const auto now = context_switches(pid);
+    if (all_asleep() && now == last)
+      return true;
+    last = now;
+  }
+  return false;
+}
+
 // ---- client-side helpers --------------------------------------------------------
 
 discarbiter::ConnectOptions connect_options(const std::string& endpoint, std::string name) {
@@ -983,9 +1008,11 @@ void idle_figures(const Options& o, const Service& service) {
   const std::string sessions_json = fmt::format(R"(,"sessions":{})", o.sessions);
   const std::uint64_t rss_before = rss_kib(service.pid());
   auto sessions = idle_sessions(o, service);
-  // N.B. nothing talks to the service in the window, which starts right
-  // after the last hello and is longer than the handshake timeout (2 s): a
-  // timer a hello left armed fires in it.
+  // N.B. nothing talks to the service in the window, which starts once the
+  // last hello's work is done (the io thread going back to sleep after its
+  // reply is that work, not a wake-up) and is longer than the handshake
+  // timeout (2 s): a timer a hello left armed fires in it.
+  const bool settled = wait_until_asleep(service.pid(), Deadline(1s));
   constexpr auto kWindow = 3s;
   const auto before = context_switches(service.pid());
   std::this_thread::sleep_for(kWindow);  // the measurement window itself
@@ -998,9 +1025,9 @@ void idle_figures(const Options& o, const Service& service) {
     by_thread += fmt::format(R"({}"{}":{})", by_thread.empty() ? "" : ",", name, n);
   }
   emit(fmt::format(
-      R"({{"key":"idle_wakeups","wakeups_per_s":{:.2f},"wakeups":{},"window_s":{},"by_thread":{{{}}}{}}})",
+      R"({{"key":"idle_wakeups","wakeups_per_s":{:.2f},"wakeups":{},"window_s":{},"settled":{},"by_thread":{{{}}}{}}})",
       static_cast<double>(switches) / std::chrono::duration<double>(kWindow).count(), switches,
-      std::chrono::duration<double>(kWindow).count(), by_thread, sessions_json));
+      std::chrono::duration<double>(kWindow).count(), settled, by_thread, sessions_json));
   const std::uint64_t rss_with = rss_kib(service.pid());
   sessions.clear();
   wait_for_sessions(prober, 1, Deadline(60s));
