@@ -364,7 +364,6 @@ class Child {
       reap();
     }
   }
-  int exit_status() const { return status_; }
 
  private:
   explicit Child(pid_t pid) : pid_(pid) {
@@ -394,7 +393,7 @@ class Child {
   }
 
   void reap() {
-    while (::waitpid(pid_, &status_, 0) < 0 && errno == EINTR) {
+    while (::waitpid(pid_, nullptr, 0) < 0 && errno == EINTR) {
     }
     if (slot_ != nullptr)
       slot_->store(0);
@@ -405,7 +404,6 @@ class Child {
   pid_t pid_;
   unique_fd pidfd_;
   std::atomic<pid_t>* slot_ = nullptr;
-  int status_ = 0;
 };
 
 /// Waits for one byte on `fd` (a child's "ready"); fails if the child exits
