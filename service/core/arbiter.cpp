@@ -1,12 +1,14 @@
 #include "core/arbiter.hpp"
 
 #include <algorithm>
+#include <atomic>
 #include <utility>
 #include <variant>
 
 #include <fmt/format.h>
 
 #include "core/client_name.hpp"
+#include "core/overloaded.hpp"
 
 namespace discarbiter::core {
 
@@ -32,13 +34,6 @@ std::optional<std::uint8_t> prevent_field(const ScsiCommand& command) {
 std::uint32_t max_transfer_of(const ArbiterConfig& config, const DriveDescription& drive) {
   return std::min(config.max_transfer_bytes, drive.max_transfer_bytes);
 }
-
-template <typename... Fs>
-struct Overloaded : Fs... {
-  using Fs::operator()...;
-};
-template <typename... Fs>
-Overloaded(Fs...) -> Overloaded<Fs...>;
 
 }  // namespace
 
@@ -80,6 +75,9 @@ struct Arbiter::Acquisition {
   // The drive was removed meanwhile (why): the acquire fails whatever its
   // steps answer, even if the drive is back by then.
   std::optional<std::string> removed;
+  // Read by the drive between the acquire's steps: set once nothing more
+  // may start for it (the drive was removed, or the steps answered).
+  std::shared_ptr<std::atomic<bool>> abandoned;
 };
 
 /// Who hears a release end: the owner that released (its count, 0), or the
@@ -91,7 +89,7 @@ struct Arbiter::ReleaseReply {
   proto::OwnerInfo former;
 };
 
-/// The ALLOW MEDIUM REMOVALs still to send, in this order (N.B. PERSISTENT
+/// The ALLOW MEDIUM REMOVALs to send, in this order (N.B. PERSISTENT
 /// ALLOW first and the plain ALLOW last: a drive that reads bit 1 as SPC-2's
 /// medium changer bit takes 10b for a PREVENT, and the last word must leave
 /// the tray unlocked under either reading).
@@ -319,8 +317,10 @@ void Arbiter::mark_removed(Drive& drive, const std::string& reason) {
                    fmt::format("drive '{}' was removed while waiting: {}", drive.id(), reason)};
   const proto::Event event = proto::DriveRemoved{drive.id(), reason};
   drive.removed = reason;
-  if (drive.acquisition)
+  if (drive.acquisition) {
     drive.acquisition->removed = reason;
+    drive.acquisition->abandoned->store(true);  // N.B. its next step would be sent for nothing
+  }
   audit(AuditKind::drive_removed, drive, drive.owner, reason);
   auto waiters = std::exchange(drive.waiters, {});
   for (auto& w : waiters) {
@@ -780,59 +780,58 @@ void Arbiter::start_acquire(Drive& drive, SessionId id, AcquireOptions options,
                                       0,
                                       format_rfc3339(scheduler_.wall_now()),
                                       options.force};
-  drive.acquisition = Acquisition{id, options, std::move(handler), {}};
-  // TEST UNIT READY first: any SCSI answer will do (an empty drive says NOT
-  // READY and may still be locked); no answer in time fails the acquire.
+  drive.acquisition = Acquisition{id, options, std::move(handler), {}, {}};
+  // TEST UNIT READY, the OS-level exclusive lock under the client's name,
+  // then PREVENT MEDIUM REMOVAL (tray_lock): the drive runs them back to
+  // back (AcquireSteps holds their order and rollback), then
+  // on_acquire_steps decides, step by step, as each answered.
+  AcquireSteps steps;
+  steps.test_unit_ready = own_command(cdb_test_unit_ready());
+  steps.client_name = drive.owner_info.client_name;
+  steps.force = options.force;
+  if (config_.tray_lock)
+    steps.prevent = own_command(cdb_prevent_allow_medium_removal(true));
+  drive.acquisition->abandoned = steps.abandoned;
   Drive* d = &drive;
-  drive.channel.send(own_command(cdb_test_unit_ready()),
-                     [this, d](ScsiResult r) { on_tur_answered(*d, std::move(r)); });
+  drive.channel.acquire_steps(
+      std::move(steps), [this, d](AcquireSteps done) { on_acquire_steps(*d, std::move(done)); });
 }
 
-void Arbiter::on_tur_answered(Drive& drive, ScsiResult r) {
-  if (!r.answered()) {
-    finish_acquire(drive, Error{r.transport, "TEST UNIT READY: " + r.transport_message});
+void Arbiter::on_acquire_steps(Drive& drive, AcquireSteps steps) {
+  // N.B. nothing more may start on the acquire's behalf (if the watchdog
+  // answered, the backend may still be on a step).
+  drive.acquisition->abandoned->store(true);
+  // TEST UNIT READY: any SCSI answer will do (an empty drive says NOT READY
+  // and may still be locked); no answer in time fails the acquire.
+  const ScsiResult& tur = *steps.tur_answer;
+  if (!tur.answered()) {
+    finish_acquire(drive, Error{tur.transport, "TEST UNIT READY: " + tur.transport_message});
     return;
   }
-  if (drive.acquisition->removed) {
-    finish_acquire(drive, Done{});  // N.B. it answers ERROR_DEV_NOT_EXIST; nothing more is sent
-    return;
-  }
-  // The OS-level exclusive lock, under the client's name.
-  const Acquisition& acquisition = *drive.acquisition;
-  Drive* d = &drive;
-  drive.channel.os_lock(drive.owner_info.client_name, acquisition.options.force,
-                        [this, d](Result<Done> locked) { on_os_locked(*d, std::move(locked)); });
-}
-
-void Arbiter::on_os_locked(Drive& drive, Result<Done> locked) {
-  if (!locked) {
-    finish_acquire(drive,
-                   Error{locked.error().code, "OS exclusive lock: " + locked.error().message});
-    return;
-  }
-  if (!config_.tray_lock || drive.acquisition->removed) {
+  if (!steps.os_locked) {
     finish_acquire(drive, Done{});  // N.B. removed: it answers ERROR_DEV_NOT_EXIST
     return;
   }
-  // PREVENT MEDIUM REMOVAL, configured by tray_lock.
-  Drive* d = &drive;
-  drive.channel.send(own_command(cdb_prevent_allow_medium_removal(true)),
-                     [this, d](ScsiResult r) { on_prevented(*d, std::move(r)); });
-}
-
-void Arbiter::on_prevented(Drive& drive, ScsiResult r) {
+  if (!*steps.os_locked) {
+    const Error& e = steps.os_locked->error();
+    finish_acquire(drive, Error{e.code, "OS exclusive lock: " + e.message});
+    return;
+  }
+  if (!steps.prevented) {
+    finish_acquire(drive, Done{});  // no tray_lock; or removed (ERROR_DEV_NOT_EXIST)
+    return;
+  }
+  const ScsiResult& r = *steps.prevented;
   if (r.good()) {
     drive.tray_locked = true;
     finish_acquire(drive, Done{});
     return;
   }
-  Error e = r.answered() ? Error{errc::fail, "PREVENT MEDIUM REMOVAL failed with sense " +
-                                                 proto::describe_sense(r.sense)}
-                         : Error{r.transport, "PREVENT MEDIUM REMOVAL: " + r.transport_message};
-  // Roll the OS lock back, then fail.
-  Drive* d = &drive;
-  drive.channel.os_unlock(
-      [this, d, e = std::move(e)](Result<Done>) mutable { finish_acquire(*d, std::move(e)); });
+  // N.B. the steps rolled the OS lock back already.
+  finish_acquire(drive, r.answered()
+                            ? Error{errc::fail, "PREVENT MEDIUM REMOVAL failed with sense " +
+                                                    proto::describe_sense(r.sense)}
+                            : Error{r.transport, "PREVENT MEDIUM REMOVAL: " + r.transport_message});
 }
 
 void Arbiter::finish_acquire(Drive& drive, Result<Done> outcome) {
@@ -943,25 +942,32 @@ void Arbiter::drop_departing_commands(Drive& drive, ReleaseCause cause) {
   drive.channel.cancel_in_backend(*why);
 }
 
-void Arbiter::allow_medium_removal(Drive& drive, TrayAllowing rest) {
-  std::uint8_t field = 0;
-  if (std::exchange(rest.persistent, false)) {
-    field = kPersistentBit;
-  } else if (!std::exchange(rest.plain, false)) {
-    if (!rest.start_up) {
-      // The ALLOWs are done: the OS unlock ends the release.
-      Drive* d = &drive;
-      drive.channel.os_unlock([this, d](Result<Done> r) { on_os_unlocked(*d, std::move(r)); });
-    }
-    return;
-  }
+void Arbiter::allow_medium_removal(Drive& drive, TrayAllowing allowing) {
+  // N.B. the ALLOWs and the OS unlock run back to back (ReleaseSteps),
+  // each whatever the one before answered.
+  ReleaseSteps steps;
+  if (allowing.persistent)
+    steps.allows.push_back(own_command(cdb_prevent_allow_medium_removal(false, true)));
+  if (allowing.plain)
+    steps.allows.push_back(own_command(cdb_prevent_allow_medium_removal(false, false)));
+  steps.os_unlock = !allowing.start_up;  // add_drive's: nothing follows
   Drive* d = &drive;
-  drive.channel.send(
-      own_command(cdb_prevent_allow_medium_removal(false, field != 0)),
-      [this, d, field, rest](ScsiResult r) { on_allowed(*d, field, rest, std::move(r)); });
+  drive.channel.release_steps(std::move(steps),
+                              [this, d, start_up = allowing.start_up](ReleaseSteps done) {
+                                on_release_steps(*d, start_up, std::move(done));
+                              });
 }
 
-void Arbiter::on_allowed(Drive& drive, std::uint8_t field, TrayAllowing rest, ScsiResult r) {
+void Arbiter::on_release_steps(Drive& drive, bool start_up, ReleaseSteps steps) {
+  for (std::size_t i = 0; i < steps.allowed.size(); ++i) {
+    const std::uint8_t field = steps.allows[i].cdb[4] & kPersistentBit;
+    on_allowed(drive, field, start_up, steps.allowed[i]);
+  }
+  if (steps.unlocked)
+    on_os_unlocked(drive, std::move(*steps.unlocked));
+}
+
+void Arbiter::on_allowed(Drive& drive, std::uint8_t field, bool start_up, const ScsiResult& r) {
   drive.prevent_answered(field, r);
   // N.B. MMC-3 drives take bit 1 for a changer's and refuse it with
   // INVALID FIELD IN CDB: they have no persistent prevention to clear.
@@ -974,11 +980,10 @@ void Arbiter::on_allowed(Drive& drive, std::uint8_t field, TrayAllowing rest, Sc
     // N.B. the next step runs regardless: a drive that refuses ALLOW
     // must not keep a departed client's lock alive.
     audit(AuditKind::drive_error, drive, drive.owner,
-          fmt::format("{}{}ALLOW MEDIUM REMOVAL failed: {}", rest.start_up ? "start-up " : "",
+          fmt::format("{}{}ALLOW MEDIUM REMOVAL failed: {}", start_up ? "start-up " : "",
                       (field & kPersistentBit) != 0 ? "PERSISTENT " : "",
                       r.answered() ? proto::describe_sense(r.sense) : r.transport_message));
   }
-  allow_medium_removal(drive, rest);
 }
 
 void Arbiter::on_os_unlocked(Drive& drive, Result<Done> unlocked) {

@@ -5,10 +5,10 @@
 // A drive's lock states, and the steps (members, in arbiter.cpp's order)
 // that move it between them:
 //
-//            start_acquire (count 0 -> 1): TEST UNIT READY
-//   FREE ─────────────────────────────► ACQUIRING ── on_tur_answered: OS lock
-//    ▲ ▲                                   │         on_os_locked: PREVENT (if tray_lock)
-//    │ │                                   │         on_prevented (a failure: OS unlock)
+//            start_acquire (count 0 -> 1): AcquireSteps, one call to the drive:
+//   FREE ─────────────────────────────► ACQUIRING   TEST UNIT READY, OS lock, PREVENT
+//    ▲ ▲                                   │        (if tray_lock; a failure rolls the
+//    │ │                                   │        OS lock back); on_acquire_steps
 //    │ │                                   ▼ finish_acquire
 //    │ │             all ok: acquire_succeeded   a step failed, or the drive was
 //    │ │                                   │     removed: acquire_failed, back to
@@ -18,9 +18,9 @@
 //    │ │                                   │ start_release: release to 0, S's session
 //    │ │                                   │ ends, or break_lock
 //    │ │                                   ▼
-//    │ └── finish_release ◄── on_os_unlocked ◄── on_allowed ◄── RELEASING
-//    │     (OS unlock after the ALLOWs: allow_medium_removal sends PERSISTENT
-//    │      ALLOW, then ALLOW, each answered in on_allowed)
+//    │ └── finish_release ◄── on_os_unlocked ◄── on_release_steps ◄── RELEASING
+//    │     (allow_medium_removal: ReleaseSteps, one call to the drive: PERSISTENT
+//    │      ALLOW, ALLOW, OS unlock; on_allowed for each ALLOW's answer)
 //    └── grant_next_waiter: the waiter at the queue's head, start_acquire for it
 //
 // What a transition carries from step to step is plain data: the drive's
@@ -221,11 +221,9 @@ class Arbiter {
   void hold_command(Session& session, Drive& drive, std::uint64_t bytes);
   void let_go_command(SessionId session, Drive& drive, std::uint64_t bytes);
 
-  // Acquire: TUR, OS lock, PREVENT (see the diagram).
+  // Acquire: TUR, OS lock, PREVENT as one call (see the diagram).
   void start_acquire(Drive& drive, SessionId session, AcquireOptions options, CountHandler handler);
-  void on_tur_answered(Drive& drive, ScsiResult result);
-  void on_os_locked(Drive& drive, Result<Done> locked);
-  void on_prevented(Drive& drive, ScsiResult result);
+  void on_acquire_steps(Drive& drive, AcquireSteps steps);
   void finish_acquire(Drive& drive, Result<Done> outcome);
   void acquire_succeeded(Drive& drive, SessionId session, CountHandler handler);
   void acquire_failed(Drive& drive, SessionId session, const Error& why, CountHandler handler);
@@ -238,11 +236,12 @@ class Arbiter {
   /// Before a lock ends other than by its owner's release (or behind a
   /// stuck backend), the owner's unstarted commands are dropped.
   void drop_departing_commands(Drive& drive, ReleaseCause cause);
-  /// Sends the next ALLOW `rest` still holds (PERSISTENT ALLOW first);
-  /// with none left, a release goes on to its OS unlock.
-  void allow_medium_removal(Drive& drive, TrayAllowing rest);
-  /// A failure is audited and the next step runs regardless.
-  void on_allowed(Drive& drive, std::uint8_t field, TrayAllowing rest, ScsiResult result);
+  /// Sends the ALLOWs `allowing` names (PERSISTENT ALLOW first) and, for a
+  /// release, the OS unlock after them, as one call.
+  void allow_medium_removal(Drive& drive, TrayAllowing allowing);
+  void on_release_steps(Drive& drive, bool start_up, ReleaseSteps steps);
+  /// A failure is audited (the next step ran regardless).
+  void on_allowed(Drive& drive, std::uint8_t field, bool start_up, const ScsiResult& result);
   void on_os_unlocked(Drive& drive, Result<Done> unlocked);
   void finish_release(Drive& drive);
 

@@ -2,10 +2,16 @@
 // behind it; the arbiter never sees a handle or a thread.
 #pragma once
 
+#include <atomic>
+#include <chrono>
 #include <cstdint>
 #include <functional>
+#include <memory>
+#include <optional>
 #include <string>
 #include <string_view>
+#include <variant>
+#include <vector>
 
 #include "core/scsi.hpp"
 #include "discarbiter/proto/result.hpp"
@@ -46,10 +52,92 @@ struct DriveDescription {
   OsLock os_lock = OsLock::simulated;
 };
 
+/// Steps a backend runs back to back as one call, deciding nothing itself:
+/// it asks next() for a step, runs it, hands its answer to record(), and
+/// asks again until next() has none. The sequence's rules live here, so a
+/// backend that runs them in one job (DriveWorker) and one that chains its
+/// single calls (DriveChannel's default) take the same steps.
+class DriveSteps {
+ public:
+  struct OsLockCall {
+    const std::string* client_name;
+    bool force;
+  };
+  struct OsUnlockCall {};
+  /// The next step; a pointer into this object, valid while it lives unmoved.
+  using Call = std::variant<const ScsiCommand*, OsLockCall, OsUnlockCall>;
+  using Answer = std::variant<ScsiResult, Result<Done>>;
+  using CommandVisitor = std::function<void(const ScsiCommand&, const ScsiResult&)>;
+
+  virtual ~DriveSteps() = default;
+  virtual std::optional<Call> next() const = 0;
+  virtual void record(Answer answer) = 0;
+  /// Each SCSI step that ran, in order, with its answer.
+  virtual void each_command(const CommandVisitor& fn) const = 0;
+  /// The sum of the steps' limits: the commands' timeouts, `os_call` for
+  /// each OS step that may run.
+  virtual std::chrono::seconds limit(std::chrono::seconds os_call) const = 0;
+  /// Answers every step still to run with `why`, as its backend would fail
+  /// it (a cancelled call, a vanished device, a watchdog's answer); each
+  /// answer counts for what runs next, as a real one would.
+  void fail_rest(const Error& why);
+
+ protected:
+  DriveSteps() = default;
+  DriveSteps(const DriveSteps&) = default;
+  DriveSteps(DriveSteps&&) = default;
+  DriveSteps& operator=(const DriveSteps&) = default;
+  DriveSteps& operator=(DriveSteps&&) = default;
+};
+
+/// A first acquire's steps: TEST UNIT READY (any SCSI answer will do; none
+/// ends the steps), the OS exclusive lock, then PREVENT MEDIUM REMOVAL if
+/// asked (tray_lock). An OS lock taken is rolled back (OS unlock) when the
+/// PREVENT is not good, or when the caller abandoned the steps meanwhile.
+struct AcquireSteps final : DriveSteps {
+  ScsiCommand test_unit_ready;
+  std::string client_name;  // the OS lock's
+  bool force = false;
+  std::optional<ScsiCommand> prevent;
+  /// Set by the caller when it no longer wants the lock (the drive was
+  /// removed, or the watchdog answered for the steps): read between steps,
+  /// nothing more is started, and an OS lock taken is undone.
+  std::shared_ptr<std::atomic<bool>> abandoned = std::make_shared<std::atomic<bool>>(false);
+
+  // The answers; a step that did not run has none.
+  std::optional<ScsiResult> tur_answer;
+  std::optional<Result<Done>> os_locked;
+  std::optional<ScsiResult> prevented;
+  std::optional<Result<Done>> rolled_back;
+
+  std::optional<Call> next() const override;
+  void record(Answer answer) override;
+  void each_command(const CommandVisitor& fn) const override;
+  std::chrono::seconds limit(std::chrono::seconds os_call) const override;
+};
+
+/// A release's steps: each ALLOW MEDIUM REMOVAL in order, whatever the one
+/// before answered, then the OS unlock if asked (add_drive's start-up ALLOWs
+/// have none).
+struct ReleaseSteps final : DriveSteps {
+  std::vector<ScsiCommand> allows;
+  bool os_unlock = true;
+
+  std::vector<ScsiResult> allowed;  // one per ALLOW that ran
+  std::optional<Result<Done>> unlocked;
+
+  std::optional<Call> next() const override;
+  void record(Answer answer) override;
+  void each_command(const CommandVisitor& fn) const override;
+  std::chrono::seconds limit(std::chrono::seconds os_call) const override;
+};
+
 class DriveChannel {
  public:
   using ExecuteHandler = std::function<void(ScsiResult)>;
   using LockHandler = std::function<void(Result<Done>)>;
+  using AcquireHandler = std::function<void(AcquireSteps)>;
+  using ReleaseHandler = std::function<void(ReleaseSteps)>;
 
   virtual ~DriveChannel() = default;
 
@@ -62,12 +150,22 @@ class DriveChannel {
   /// the client name; a no-op where the service's open already excludes).
   virtual void async_os_lock(std::string client_name, bool force, LockHandler handler) = 0;
   virtual void async_os_unlock(LockHandler handler) = 0;
+  /// The steps as one call: it completes once, with each step's answer. The
+  /// default chains the calls above, one step at a time (for channels whose
+  /// calls cost nothing, as the tests' fakes); a backend with a thread runs
+  /// them all in one job. The channel must outlive the call.
+  virtual void async_acquire_steps(AcquireSteps steps, AcquireHandler handler);
+  virtual void async_release_steps(ReleaseSteps steps, ReleaseHandler handler);
   /// Calls made but not yet started complete with `why` instead (as every
   /// call does: on the strand, in order); the one the drive works on is left
   /// alone. The arbiter hands one call at a time, so normally nothing waits
   /// here; after a watchdog answered for a backend that overran, the calls
   /// it handed on may, and a departing owner's must not reach the drive.
   virtual void cancel_queued(const Error& /*why*/) {}
+
+ private:
+  /// Runs steps->next() through the calls above until it has none, then done.
+  void chain_steps(std::shared_ptr<DriveSteps> steps, std::function<void()> done);
 };
 
 }  // namespace discarbiter::core

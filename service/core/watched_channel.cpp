@@ -5,6 +5,8 @@
 
 #include <fmt/format.h>
 
+#include "core/overloaded.hpp"
+
 namespace discarbiter::core {
 
 WatchedChannel::WatchedChannel(Scheduler& scheduler, Timing timing,
@@ -43,20 +45,32 @@ void WatchedChannel::send(ScsiCommand command, ScsiHandler handler, CallOwner ow
   enqueue(std::move(call));
 }
 
-void WatchedChannel::os_lock(std::string client_name, bool force, LockHandler handler) {
+// The arbiter's own calls (owner 0).
+template <typename Request, typename OnAnswer>
+void WatchedChannel::enqueue_own(Request request, std::chrono::seconds limit, OnAnswer handler) {
   Call call;
-  call.request = OsLock{std::move(client_name), force};
-  call.limit = timing_.os_call;
+  call.request = std::move(request);
+  call.limit = limit;
   call.handler = std::move(handler);
   enqueue(std::move(call));
 }
 
+void WatchedChannel::os_lock(std::string client_name, bool force, LockHandler handler) {
+  enqueue_own(OsLock{std::move(client_name), force}, timing_.os_call, std::move(handler));
+}
+
 void WatchedChannel::os_unlock(LockHandler handler) {
-  Call call;
-  call.request = OsUnlock{};
-  call.limit = timing_.os_call;
-  call.handler = std::move(handler);
-  enqueue(std::move(call));
+  enqueue_own(OsUnlock{}, timing_.os_call, std::move(handler));
+}
+
+void WatchedChannel::acquire_steps(AcquireSteps steps, AcquireHandler handler) {
+  const auto limit = steps.limit(timing_.os_call);
+  enqueue_own(std::move(steps), limit, std::move(handler));
+}
+
+void WatchedChannel::release_steps(ReleaseSteps steps, ReleaseHandler handler) {
+  const auto limit = steps.limit(timing_.os_call);
+  enqueue_own(std::move(steps), limit, std::move(handler));
 }
 
 void WatchedChannel::enqueue(Call call) {
@@ -102,13 +116,18 @@ void WatchedChannel::issue(DriveChannel& channel, Call& call) {
     if (!alive.expired())
       on_backend_returned(ticket, std::move(result));
   };
-  if (auto* command = std::get_if<ScsiCommand>(&call.request)) {
-    channel.async_execute(std::move(*command), on_return);
-  } else if (auto* lock = std::get_if<OsLock>(&call.request)) {
-    channel.async_os_lock(std::move(lock->client_name), lock->force, on_return);
-  } else {
-    channel.async_os_unlock(on_return);
-  }
+  std::visit(
+      Overloaded{
+          [&](ScsiCommand& command) { channel.async_execute(std::move(command), on_return); },
+          [&](OsLock& lock) {
+            channel.async_os_lock(std::move(lock.client_name), lock.force, on_return);
+          },
+          [&](OsUnlock) { channel.async_os_unlock(on_return); },
+          // N.B. copies: the watchdog's answer is built from the steps.
+          [&](const AcquireSteps& steps) { channel.async_acquire_steps(steps, on_return); },
+          [&](const ReleaseSteps& steps) { channel.async_release_steps(steps, on_return); },
+      },
+      call.request);
 }
 
 void WatchedChannel::on_backend_returned(std::uint64_t ticket, Answer result) {
@@ -138,34 +157,70 @@ void WatchedChannel::on_watchdog(std::uint64_t ticket) {
   answer(ticket, call.opcode, std::exchange(call.handler, {}), overrun_answer(call));
 }
 
-void WatchedChannel::answer(std::uint64_t ticket, std::uint8_t opcode,
-                            std::variant<ScsiHandler, LockHandler> handler, Answer result) {
+void WatchedChannel::answer(std::uint64_t ticket, std::uint8_t opcode, Handler handler,
+                            Answer result) {
   // N.B. after a watchdog answer the backend may still be stuck on the call;
   // hand_next_call hands it one more at most (see there). The drive is in
   // "error" by then.
   if (call_in_flight_ == ticket)
     call_in_flight_ = 0;
-  if (auto* on_scsi = std::get_if<ScsiHandler>(&handler)) {
-    ScsiResult r = std::get<ScsiResult>(std::move(result));
-    note_command_result(opcode, r);
-    (*on_scsi)(std::move(r));
-  } else {
-    std::get<LockHandler>(handler)(std::get<Result<Done>>(std::move(result)));
-  }
+  // N.B. every SCSI step counts, as if sent alone, before its answer is heard.
+  std::visit(Overloaded{
+                 [&](const ScsiResult& r) { note_command_result(opcode, r); },
+                 [&](const Result<Done>&) {},
+                 [&](const DriveSteps& steps) {
+                   steps.each_command([this](const ScsiCommand& command, const ScsiResult& r) {
+                     note_command_result(command.opcode(), r);
+                   });
+                 },
+             },
+             result);
+  deliver(handler, std::move(result));
   hand_next_call();
 }
 
+void WatchedChannel::deliver(Handler& handler, Answer result) {
+  std::visit(Overloaded{
+                 [&](ScsiHandler& h) { h(std::get<ScsiResult>(std::move(result))); },
+                 [&](LockHandler& h) { h(std::get<Result<Done>>(std::move(result))); },
+                 [&](AcquireHandler& h) { h(std::get<AcquireSteps>(std::move(result))); },
+                 [&](ReleaseHandler& h) { h(std::get<ReleaseSteps>(std::move(result))); },
+             },
+             handler);
+}
+
 WatchedChannel::Answer WatchedChannel::overrun_answer(const Call& call) const {
-  if (std::holds_alternative<ScsiCommand>(call.request)) {
-    return ScsiResult::failed(errc::recorder_command_timeout,
-                              fmt::format("the drive's backend did not return within the {} s "
-                                          "timeout (plus grace); the command may still be stuck",
-                                          call.limit.count()));
+  if (std::holds_alternative<ScsiCommand>(call.request) ||
+      std::holds_alternative<AcquireSteps>(call.request) ||
+      std::holds_alternative<ReleaseSteps>(call.request)) {
+    return failure(call, Error{errc::recorder_command_timeout,
+                               fmt::format("the drive's backend did not return within the {} s "
+                                           "timeout (plus grace); the command may still be stuck",
+                                           call.limit.count())});
   }
   const std::string_view what = std::holds_alternative<OsLock>(call.request) ? "lock" : "unlock";
   return Result<Done>{Error{
       errc::recorder_command_timeout,
       fmt::format("the OS exclusive {} did not return within {} s", what, call.limit.count())}};
+}
+
+WatchedChannel::Answer WatchedChannel::failure(const Call& call, const Error& why) {
+  return std::visit(
+      Overloaded{
+          [&](const ScsiCommand&) -> Answer { return ScsiResult::failed(why.code, why.message); },
+          [&](const AcquireSteps& steps) -> Answer {
+            AcquireSteps failed = steps;
+            failed.fail_rest(why);
+            return failed;
+          },
+          [&](const ReleaseSteps& steps) -> Answer {
+            ReleaseSteps failed = steps;
+            failed.fail_rest(why);
+            return failed;
+          },
+          [&](const auto&) -> Answer { return Result<Done>(why); },
+      },
+      call.request);
 }
 
 void WatchedChannel::drop_queued(std::optional<CallOwner> owner, const Error& why) {
@@ -180,10 +235,8 @@ void WatchedChannel::drop_queued(std::optional<CallOwner> owner, const Error& wh
   for (auto& call : dropped) {
     if (call.returned)
       call.returned();
-    if (auto* on_scsi = std::get_if<ScsiHandler>(&call.handler))
-      (*on_scsi)(ScsiResult::failed(why.code, why.message));
-    else
-      std::get<LockHandler>(call.handler)(why);
+    // N.B. not counted: the drive never saw it.
+    deliver(call.handler, failure(call, why));
   }
 }
 

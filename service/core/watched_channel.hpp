@@ -6,7 +6,8 @@
 //
 // A call's life:
 //
-//   send / os_lock / os_unlock ──► queued (FIFO) ──► hand_next_call ──► in the backend
+//   send / os_lock / os_unlock /
+//   acquire_steps / release_steps ──► queued (FIFO) ──► hand_next_call ──► in the backend
 //        dropped unsent ◄── drop_queued                                 │ watchdog armed
 //        (its handler gets the error, `returned` runs)                  ▼
 //             backend returns first: on_backend_returned ── answer ──► handler
@@ -65,6 +66,8 @@ class WatchedChannel {
  public:
   using ScsiHandler = std::function<void(ScsiResult)>;
   using LockHandler = std::function<void(Result<Done>)>;
+  using AcquireHandler = DriveChannel::AcquireHandler;
+  using ReleaseHandler = DriveChannel::ReleaseHandler;
   using NoticeHandler = std::function<void(const ChannelNotice&)>;
   /// Whose call it is: a session's id, or 0 for the arbiter's own (never
   /// dropped, never held behind an overrunning backend).
@@ -96,6 +99,13 @@ class WatchedChannel {
             std::function<void()> returned = {});
   void os_lock(std::string client_name, bool force, LockHandler handler);
   void os_unlock(LockHandler handler);
+  /// The arbiter's lock steps as one call (DriveChannel::async_acquire_steps):
+  /// one watchdog, with the sum of the steps' limits. Each SCSI step counts
+  /// as a command (statistics, "error", notices), as if sent alone. When the
+  /// watchdog answers, each step still to run is answered with the timeout
+  /// (DriveSteps::fail_rest).
+  void acquire_steps(AcquireSteps steps, AcquireHandler handler);
+  void release_steps(ReleaseSteps steps, ReleaseHandler handler);
 
   /// Answers the queued, not yet started calls of `owner` (every session's
   /// when nullopt) with `why`; they never reach the drive.
@@ -116,13 +126,17 @@ class WatchedChannel {
     bool force = false;
   };
   struct OsUnlock {};
+  using Handler = std::variant<ScsiHandler, LockHandler, AcquireHandler, ReleaseHandler>;
+  using Answer = std::variant<ScsiResult, Result<Done>, AcquireSteps, ReleaseSteps>;
   /// One call, queued or in the backend: plain data.
   struct Call {
     CallOwner owner = 0;
-    std::variant<ScsiCommand, OsLock, OsUnlock> request;
+    // N.B. a call's steps stay here when handed (a copy goes to the backend):
+    // the watchdog's answer is built from them.
+    std::variant<ScsiCommand, OsLock, OsUnlock, AcquireSteps, ReleaseSteps> request;
     std::uint8_t opcode = 0;  // of a SCSI command
     std::chrono::seconds limit{0};
-    std::variant<ScsiHandler, LockHandler> handler;  // as the request: a SCSI or an OS call's
+    Handler handler;  // as the request
     std::function<void()> returned;
     // Once handed to the backend:
     std::uint64_t ticket = 0;
@@ -130,8 +144,9 @@ class WatchedChannel {
     Scheduler::TimerId watchdog = 0;
     bool answered = false;  // the watchdog answered the handler already
   };
-  using Answer = std::variant<ScsiResult, Result<Done>>;
 
+  template <typename Request, typename OnAnswer>
+  void enqueue_own(Request request, std::chrono::seconds limit, OnAnswer handler);
   void enqueue(Call call);
   void hand_next_call();
   void issue(DriveChannel& channel, Call& call);
@@ -139,9 +154,11 @@ class WatchedChannel {
   void on_watchdog(std::uint64_t ticket);
   /// Answers a call's handler (once), first freeing its slot and counting
   /// a SCSI command's result.
-  void answer(std::uint64_t ticket, std::uint8_t opcode,
-              std::variant<ScsiHandler, LockHandler> handler, Answer result);
+  void answer(std::uint64_t ticket, std::uint8_t opcode, Handler handler, Answer result);
   Answer overrun_answer(const Call& call) const;
+  static void deliver(Handler& handler, Answer result);
+  /// The call's answer when it fails unrun, or unreturned, with `why`.
+  static Answer failure(const Call& call, const Error& why);
   void note_command_result(std::uint8_t opcode, const ScsiResult& result);
   void tell(ChannelNotice::Kind kind, std::string detail);
 

@@ -1,5 +1,7 @@
 #include "drives/drive_worker.hpp"
 
+#include "core/overloaded.hpp"
+
 namespace discarbiter::drives {
 
 DriveWorker::DriveWorker(std::shared_ptr<ScsiDevice> device, PostToArbiter post)
@@ -126,6 +128,57 @@ void DriveWorker::async_os_unlock(LockHandler handler) {
   if (!submit(std::move(job)))
     fail_later(std::move(handler),
                Result<Done>(Error{errc::dev_not_exist, gone_message(description_)}));
+}
+
+namespace {
+
+using core::Overloaded;
+
+/// Runs the steps on the device until they have none left.
+void run_steps(core::DriveSteps& steps, ScsiDevice& device) {
+  while (const auto call = steps.next()) {
+    steps.record(
+        std::visit(Overloaded{
+                       [&](const ScsiCommand* command) -> core::DriveSteps::Answer {
+                         return device.execute(*command);
+                       },
+                       [&](const core::DriveSteps::OsLockCall& lock) -> core::DriveSteps::Answer {
+                         return device.lock_exclusive(*lock.client_name, lock.force);
+                       },
+                       [&](core::DriveSteps::OsUnlockCall) -> core::DriveSteps::Answer {
+                         return device.unlock_exclusive();
+                       },
+                   },
+                   *call));
+  }
+}
+}  // namespace
+
+template <typename Steps, typename Handler>
+void DriveWorker::submit_steps(Steps steps, Handler handler) {
+  // N.B. one object for the job and its cancellation: whichever runs takes it.
+  auto shared = std::make_shared<Steps>(std::move(steps));
+  Job job{
+      [this, shared, handler]() mutable {
+        run_steps(*shared, *device_);
+        post_([handler = std::move(handler), shared]() mutable { handler(std::move(*shared)); });
+      },
+      [this, shared, handler](const Error& why) {
+        shared->fail_rest(why);
+        fail_later(handler, std::move(*shared));
+      }};
+  if (!submit(std::move(job))) {
+    shared->fail_rest(Error{errc::dev_not_exist, gone_message(description_)});
+    fail_later(std::move(handler), std::move(*shared));
+  }
+}
+
+void DriveWorker::async_acquire_steps(core::AcquireSteps steps, AcquireHandler handler) {
+  submit_steps(std::move(steps), std::move(handler));
+}
+
+void DriveWorker::async_release_steps(core::ReleaseSteps steps, ReleaseHandler handler) {
+  submit_steps(std::move(steps), std::move(handler));
 }
 
 void DriveWorker::run() {

@@ -28,6 +28,10 @@ class DriveWorker final : public core::DriveChannel {
   void async_execute(ScsiCommand command, ExecuteHandler handler) override;
   void async_os_lock(std::string client_name, bool force, LockHandler handler) override;
   void async_os_unlock(LockHandler handler) override;
+  /// The steps run back to back in ONE job: one wake of this thread, one
+  /// post back to the arbiter, however many steps run.
+  void async_acquire_steps(core::AcquireSteps steps, AcquireHandler handler) override;
+  void async_release_steps(core::ReleaseSteps steps, ReleaseHandler handler) override;
   void cancel_queued(const Error& why) override;
 
   /// Interrupts the current command, drops queued ones and joins the thread.
@@ -53,6 +57,8 @@ class DriveWorker final : public core::DriveChannel {
   bool submit(Job job);
   template <typename Handler, typename Failure>
   void fail_later(Handler handler, Failure failure);
+  template <typename Steps, typename Handler>
+  void submit_steps(Steps steps, Handler handler);
   void run();
   void finish_retired();
 

@@ -231,5 +231,69 @@ TEST_F(WatchedChannelTest, AReattachedDriveStartsAfreshAndAnOldCallStillAnswers)
   EXPECT_EQ(returned, (std::vector<std::string>{"new", "stuck"}));
 }
 
+// ---- the lock steps as one call (issue 15) -----------------------------------
+
+AcquireSteps acquire_steps() {
+  AcquireSteps steps;
+  steps.test_unit_ready = command(opcode::test_unit_ready, 3s);
+  steps.client_name = "A";
+  steps.prevent = ScsiCommand{cdb_prevent_allow_medium_removal(true), Direction::none, {}, 0, 4s};
+  return steps;
+}
+
+TEST_F(WatchedChannelTest, AnAcquiresStepsCountEachCommandAndATurAnswerLeavesError) {
+  drive->stuck.insert(kRead10);
+  send("stuck", kRead10);
+  scheduler.advance(7s);
+  ASSERT_TRUE(channel->error());
+  drive->stuck_handlers[0](ScsiResult{});
+  scheduler.run();
+  const auto before = channel->stats().commands;
+  std::optional<AcquireSteps> done;
+  channel->acquire_steps(acquire_steps(), [&](AcquireSteps s) { done = std::move(s); });
+  scheduler.run();
+  ASSERT_TRUE(done && done->prevented);
+  EXPECT_EQ(drive->os_owner, "A");
+  EXPECT_EQ(channel->stats().commands, before + 2) << "TUR and PREVENT, each a command";
+  EXPECT_FALSE(channel->error()) << "the steps' TEST UNIT READY was answered";
+  EXPECT_EQ(notices.back().kind, ChannelNotice::Kind::error_left);
+}
+
+TEST_F(WatchedChannelTest, TheStepsWatchdogIsTheSumOfTheirLimitsAndAnswersEveryStepLeft) {
+  // TUR 3 s + OS lock 10 s + PREVENT 4 s + the rollback's OS unlock 10 s = 27 s.
+  drive->stuck.insert(opcode::test_unit_ready);
+  std::optional<AcquireSteps> done;
+  channel->acquire_steps(acquire_steps(), [&](AcquireSteps s) { done = std::move(s); });
+  scheduler.advance(28999ms);
+  EXPECT_FALSE(done) << "not before the sum of the limits + grace";
+  scheduler.advance(1ms);
+  ASSERT_TRUE(done && done->tur_answer);
+  EXPECT_EQ(done->tur_answer->transport, errc::recorder_command_timeout);
+  EXPECT_FALSE(done->os_locked) << "a TUR without an answer ends the steps";
+  EXPECT_EQ(channel->stats().timeouts, 1U);
+  EXPECT_TRUE(channel->error());
+  EXPECT_TRUE(channel->overrunning());
+
+  // A release's: each ALLOW and the OS unlock answered with the timeout.
+  ReleaseSteps release;
+  for (bool persistent : {true, false}) {
+    release.allows.push_back(ScsiCommand{
+        cdb_prevent_allow_medium_removal(false, persistent), Direction::none, {}, 0, 5s});
+  }
+  drive->stuck.insert(opcode::prevent_allow_medium_removal);  // it sits on the ALLOW too
+  std::optional<ReleaseSteps> released;
+  channel->release_steps(release, [&](ReleaseSteps s) { released = std::move(s); });
+  scheduler.run();
+  EXPECT_FALSE(released) << "handed to the stuck backend, behind its TUR";
+  scheduler.advance(22s);  // 5 + 5 + 10, + 2 s grace
+  ASSERT_TRUE(released);
+  ASSERT_EQ(released->allowed.size(), 2U);
+  for (const auto& r : released->allowed)
+    EXPECT_EQ(r.transport, errc::recorder_command_timeout);
+  ASSERT_TRUE(released->unlocked);
+  EXPECT_EQ(released->unlocked->error().code, errc::recorder_command_timeout);
+  EXPECT_EQ(channel->stats().timeouts, 3U) << "each ALLOW counts, as if sent alone";
+}
+
 }  // namespace
 }  // namespace discarbiter::core

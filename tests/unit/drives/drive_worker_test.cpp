@@ -3,6 +3,10 @@
 #include <atomic>
 #include <condition_variable>
 #include <future>
+#include <map>
+#include <string>
+#include <type_traits>
+#include <vector>
 
 #include <gtest/gtest.h>
 
@@ -43,29 +47,54 @@ TEST(DriveWorker, ARetiredWorkerFinishesQueuedWorkThenFailsWithDevNotExist) {
   EXPECT_TRUE(watch.expired()) << "the retired device was closed";
 }
 
-/// A device whose commands block until the test opens the gate: a call stuck
-/// in the kernel (SG_IO, which nothing interrupts).
-class GatedDevice final : public ScsiDevice {
+/// A device that records each call it gets ("TUR", "lock:Name", "PREVENT",
+/// "ALLOW", "unlock") and answers as scripted; its first command may wait
+/// behind a gate (a call stuck in the kernel: SG_IO, which nothing
+/// interrupts).
+class ScriptedDevice final : public ScsiDevice {
  public:
   DriveDescription describe() override {
     DriveDescription d;
-    d.id = "gated";
-    d.path = "/dev/gated";
+    d.id = "scripted";
+    d.path = "/dev/scripted";
     return d;
   }
-  ScsiResult execute(const ScsiCommand&) override {
-    started_.set_value();
-    gate_.wait();
-    return {};
+  ScsiResult execute(const ScsiCommand& command) override {
+    const bool first = calls_.empty();
+    calls_.push_back(name_of(command));
+    if (first && gated) {
+      started_.set_value();
+      gate_.wait();
+    }
+    const auto it = answers.find(command.opcode());
+    return it == answers.end() ? ScsiResult{} : it->second;
   }
-  Result<Done> lock_exclusive(const std::string&, bool) override { return Done{}; }
-  Result<Done> unlock_exclusive() override { return Done{}; }
+  Result<Done> lock_exclusive(const std::string& client_name, bool) override {
+    calls_.push_back("lock:" + client_name);
+    return lock_answer;
+  }
+  Result<Done> unlock_exclusive() override {
+    calls_.push_back("unlock");
+    return Done{};
+  }
   void cancel() override {}
 
+  /// What the device was asked, in order (read once the worker has posted).
+  const std::vector<std::string>& calls() const { return calls_; }
   std::future<void> started() { return started_.get_future(); }
   void open_gate() { open_.set_value(); }
 
+  std::map<std::uint8_t, ScsiResult> answers;
+  Result<Done> lock_answer = Done{};
+  bool gated = false;
+
  private:
+  static std::string name_of(const ScsiCommand& c) {
+    if (c.opcode() == core::opcode::test_unit_ready)
+      return "TUR";
+    return (c.cdb[4] & 1) != 0 ? "PREVENT" : "ALLOW";
+  }
+  std::vector<std::string> calls_;
   std::promise<void> started_;
   std::promise<void> open_;
   std::shared_future<void> gate_ = open_.get_future().share();
@@ -92,7 +121,8 @@ TEST(DriveWorker, ARetiredWorkersThreadEndsOnceItsQueueDrainsAndSaysSo) {
 }
 
 TEST(DriveWorker, RetiringAWorkerWithAStuckCallReturnsAtOnceAndItEndsWhenTheCallDoes) {
-  auto device = std::make_shared<GatedDevice>();
+  auto device = std::make_shared<ScriptedDevice>();
+  device->gated = true;
   auto started = device->started();
   DriveWorker worker(device, run_inline());
   std::promise<ScsiResult> answered;
@@ -157,6 +187,179 @@ TEST(DriveWorker, CancelQueuedAnswersWhatHasNotStartedAndLeavesTheRunningCallAlo
   EXPECT_EQ(log[0].cdb[0], core::opcode::read10);
   EXPECT_EQ(log[1].cdb[0], core::opcode::test_unit_ready);
   EXPECT_EQ(device->exclusive_owner(), std::nullopt);
+}
+
+// ---- the lock steps: one job, one post (issue 15) --------------------------------
+
+/// Counts the completions the worker posts to the arbiter (one per job).
+struct CountingPost {
+  std::shared_ptr<std::atomic<int>> posts = std::make_shared<std::atomic<int>>(0);
+  DriveWorker::PostToArbiter post() {
+    return [posts = posts](std::function<void()> fn) {
+      ++*posts;
+      fn();
+    };
+  }
+};
+
+core::AcquireSteps acquire_steps(bool tray_lock = true) {
+  core::AcquireSteps steps;
+  steps.test_unit_ready =
+      ScsiCommand{core::cdb_test_unit_ready(), core::Direction::none, {}, 0, 10s};
+  steps.client_name = "Burner";
+  if (tray_lock) {
+    steps.prevent = ScsiCommand{
+        core::cdb_prevent_allow_medium_removal(true), core::Direction::none, {}, 0, 10s};
+  }
+  return steps;
+}
+
+/// Runs the steps on the worker (async_acquire_steps or
+/// async_release_steps) and returns them answered.
+template <typename Steps>
+Steps run_steps(DriveWorker& worker, Steps steps) {
+  std::promise<Steps> done;
+  auto answer = done.get_future();
+  auto handler = [&](Steps s) { done.set_value(std::move(s)); };
+  if constexpr (std::is_same_v<Steps, core::AcquireSteps>)
+    worker.async_acquire_steps(std::move(steps), handler);
+  else
+    worker.async_release_steps(std::move(steps), handler);
+  EXPECT_EQ(answer.wait_for(10s), std::future_status::ready);
+  return answer.get();
+}
+
+ScsiResult check_condition(std::uint8_t key, std::uint8_t asc) {
+  ScsiResult r;
+  r.status = 0x02;
+  r.sense = core::make_sense(key, asc, 0);
+  return r;
+}
+const ScsiResult kNotReady = check_condition(0x02, 0x3A);        // MEDIUM NOT PRESENT
+const ScsiResult kIllegalRequest = check_condition(0x05, 0x24);  // INVALID FIELD IN CDB
+
+TEST(DriveWorkerLockSteps, AnAcquireIsOneJobTurThenOsLockThenPrevent) {
+  auto device = std::make_shared<ScriptedDevice>();
+  device->answers[core::opcode::test_unit_ready] = kNotReady;  // an empty drive: fine
+  CountingPost counter;
+  DriveWorker worker(device, counter.post());
+  const auto steps = run_steps(worker, acquire_steps());
+  EXPECT_EQ(*counter.posts, 1) << "one job, one completion for the three steps";
+  EXPECT_EQ(device->calls(), (std::vector<std::string>{"TUR", "lock:Burner", "PREVENT"}));
+  ASSERT_TRUE(steps.tur_answer && steps.os_locked && steps.prevented);
+  EXPECT_EQ(steps.tur_answer->status, 0x02);
+  EXPECT_TRUE(steps.os_locked->ok());
+  EXPECT_TRUE(steps.prevented->good());
+  EXPECT_FALSE(steps.rolled_back);
+}
+
+TEST(DriveWorkerLockSteps, WithoutTrayLockTheOsLockEndsTheAcquire) {
+  auto device = std::make_shared<ScriptedDevice>();
+  CountingPost counter;
+  DriveWorker worker(device, counter.post());
+  const auto steps = run_steps(worker, acquire_steps(false));
+  EXPECT_EQ(*counter.posts, 1);
+  EXPECT_EQ(device->calls(), (std::vector<std::string>{"TUR", "lock:Burner"}));
+  EXPECT_FALSE(steps.prevented);
+}
+
+TEST(DriveWorkerLockSteps, APreventThatFailsRollsTheOsLockBackInTheSameJob) {
+  auto device = std::make_shared<ScriptedDevice>();
+  device->answers[core::opcode::prevent_allow_medium_removal] = kIllegalRequest;
+  CountingPost counter;
+  DriveWorker worker(device, counter.post());
+  const auto steps = run_steps(worker, acquire_steps());
+  EXPECT_EQ(*counter.posts, 1);
+  EXPECT_EQ(device->calls(), (std::vector<std::string>{"TUR", "lock:Burner", "PREVENT", "unlock"}));
+  ASSERT_TRUE(steps.prevented && steps.rolled_back);
+  EXPECT_FALSE(steps.prevented->good());
+}
+
+TEST(DriveWorkerLockSteps, ATurWithoutAnAnswerSendsNothingElse) {
+  auto device = std::make_shared<ScriptedDevice>();
+  device->answers[core::opcode::test_unit_ready] =
+      ScsiResult::failed(errc::recorder_command_timeout, "no answer");
+  CountingPost counter;
+  DriveWorker worker(device, counter.post());
+  const auto steps = run_steps(worker, acquire_steps());
+  EXPECT_EQ(*counter.posts, 1);
+  EXPECT_EQ(device->calls(), std::vector<std::string>{"TUR"});
+  EXPECT_FALSE(steps.os_locked);
+}
+
+TEST(DriveWorkerLockSteps, AnOsLockRefusedEndsTheAcquireWithNoPrevent) {
+  auto device = std::make_shared<ScriptedDevice>();
+  device->lock_answer = Error{errc::access_denied, "in use"};
+  DriveWorker worker(device, run_inline());
+  const auto steps = run_steps(worker, acquire_steps());
+  EXPECT_EQ(device->calls(), (std::vector<std::string>{"TUR", "lock:Burner"}));
+  ASSERT_TRUE(steps.os_locked);
+  EXPECT_EQ(steps.os_locked->error().code, errc::access_denied);
+  EXPECT_FALSE(steps.rolled_back);
+}
+
+TEST(DriveWorkerLockSteps, StepsAbandonedWhileTheTurRunsStartNothingMore) {
+  // The arbiter gives up on the acquire (the drive was removed, or the
+  // watchdog answered) while the drive sits on its TEST UNIT READY.
+  auto device = std::make_shared<ScriptedDevice>();
+  device->gated = true;
+  auto started = device->started();
+  DriveWorker worker(device, run_inline());
+  auto steps = acquire_steps();
+  const auto abandoned = steps.abandoned;
+  std::promise<core::AcquireSteps> done;
+  worker.async_acquire_steps(std::move(steps),
+                             [&](core::AcquireSteps s) { done.set_value(std::move(s)); });
+  ASSERT_EQ(started.wait_for(10s), std::future_status::ready);
+  abandoned->store(true);
+  device->open_gate();
+  auto answer = done.get_future();
+  ASSERT_EQ(answer.wait_for(10s), std::future_status::ready);
+  EXPECT_FALSE(answer.get().os_locked);
+  EXPECT_EQ(device->calls(), std::vector<std::string>{"TUR"});
+}
+
+TEST(DriveWorkerLockSteps, AReleaseIsOneJobEachAllowWhateverTheOneBeforeThenTheOsUnlock) {
+  auto device = std::make_shared<ScriptedDevice>();
+  device->answers[core::opcode::prevent_allow_medium_removal] = kIllegalRequest;
+  CountingPost counter;
+  DriveWorker worker(device, counter.post());
+  core::ReleaseSteps steps;
+  for (bool persistent : {true, false}) {
+    steps.allows.push_back(ScsiCommand{core::cdb_prevent_allow_medium_removal(false, persistent),
+                                       core::Direction::none,
+                                       {},
+                                       0,
+                                       10s});
+  }
+  const auto done = run_steps(worker, std::move(steps));
+  EXPECT_EQ(*counter.posts, 1) << "one job, one completion for the three steps";
+  EXPECT_EQ(device->calls(), (std::vector<std::string>{"ALLOW", "ALLOW", "unlock"}));
+  ASSERT_EQ(done.allowed.size(), 2U);
+  EXPECT_FALSE(done.allowed[0].good());
+  ASSERT_TRUE(done.unlocked);
+  EXPECT_TRUE(done.unlocked->ok());
+}
+
+TEST(DriveWorkerLockSteps, ARetiredWorkerFailsEveryStepWithDevNotExistAndRunsNone) {
+  auto device = std::make_shared<ScriptedDevice>();
+  CountingPost counter;
+  DriveWorker worker(device, counter.post());
+  worker.retire();
+  const auto acquire = run_steps(worker, acquire_steps());
+  ASSERT_TRUE(acquire.tur_answer);
+  EXPECT_EQ(acquire.tur_answer->transport, errc::dev_not_exist);
+  EXPECT_FALSE(acquire.os_locked) << "no answer to TUR: nothing follows";
+  core::ReleaseSteps steps;
+  steps.allows.push_back(ScsiCommand{
+      core::cdb_prevent_allow_medium_removal(false), core::Direction::none, {}, 0, 10s});
+  const auto release = run_steps(worker, std::move(steps));
+  ASSERT_EQ(release.allowed.size(), 1U);
+  EXPECT_EQ(release.allowed[0].transport, errc::dev_not_exist);
+  ASSERT_TRUE(release.unlocked);
+  EXPECT_EQ(release.unlocked->error().code, errc::dev_not_exist);
+  worker.stop();
+  EXPECT_TRUE(device->calls().empty());
 }
 
 }  // namespace
