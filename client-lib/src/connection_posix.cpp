@@ -49,17 +49,18 @@ class SocketConnection final : public Connection {
     }
     std::span<iovec> left(iov.data(), count);
     while (!left.empty()) {
-      if (!wait_for(POLLOUT, deadline))
-        lost("write: timed out");
       msghdr msg{};
       msg.msg_iov = left.data();
       msg.msg_iovlen = left.size();
-      const ssize_t n = ::sendmsg(fd_.get(), &msg, MSG_NOSIGNAL);
+      // N.B. tried first, without waiting; poll only when the socket is full.
+      const ssize_t n = ::sendmsg(fd_.get(), &msg, MSG_NOSIGNAL | MSG_DONTWAIT);
       if (n < 0) {
         const auto error = last_error();
-        if (retry_later(error))
-          continue;
-        lost(describe("write", error));
+        if (!retry_later(error))
+          lost(describe("write", error));
+        if (!wait_for(POLLOUT, deadline))
+          lost("write: timed out");
+        continue;
       }
       advance(left, static_cast<std::size_t>(n));
     }
@@ -74,15 +75,17 @@ class SocketConnection final : public Connection {
 
   std::size_t read_some(std::span<std::uint8_t> buffer, Deadline deadline) override {
     for (;;) {
-      if (!wait_for(POLLIN, deadline))
-        return 0;
-      const ssize_t n = ::recv(fd_.get(), buffer.data(), buffer.size(), 0);
+      // N.B. tried first, without waiting: a reply's next part is usually
+      // there already, and poll only when it is not saves a call per read.
+      const ssize_t n = ::recv(fd_.get(), buffer.data(), buffer.size(), MSG_DONTWAIT);
       if (n > 0)
         return static_cast<std::size_t>(n);
       if (n == 0)
         lost("the service closed the connection");
       if (const auto error = last_error(); !retry_later(error))
         lost(describe("read", error));
+      if (!wait_for(POLLIN, deadline))
+        return 0;
     }
   }
 

@@ -26,17 +26,27 @@ struct Header {
 
 }  // namespace
 
-Bytes encode_frame(const nlohmann::json& json, std::span<const std::uint8_t> payload) {
+Bytes encode_frame_head(const nlohmann::json& json, std::size_t payload_len) {
   // N.B. replace invalid UTF-8 rather than throw: a drive's INQUIRY strings
   // are not ours to trust.
   const std::string text = json.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace);
   Bytes out;
-  out.reserve(kFrameHeaderSize + text.size() + payload.size());
+  out.reserve(kFrameHeaderSize + text.size());
   put_u32_le(out, static_cast<std::uint32_t>(text.size()));
-  put_u32_le(out, static_cast<std::uint32_t>(payload.size()));
+  put_u32_le(out, static_cast<std::uint32_t>(payload_len));
   out.insert(out.end(), text.begin(), text.end());
+  return out;
+}
+
+Bytes encode_frame(const nlohmann::json& json, std::span<const std::uint8_t> payload) {
+  Bytes out = encode_frame_head(json, payload.size());
   out.insert(out.end(), payload.begin(), payload.end());
   return out;
+}
+
+OutgoingFrame encode_frame_parts(const nlohmann::json& json, Bytes payload) {
+  Bytes head = encode_frame_head(json, payload.size());
+  return {std::move(head), std::move(payload)};
 }
 
 void FrameDecoder::feed(std::span<const std::uint8_t> bytes) {
@@ -51,6 +61,12 @@ void FrameDecoder::feed(std::span<const std::uint8_t> bytes) {
     skip_left_ -= static_cast<std::uint32_t>(dropped);
     bytes = bytes.subspan(dropped);
   }
+  if (const auto space = payload_space(); !space.empty()) {
+    const std::size_t n = std::min(space.size(), bytes.size());
+    std::copy_n(bytes.begin(), n, space.begin());
+    payload_filled(n);
+    bytes = bytes.subspan(n);
+  }
   // Compact before growing so the buffer never holds more than one frame
   // plus one read's worth of bytes.
   if (consumed_ > 0 && consumed_ == buffer_.size()) {
@@ -61,10 +77,48 @@ void FrameDecoder::feed(std::span<const std::uint8_t> bytes) {
     consumed_ = 0;
   }
   buffer_.insert(buffer_.end(), bytes.begin(), bytes.end());
+  start_payload();
+}
+
+std::span<std::uint8_t> FrameDecoder::payload_space() noexcept {
+  if (!in_payload_ || error_) {
+    return {};
+  }
+  return std::span(payload_).subspan(payload_filled_);
+}
+
+void FrameDecoder::payload_filled(std::size_t n) noexcept {
+  payload_filled_ += std::min(n, payload_.size() - payload_filled_);
+}
+
+void FrameDecoder::start_payload() {
+  if (error_ || oversize_ || in_payload_ || buffer_.size() - consumed_ < kFrameHeaderSize) {
+    return;
+  }
+  const std::uint8_t* p = buffer_.data() + consumed_;
+  const Header header{get_u32_le(p), get_u32_le(p + 4)};
+  // N.B. a bad or oversize header is next()'s to report or skip; a frame
+  // already buffered whole is cut out by next() with one copy.
+  if (header.json_len == 0 || header.json_len > limits_.max_json_bytes || header.payload_len == 0 ||
+      header.payload_len > limits_.max_payload_bytes) {
+    return;
+  }
+  const std::size_t head = kFrameHeaderSize + std::size_t{header.json_len};
+  const std::size_t have = buffer_.size() - consumed_;
+  if (have < head || have >= head + header.payload_len) {
+    return;
+  }
+  // Everything buffered after the JSON part is this payload's start.
+  payload_.resize(header.payload_len);
+  std::copy(buffer_.begin() + static_cast<std::ptrdiff_t>(consumed_ + head), buffer_.end(),
+            payload_.begin());
+  payload_filled_ = have - head;
+  buffer_.resize(consumed_ + head);
+  in_payload_ = true;
 }
 
 void FrameDecoder::skip_buffered() noexcept {
-  const std::size_t dropped = std::min<std::size_t>(skip_left_, buffered());
+  const std::size_t dropped = std::min<std::size_t>(skip_left_, buffer_.size() - consumed_);
   consumed_ += dropped;
   skip_left_ -= static_cast<std::uint32_t>(dropped);
 }
@@ -75,6 +129,9 @@ std::size_t FrameDecoder::bytes_wanted() const noexcept {
   }
   if (oversize_) {
     return skip_left_;
+  }
+  if (in_payload_) {
+    return payload_.size() - payload_filled_;
   }
   const std::size_t have = buffered();
   if (have < kFrameHeaderSize) {
@@ -92,6 +149,7 @@ std::size_t FrameDecoder::bytes_wanted() const noexcept {
 FrameDecoder::Output FrameDecoder::next() {
   auto fail = [this](errc code, std::string message) {
     error_ = Error{code, std::move(message)};
+    payload_ = Bytes();
     return Output{Status::error, {}, *error_};
   };
   if (error_) {
@@ -104,7 +162,7 @@ FrameDecoder::Output FrameDecoder::next() {
     }
     return *std::exchange(oversize_, std::nullopt);
   }
-  if (buffered() < kFrameHeaderSize) {
+  if (buffer_.size() - consumed_ < kFrameHeaderSize) {
     return {};
   }
   const std::uint8_t* p = buffer_.data() + consumed_;
@@ -117,10 +175,12 @@ FrameDecoder::Output FrameDecoder::next() {
     return fail(errc::bad_frame, "frame has an empty JSON part");
   }
   const bool oversize = header.payload_len > limits_.max_payload_bytes;
-  // N.B. an oversize payload is never waited for: it is skipped below.
+  // N.B. an oversize payload is never waited for: it is skipped below; one
+  // in payload_ is not in buffer_.
   const std::size_t needed = kFrameHeaderSize + std::size_t{header.json_len} +
-                             (oversize ? 0 : std::size_t{header.payload_len});
-  if (buffered() < needed) {
+                             (oversize || in_payload_ ? 0 : std::size_t{header.payload_len});
+  if (buffer_.size() - consumed_ < needed || payload_filled_ < payload_.size()) {
+    start_payload();
     return {};
   }
   const auto* json_begin = reinterpret_cast<const char*>(p + kFrameHeaderSize);
@@ -141,6 +201,12 @@ FrameDecoder::Output FrameDecoder::next() {
     oversize_ = std::move(out);
     skip_left_ = header.payload_len;
     return next();
+  }
+  if (in_payload_) {
+    out.frame.payload = std::exchange(payload_, Bytes());
+    payload_filled_ = 0;
+    in_payload_ = false;
+    return out;
   }
   const std::uint8_t* payload_begin = p + kFrameHeaderSize + header.json_len;
   out.frame.payload.assign(payload_begin, payload_begin + header.payload_len);

@@ -266,13 +266,7 @@ Bytes encode_request(const Request& request) {
 }
 
 Bytes encode_request_head(const Request& request, std::size_t payload_len) {
-  Bytes head = encode_frame(request_json(request).first);
-  // N.B. the header's second word (frame.hpp) announces the payload that the
-  // caller sends after the head, from its own buffer.
-  for (std::size_t i = 0; i < 4; ++i) {
-    head[4 + i] = static_cast<std::uint8_t>(payload_len >> (8 * i));
-  }
-  return head;
+  return encode_frame_head(request_json(request).first, payload_len);
 }
 
 // ---- each message's fields, named once -----------------------------------------
@@ -583,11 +577,23 @@ std::string_view event_name(const Event& event) {
 
 // ---- frames -----------------------------------------------------------------
 
-Bytes encode_reply(std::uint64_t id, const ReplyBody& body, std::span<const std::uint8_t> payload) {
+namespace {
+
+json reply_json(std::uint64_t id, const ReplyBody& body) {
   json j = body;
   j["id"] = id;
   j["ok"] = true;
-  return encode_frame(j, payload);
+  return j;
+}
+
+}  // namespace
+
+Bytes encode_reply(std::uint64_t id, const ReplyBody& body, std::span<const std::uint8_t> payload) {
+  return encode_frame(reply_json(id, body), payload);
+}
+
+OutgoingFrame encode_reply_parts(std::uint64_t id, const ReplyBody& body, Bytes payload) {
+  return encode_frame_parts(reply_json(id, body), std::move(payload));
 }
 
 json make_error_reply(std::optional<std::uint64_t> id, const Error& error) {

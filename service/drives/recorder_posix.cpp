@@ -13,6 +13,7 @@
 #include <fstream>
 #include <mutex>
 #include <optional>
+#include <span>
 
 #include <fmt/format.h>
 
@@ -133,9 +134,13 @@ class SgioDevice final : public ScsiDevice {
   DriveDescription describe() override { return description_; }
 
   ScsiResult execute(const ScsiCommand& command) override {
-    proto::Bytes data = command.direction == core::Direction::out
-                            ? command.data_out
-                            : proto::Bytes(command.data_in_len);
+    // N.B. data-out is handed to the kernel as it is, not copied: with
+    // SG_DXFER_TO_DEV the kernel only reads it.
+    proto::Bytes data_in(command.direction == core::Direction::in ? command.data_in_len : 0);
+    const std::span<std::uint8_t> data =
+        command.direction == core::Direction::out
+            ? std::span(const_cast<std::uint8_t*>(command.data_out.data()), command.data_out.size())
+            : std::span(data_in);
     proto::Bytes cdb = command.cdb;
     std::uint8_t sense[kSenseBuffer] = {};
     sg_io_hdr_t io{};
@@ -163,8 +168,8 @@ class SgioDevice final : public ScsiDevice {
       if (command.direction == core::Direction::in) {
         const auto resid =
             static_cast<std::size_t>(std::clamp(io.resid, 0, static_cast<int>(data.size())));
-        data.resize(data.size() - resid);
-        o.data_in = std::move(data);
+        data_in.resize(data_in.size() - resid);
+        o.data_in = std::move(data_in);
       }
     }
     return interpret_sg_io(o, command.timeout);

@@ -52,11 +52,10 @@ Dispatcher::Verdict Dispatcher::on_oversize(proto::Frame frame, const Error& err
   return greeted_ ? Verdict::keep_open : Verdict::close;
 }
 
-void Dispatcher::Responder::operator()(const proto::ReplyBody& body,
-                                       std::span<const std::uint8_t> payload) const {
+void Dispatcher::Responder::operator()(const proto::ReplyBody& body, proto::Bytes payload) const {
   assert(id_);  // only a request that parsed is answered with a reply
   if (auto send = send_.lock())
-    (*send)(proto::encode_reply(*id_, body, payload));
+    (*send)(proto::encode_reply_parts(*id_, body, std::move(payload)));
 }
 
 void Dispatcher::Responder::operator()(const Error& error) const {
@@ -118,6 +117,9 @@ Dispatcher::Verdict Dispatcher::handle(std::uint64_t id, proto::RequestBody body
           auto owner = arbiter.exclusive_access_owner(req.drive);
           owner ? respond(proto::OwnerReply{req.drive, *owner}) : respond(owner.error());
         } else if constexpr (std::is_same_v<T, proto::ExecuteRequest>) {
+          // N.B. the data moves, never copied: data-out from the decoder's
+          // payload buffer to the drive, data-in from the drive into the
+          // reply frame's payload part.
           core::ScsiCommand command{
               std::move(req.cdb), req.direction, std::move(req.data_out), req.data_in_len, {}};
           arbiter.execute(
@@ -127,11 +129,11 @@ Dispatcher::Verdict Dispatcher::handle(std::uint64_t id, proto::RequestBody body
                   respond(r.error());
                   return;
                 }
-                respond(
-                    proto::ExecuteReply{
-                        r->status, r->sense, static_cast<std::uint32_t>(r->data_in.size()),
-                        r->status == core::kStatusGood ? errc::ok : errc::command_has_sense_data},
-                    r->data_in);
+                // N.B. the reply first: the data moves out of `r` below.
+                const proto::ExecuteReply reply{
+                    r->status, r->sense, static_cast<std::uint32_t>(r->data_in.size()),
+                    r->status == core::kStatusGood ? errc::ok : errc::command_has_sense_data};
+                respond(reply, std::move(r->data_in));
               });
         } else if constexpr (std::is_same_v<T, proto::SubscribeRequest>) {
           arbiter.subscribe(session_);

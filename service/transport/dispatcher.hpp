@@ -24,7 +24,8 @@ struct ServiceContext {
 
 class Dispatcher {
  public:
-  using Send = std::function<void(proto::Bytes frame)>;
+  /// Queues one frame; an execute's data-in is its payload part, moved.
+  using Send = std::function<void(proto::OutgoingFrame frame)>;
   enum class Verdict { keep_open, close };
 
   /// `frames`: the limits this connection's decoder applies (hello tells the
@@ -57,7 +58,7 @@ class Dispatcher {
    public:
     Responder(std::weak_ptr<Send> send, std::optional<std::uint64_t> id)
         : send_(std::move(send)), id_(id) {}
-    void operator()(const proto::ReplyBody& body, std::span<const std::uint8_t> payload = {}) const;
+    void operator()(const proto::ReplyBody& body, proto::Bytes payload = {}) const;
     void operator()(const Error& error) const;
 
    private:

@@ -56,7 +56,7 @@ class Session final : public SessionHandle, public std::enable_shared_from_this<
         on_closed_(std::move(on_closed)) {
     user_ = peer.user;
     dispatcher_.emplace(context, std::move(peer), limits.frames,
-                        [this](proto::Bytes frame) { send(std::move(frame)); });
+                        [this](proto::OutgoingFrame frame) { send(std::move(frame)); });
     write_signal_.expires_at(std::chrono::steady_clock::time_point::max());
   }
 
@@ -101,7 +101,7 @@ class Session final : public SessionHandle, public std::enable_shared_from_this<
   /// Queues a frame. Never ends the session on the spot: send runs inside
   /// the arbiter's callbacks (an event's fan-out, a reply), and closing ends
   /// the arbiter's session under the caller's feet.
-  void send(proto::Bytes frame) {
+  void send(proto::OutgoingFrame frame) {
     if (closed_ || closing_)
       return;
     outbox_bytes_ += frame.size();
@@ -162,14 +162,18 @@ class Session final : public SessionHandle, public std::enable_shared_from_this<
     while (!closed_ && !closing_) {
       if (!have_bytes) {
         boost::system::error_code ec;
+        // N.B. a payload that has begun is read straight into the buffer
+        // that carries it to the drive (frame.hpp): no copy on the way.
+        const auto payload = decoder_.payload_space();
         const std::size_t n = co_await stream_.async_read_some(
-            asio::buffer(buffer), asio::redirect_error(asio::use_awaitable, ec));
+            payload.empty() ? asio::buffer(buffer) : asio::buffer(payload.data(), payload.size()),
+            asio::redirect_error(asio::use_awaitable, ec));
         if (ec) {
           close(is_peer_gone(ec) ? std::string("client disconnected")
                                  : fmt::format("read: {}", ec.message()));
           co_return;
         }
-        decoder_.feed({buffer.data(), n});
+        payload.empty() ? decoder_.feed({buffer.data(), n}) : decoder_.payload_filled(n);
       }
       have_bytes = false;
       for (;;) {
@@ -211,8 +215,12 @@ class Session final : public SessionHandle, public std::enable_shared_from_this<
         co_await write_signal_.async_wait(asio::redirect_error(asio::use_awaitable, ec));
         continue;
       }
-      co_await asio::async_write(stream_, asio::buffer(outbox_.front()),
-                                 asio::redirect_error(asio::use_awaitable, ec));
+      // One gather write: the frame's head, then its payload from the
+      // buffer the drive filled.
+      const proto::OutgoingFrame& frame = outbox_.front();
+      const std::array<asio::const_buffer, 2> parts{asio::buffer(frame.head),
+                                                    asio::buffer(frame.payload)};
+      co_await asio::async_write(stream_, parts, asio::redirect_error(asio::use_awaitable, ec));
       if (ec) {
         close(is_peer_gone(ec) ? std::string("client disconnected")
                                : fmt::format("write: {}", ec.message()));
@@ -228,7 +236,7 @@ class Session final : public SessionHandle, public std::enable_shared_from_this<
   SessionLimits limits_;
   proto::FrameDecoder decoder_;
   std::optional<Dispatcher> dispatcher_;
-  std::deque<proto::Bytes> outbox_;
+  std::deque<proto::OutgoingFrame> outbox_;
   std::size_t outbox_bytes_ = 0;
   boost::asio::steady_timer write_signal_;  // cancelled to wake the writer
   boost::asio::steady_timer handshake_timer_;

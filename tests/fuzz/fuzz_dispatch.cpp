@@ -92,7 +92,7 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size
   };
   // As transport::Session::send: queue, and past the bound mark the session
   // for closing and close it later, on the strand.
-  auto send = [&](Connection& c, std::uint64_t generation, const proto::Bytes& frame) {
+  auto send = [&](Connection& c, std::uint64_t generation, const proto::OutgoingFrame& frame) {
     if (c.generation != generation || c.closing)
       return;
     c.outbox_bytes += frame.size();
@@ -116,9 +116,10 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size
     peer.administrator = i == 0;
     close(c);
     c.decoder = proto::FrameDecoder{kFrames};
-    c.dispatcher.emplace(
-        context, std::move(peer), kFrames,
-        [&c, generation = c.generation, &send](proto::Bytes frame) { send(c, generation, frame); });
+    c.dispatcher.emplace(context, std::move(peer), kFrames,
+                         [&c, generation = c.generation, &send](proto::OutgoingFrame frame) {
+                           send(c, generation, frame);
+                         });
   };
   auto open_sessions = [&] {
     return static_cast<std::size_t>(std::ranges::count_if(

@@ -1,9 +1,11 @@
 // libFuzzer: the frame decoder (proto/frame.hpp) on arbitrary bytes, fed in
-// arbitrary pieces. Input: the first byte picks the piece size, the rest is
-// the stream. Checks: no crash, limits hold (the decoder never holds more than
-// one frame within them and a piece: an oversize payload is never buffered),
+// arbitrary pieces. Input: the first byte picks the piece size (bits 0-5) and
+// whether a payload that has begun is read straight into payload_space(), as
+// the session does (bit 6); the rest is the stream. Checks: no crash, limits hold (the decoder
+// never holds more than one frame within them and a piece: an oversize payload is never buffered),
 // an oversize frame comes out as such, and an accepted frame survives an
 // encode and decode unchanged.
+#include <algorithm>
 #include <cstddef>
 #include <cstdint>
 #include <cstdlib>
@@ -27,13 +29,22 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size
   if (size == 0)
     return 0;
   const std::size_t piece = static_cast<std::size_t>(data[0] % 64) + 1;
+  const bool direct = (data[0] & 0x40) != 0;
   std::span<const std::uint8_t> stream(data + 1, size - 1);
   FrameDecoder decoder(kLimits);
   bool failed = false;
   while (!stream.empty() && !failed) {
-    const auto n = std::min(piece, stream.size());
-    decoder.feed(stream.first(n));
-    stream = stream.subspan(n);
+    const auto space = direct ? decoder.payload_space() : std::span<std::uint8_t>();
+    if (!space.empty()) {
+      const auto n = std::min({piece, stream.size(), space.size()});
+      std::copy_n(stream.begin(), n, space.begin());
+      decoder.payload_filled(n);
+      stream = stream.subspan(n);
+    } else {
+      const auto n = std::min(piece, stream.size());
+      decoder.feed(stream.first(n));
+      stream = stream.subspan(n);
+    }
     require(decoder.buffered() <= discarbiter::proto::kFrameHeaderSize + kLimits.max_json_bytes +
                                       kLimits.max_payload_bytes + piece);
     for (;;) {

@@ -1,5 +1,6 @@
 #include "drives/simulated_drive.hpp"
 
+#include <algorithm>
 #include <future>
 #include <thread>
 
@@ -209,6 +210,19 @@ TEST(SimulatedDrive, Read12AndWrite12ReachTheLastBlock) {
   EXPECT_EQ(r.data_in, data);
   put32(write, 2, last + 1);
   EXPECT_EQ(sense_of(drive.execute(cmd(write, Direction::out, 0, data))), "5/21/00");
+}
+
+TEST(SparseDisc, AReadAcrossWrittenAndUnwrittenChunksFillsEveryByte) {
+  constexpr std::size_t kChunk = SparseDisc::kChunkBytes;
+  SparseDisc disc(8 * kChunk);
+  const proto::Bytes data(kChunk, 0x5A);
+  ASSERT_TRUE(disc.write(2 * kChunk, data));  // chunk 2 only; 0, 1 and 3 unwritten
+  // From the middle of chunk 0 to the middle of chunk 3, into a dirty buffer.
+  proto::Bytes out(3 * kChunk, 0xFF);
+  disc.read(kChunk / 2, out);
+  proto::Bytes expected(3 * kChunk, 0);
+  std::fill_n(expected.begin() + kChunk + kChunk / 2, kChunk, std::uint8_t{0x5A});
+  EXPECT_EQ(out, expected) << "zeros before, between and after the written chunk";
 }
 
 TEST(SimulatedDrive, ABdReIsSparseAWriteNearItsEndTakesOneChunk) {

@@ -82,6 +82,91 @@ TEST(Frame, OversizeJsonIsRefusedOnTheHeaderAlone) {
   EXPECT_NE(out.error.message.find("101"), std::string::npos);
 }
 
+// ---- a payload read into its own buffer -----------------------------------------
+
+TEST(Frame, APayloadReadIntoPayloadSpaceIsTheFramesPayloadWithNoCopy) {
+  Bytes payload(5000);
+  for (std::size_t i = 0; i < payload.size(); ++i)
+    payload[i] = static_cast<std::uint8_t>(i);
+  const Bytes f = encode_frame({{"id", 1}}, payload);
+  Bytes next_frame = encode_frame({{"id", 2}});
+  FrameDecoder d;
+  EXPECT_TRUE(d.payload_space().empty()) << "no frame begun";
+  const std::size_t head = f.size() - payload.size();
+  d.feed({f.data(), head + 10});  // the head and the payload's first 10 bytes
+  ASSERT_EQ(d.next().status, Status::need_more);
+  auto space = d.payload_space();
+  ASSERT_EQ(space.size(), payload.size() - 10) << "exactly the payload's rest, never beyond";
+  EXPECT_EQ(d.bytes_wanted(), space.size());
+  const std::uint8_t* read_into = space.data() - 10;
+  // Two reads into it, as a reader would do.
+  std::copy_n(f.begin() + static_cast<std::ptrdiff_t>(head + 10), 1000, space.begin());
+  d.payload_filled(1000);
+  ASSERT_EQ(d.next().status, Status::need_more);
+  space = d.payload_space();
+  ASSERT_EQ(space.size(), payload.size() - 1010);
+  std::copy(f.begin() + static_cast<std::ptrdiff_t>(head + 1010), f.end(), space.begin());
+  d.payload_filled(space.size());
+  EXPECT_TRUE(d.payload_space().empty());
+  d.feed(next_frame);  // what follows goes to the decoder's own buffer
+  auto out = d.next();
+  ASSERT_EQ(out.status, Status::frame);
+  EXPECT_EQ(out.frame.json["id"], 1);
+  EXPECT_EQ(out.frame.payload, payload);
+  EXPECT_EQ(out.frame.payload.data(), read_into) << "the buffer read into, moved out";
+  out = d.next();
+  ASSERT_EQ(out.status, Status::frame);
+  EXPECT_EQ(out.frame.json["id"], 2);
+  EXPECT_EQ(d.buffered(), 0U);
+}
+
+TEST(Frame, AFeedThatEndsAPayloadCarriesTheNextFrameOn) {
+  const Bytes payload(300, 0x11);
+  Bytes stream = encode_frame({{"id", 1}}, payload);
+  const Bytes second = encode_frame({{"id", 2}}, Bytes{4, 5});
+  stream.insert(stream.end(), second.begin(), second.end());
+  FrameDecoder d;
+  d.feed({stream.data(), 20});  // the head (8 + 8) and 4 payload bytes
+  EXPECT_EQ(d.payload_space().size(), 296U);
+  d.feed({stream.data() + 20, stream.size() - 20});
+  auto out = d.next();
+  ASSERT_EQ(out.status, Status::frame);
+  EXPECT_EQ(out.frame.payload, payload);
+  out = d.next();
+  ASSERT_EQ(out.status, Status::frame);
+  EXPECT_EQ(out.frame.json["id"], 2);
+  EXPECT_EQ(out.frame.payload, (Bytes{4, 5}));
+  EXPECT_EQ(d.next().status, Status::need_more);
+}
+
+TEST(Frame, NoPayloadSpaceForAFrameBufferedWholeOrAnOversizeOrAFailedOne) {
+  FrameDecoder whole;
+  whole.feed(encode_frame({{"id", 1}}, Bytes(100, 1)));
+  EXPECT_TRUE(whole.payload_space().empty());
+  EXPECT_EQ(whole.next().status, Status::frame);
+
+  FrameDecoder skipping(FrameLimits{100, 4});
+  Bytes start = header(8, 5);
+  const std::string_view json = R"({"id":1})";
+  start.insert(start.end(), json.begin(), json.end());
+  start.push_back(1);
+  skipping.feed(start);
+  EXPECT_EQ(skipping.next().status, Status::need_more);
+  EXPECT_TRUE(skipping.payload_space().empty()) << "an oversize payload is dropped, not read";
+
+  FrameDecoder failed;
+  Bytes bad = header(1, 10);
+  bad.push_back('{');
+  bad.push_back(0);
+  failed.feed(bad);
+  EXPECT_EQ(failed.payload_space().size(), 9U);
+  const Bytes rest(9, 0);
+  std::ranges::copy(rest, failed.payload_space().begin());
+  failed.payload_filled(rest.size());
+  EXPECT_EQ(failed.next().error.code, errc::bad_frame) << "its JSON is checked as before";
+  EXPECT_TRUE(failed.payload_space().empty());
+}
+
 // ---- an oversize payload is skipped, not fatal --------------------------------
 
 /// Feeds `stream` in `piece`-byte pieces, collecting every output; checks

@@ -25,7 +25,9 @@ class SimulatedChannel final : public core::DriveChannel {
       : scheduler_(scheduler), drive_(index), description_(drive_.describe()) {}
   const core::DriveDescription& description() const override { return description_; }
   void async_execute(core::ScsiCommand command, ExecuteHandler handler) override {
+    last_data_out = command.data_out.data();
     auto result = drive_.execute(command);
+    last_data_in = result.data_in.data();
     scheduler_.post([h = std::move(handler), r = std::move(result)]() mutable { h(std::move(r)); });
   }
   void async_os_lock(std::string client_name, bool force, LockHandler handler) override {
@@ -38,6 +40,11 @@ class SimulatedChannel final : public core::DriveChannel {
   }
 
   drives::SimulatedDrive& drive() { return drive_; }
+
+  /// Where the last command's data-out was when it reached the drive, and
+  /// where the drive put its data-in: to check that they were never copied.
+  const std::uint8_t* last_data_out = nullptr;
+  const std::uint8_t* last_data_in = nullptr;
 
  private:
   FakeScheduler& scheduler_;

@@ -2,6 +2,7 @@
 
 #include <gtest/gtest.h>
 
+#include <algorithm>
 #include <deque>
 #include <optional>
 #include <string>
@@ -29,12 +30,14 @@ class Peer {
       : decoder_(frames) {
     core::PeerIdentity peer{4242, std::move(user), 1000, {}, "/usr/bin/burner"};
     peer.administrator = administrator;
-    dispatcher_.emplace(context, std::move(peer), frames, [this](proto::Bytes frame) {
+    dispatcher_.emplace(context, std::move(peer), frames, [this](proto::OutgoingFrame frame) {
       proto::FrameDecoder decoder;
-      decoder.feed(frame);
+      decoder.feed(frame.head);
+      decoder.feed(frame.payload);
       auto out = decoder.next();
       ASSERT_EQ(out.status, proto::FrameDecoder::Status::frame) << out.error.message;
       EXPECT_EQ(decoder.buffered(), 0U) << "one frame per send";
+      payload_addresses_.push_back(frame.payload.data());
       frames_.push_back(std::move(out.frame));
     });
   }
@@ -56,6 +59,21 @@ class Peer {
   }
   Dispatcher::Verdict send_json(const json& j) { return feed(proto::encode_frame(j)); }
 
+  /// As the session reads a payload that has begun (`fed` of its bytes came
+  /// with its head): straight into the decoder's payload_space(). Returns
+  /// where the payload's buffer begins.
+  const std::uint8_t* feed_payload_directly(std::size_t fed, std::span<const std::uint8_t> rest) {
+    const auto space = decoder_.payload_space();
+    EXPECT_EQ(space.size(), rest.size()) << "the payload's own buffer, exactly its rest";
+    if (space.size() != rest.size())
+      return nullptr;
+    std::ranges::copy(rest, space.begin());
+    const std::uint8_t* begin = space.data() - fed;
+    decoder_.payload_filled(rest.size());
+    feed({});
+    return begin;
+  }
+
   /// The oldest frame not yet taken; fails the test when there is none.
   proto::Frame take() {
     EXPECT_FALSE(frames_.empty()) << "the dispatcher sent nothing";
@@ -65,6 +83,8 @@ class Peer {
     frames_.pop_front();
     return f;
   }
+  /// Where the payload part of each frame sent was, in the order sent.
+  std::deque<const std::uint8_t*>& payload_addresses() { return payload_addresses_; }
   std::size_t pending() const { return frames_.size(); }
 
   /// Says hello as `client_name`; expects the reply.
@@ -82,6 +102,7 @@ class Peer {
  private:
   proto::FrameDecoder decoder_;
   std::deque<proto::Frame> frames_;
+  std::deque<const std::uint8_t*> payload_addresses_;
   std::optional<Dispatcher> dispatcher_;
 };
 
@@ -364,6 +385,46 @@ TEST_F(DispatcherTest, AcquireOwnerReleaseRoundTrip) {
 
   p.send(8, proto::OwnerRequest{"nope"});
   expect_error(p.take().json, 8, errc::dev_not_exist, "no drive named 'nope'");
+}
+
+TEST_F(DispatcherTest, ExecuteDataIsMovedNotCopiedBetweenTheStreamAndTheDrive) {
+  Peer p(fixture.context, "alice");
+  p.greet("Burner");
+  ASSERT_EQ(acquire(p, 2, "sim0").at("lock_count"), 1);
+  p.payload_addresses().clear();
+
+  // WRITE(10) of 16 blocks at LBA 0: the head and the payload's first bytes
+  // come in one read, the rest is read straight into the payload's buffer.
+  proto::Bytes data(16 * 2048);
+  for (std::size_t i = 0; i < data.size(); ++i)
+    data[i] = static_cast<std::uint8_t>(i * 7);
+  const proto::Bytes request = proto::encode_request(proto::Request{
+      3, proto::ExecuteRequest{
+             "sim0", {0x2A, 0, 0, 0, 0, 0, 0, 0, 16, 0}, proto::Direction::out, 0, {}, data}});
+  const std::size_t first_read = request.size() - data.size() + 100;
+  p.feed(std::span(request).first(first_read));
+  const std::uint8_t* read_into =
+      p.feed_payload_directly(100, std::span(request).subspan(first_read));
+  ASSERT_NE(read_into, nullptr);
+  run();
+  EXPECT_EQ(p.take().json.at("code"), hresult(errc::ok));
+  EXPECT_EQ(fixture.channels[0]->last_data_out, read_into)
+      << "the drive got the very buffer the payload was read into";
+
+  // READ(10) of the same blocks: the reply's payload part is the drive's buffer.
+  p.send(4, proto::ExecuteRequest{"sim0",
+                                  {0x28, 0, 0, 0, 0, 0, 0, 0, 16, 0},
+                                  proto::Direction::in,
+                                  static_cast<std::uint32_t>(data.size()),
+                                  {},
+                                  {}});
+  run();
+  const auto frame = p.take();
+  EXPECT_EQ(frame.json.at("code"), hresult(errc::ok)) << frame.json.dump();
+  EXPECT_EQ(frame.payload, data);
+  ASSERT_EQ(p.payload_addresses().size(), 2U);
+  EXPECT_EQ(p.payload_addresses().back(), fixture.channels[0]->last_data_in)
+      << "the reply frame's payload is the drive's data-in buffer, moved";
 }
 
 TEST_F(DispatcherTest, ExecuteCarriesDataInAsThePayloadAndSenseWithItsCode) {

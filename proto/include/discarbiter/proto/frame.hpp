@@ -16,12 +16,20 @@
 //                                         │
 //                                         ▼
 //                                       payload_len bytes dropped ──► oversize
+//
+// A payload within its limit that has not arrived whole with its JSON goes
+// into a buffer of its own, allocated at its announced size once the header
+// and JSON are in (never beyond the limit): the rest of it is copied there
+// by feed(), or read there directly by a reader that asks payload_space(),
+// and that buffer becomes frame.payload by move. An execute's data-out is
+// then never copied between the socket and the drive.
 #pragma once
 
 #include <cstddef>
 #include <cstdint>
 #include <optional>
 #include <span>
+#include <utility>
 #include <vector>
 
 #include <nlohmann/json.hpp>
@@ -47,6 +55,26 @@ struct FrameLimits {
 
 /// Serializes one frame. The JSON must be an object.
 Bytes encode_frame(const nlohmann::json& json, std::span<const std::uint8_t> payload = {});
+/// The frame's header and JSON part only, announcing `payload_len` bytes that
+/// the caller writes after it from its own buffer (a gather write).
+Bytes encode_frame_head(const nlohmann::json& json, std::size_t payload_len);
+
+/// A frame on its way out as two parts written by one gather write: the
+/// header and JSON part, and the payload the header announces, moved in (an
+/// execute's data-in goes from the drive to the socket with no copy).
+struct OutgoingFrame {
+  /// A whole frame (encode_frame's) with nothing after it.
+  OutgoingFrame(Bytes whole_frame) : head(std::move(whole_frame)) {}  // NOLINT(google-explicit-*)
+  OutgoingFrame(Bytes frame_head, Bytes frame_payload)
+      : head(std::move(frame_head)), payload(std::move(frame_payload)) {}
+
+  std::size_t size() const noexcept { return head.size() + payload.size(); }
+
+  Bytes head;
+  Bytes payload;
+};
+/// encode_frame's twin that takes the payload by move instead of copying it.
+OutgoingFrame encode_frame_parts(const nlohmann::json& json, Bytes payload);
 
 class FrameDecoder {
  public:
@@ -55,6 +83,14 @@ class FrameDecoder {
   /// Appends bytes read from the stream. After an error, further input is
   /// ignored: a framing error leaves the stream unsynchronised for good.
   void feed(std::span<const std::uint8_t> bytes);
+
+  /// The unfilled rest of the payload being read (empty when none is): a
+  /// reader may read straight into it, then call payload_filled(), instead of
+  /// feeding those bytes. Never reaches past the current frame.
+  std::span<std::uint8_t> payload_space() noexcept;
+  /// `n` bytes (at most payload_space().size()) were written at the start of
+  /// payload_space().
+  void payload_filled(std::size_t n) noexcept;
 
   /// `oversize`: a frame whose payload was over max_payload_bytes and was
   /// skipped; `frame.json` is its JSON, `frame.payload` is empty and `error`
@@ -71,7 +107,7 @@ class FrameDecoder {
 
   /// Bytes buffered but not yet returned as a frame. An oversize payload's
   /// bytes never count: they are dropped as they arrive.
-  std::size_t buffered() const noexcept { return buffer_.size() - consumed_; }
+  std::size_t buffered() const noexcept { return buffer_.size() - consumed_ + payload_filled_; }
 
   /// How many more bytes the current frame needs, at least (for a reader
   /// that wants to size its next read). Zero when a frame is ready.
@@ -80,6 +116,9 @@ class FrameDecoder {
  private:
   /// Drops what is buffered of an oversize payload.
   void skip_buffered() noexcept;
+  /// Moves a payload that has begun but not ended into payload_, once its
+  /// frame's header and JSON part are buffered.
+  void start_payload();
 
   FrameLimits limits_;
   Bytes buffer_;
@@ -88,6 +127,11 @@ class FrameDecoder {
   /// The oversize frame being skipped, returned once its payload has gone.
   std::optional<Output> oversize_;
   std::uint32_t skip_left_ = 0;  // bytes of its payload still to drop
+  /// The payload of the frame whose header and JSON are at consumed_, when
+  /// it is read into its own buffer (in_payload_), and how much has arrived.
+  bool in_payload_ = false;
+  Bytes payload_;
+  std::size_t payload_filled_ = 0;
 };
 
 }  // namespace discarbiter::proto

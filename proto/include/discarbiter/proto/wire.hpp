@@ -16,7 +16,8 @@
 
 namespace discarbiter::proto {
 
-struct Frame;  // frame.hpp
+struct Frame;          // frame.hpp
+struct OutgoingFrame;  // frame.hpp
 
 // ---- requests ----------------------------------------------------------------
 
@@ -81,6 +82,9 @@ void to_json(nlohmann::json& j, const ReplyBody& v);
 /// `{"id": id, "ok": true, …body}` with `payload` after it.
 Bytes encode_reply(std::uint64_t id, const ReplyBody& body,
                    std::span<const std::uint8_t> payload = {});
+/// The same frame as two parts, `payload` moved in: what the service sends
+/// (an execute's data-in is never copied into a frame).
+OutgoingFrame encode_reply_parts(std::uint64_t id, const ReplyBody& body, Bytes payload);
 /// `{"id": id|null, "ok": false, "error": {"code", "name", "message"}}`.
 nlohmann::json make_error_reply(std::optional<std::uint64_t> id, const Error& error);
 /// make_error_reply as a frame.
