@@ -8,6 +8,8 @@
 #include <cstdint>
 #include <optional>
 #include <span>
+#include <string>
+#include <string_view>
 
 #include <nlohmann/json_fwd.hpp>
 
@@ -81,6 +83,12 @@ void to_json(nlohmann::json& j, const ReplyBody& v);
 /// `{"id": id, "ok": true, …body}` with `payload` after it.
 Bytes encode_reply(std::uint64_t id, const ReplyBody& body,
                    std::span<const std::uint8_t> payload = {});
+/// The status document's JSON text, written from the structs without an
+/// nlohmann tree: the bytes encode_reply writes for it (the large reply, a line
+/// per session, written once for every request it answers).
+std::string status_json(const StatusDocument& status);
+/// encode_reply(id, StatusReply{…}) around status_json's text.
+Bytes encode_status_reply(std::uint64_t id, std::string_view status_json);
 /// `{"id": id|null, "ok": false, "error": {"code", "name", "message"}}`.
 nlohmann::json make_error_reply(std::optional<std::uint64_t> id, const Error& error);
 /// make_error_reply as a frame.
