@@ -3,6 +3,7 @@
 #include <algorithm>
 #include <array>
 #include <charconv>
+#include <cstring>
 #include <limits>
 #include <stdexcept>
 #include <string>
@@ -575,7 +576,7 @@ void write_value(std::string& out, const M& value) {
   } else if constexpr (std::is_same_v<M, Bytes>) {
     write_text(out, to_hex(value));
   } else if constexpr (std::is_same_v<M, bool>) {
-    out += value ? "true" : "false";
+    out.append(value ? std::string_view("true") : std::string_view("false"));
   } else if constexpr (std::is_integral_v<M>) {
     std::array<char, 24> digits{};
     const auto end = std::to_chars(digits.data(), digits.data() + digits.size(), value).ptr;
@@ -608,11 +609,12 @@ void write_value(std::string& out, const M& value) {
 template <typename T, std::size_t I>
 void write_field_text(std::string& out, const T& v, bool& first) {
   constexpr auto f = std::get<I>(fields(static_cast<const T*>(nullptr)));
+  constexpr std::string_view name = f.key;  // N.B. its length counted once, here
   const auto& value = v.*f.member;
   const auto key = [&] {
-    out += std::exchange(first, false) ? "\"" : ",\"";
-    out += f.key;
-    out += "\":";
+    out.append(std::exchange(first, false) ? std::string_view("\"") : std::string_view(",\""));
+    out.append(name);
+    out.append(std::string_view("\":"));
   };
   if constexpr (is_optional<std::decay_t<decltype(value)>>::value) {
     if (value) {
@@ -620,7 +622,7 @@ void write_field_text(std::string& out, const T& v, bool& first) {
       write_value(out, *value);
     } else if (f.empty == Empty::null) {
       key();
-      out += "null";
+      out.append(std::string_view("null"));
     }
   } else {
     key();
@@ -734,9 +736,11 @@ Bytes encode_status_reply(std::uint64_t id, std::string_view status_json) {
       out.push_back(static_cast<std::uint8_t>(word >> (8 * i)));
     }
   }
-  out.insert(out.end(), head.begin(), head.end());
-  out.insert(out.end(), status_json.begin(), status_json.end());
-  out.push_back('}');
+  // N.B. memcpy: inserting chars into a vector of bytes goes a byte at a time.
+  out.resize(kFrameHeaderSize + length);
+  std::memcpy(out.data() + kFrameHeaderSize, head.data(), head.size());
+  std::memcpy(out.data() + kFrameHeaderSize + head.size(), status_json.data(), status_json.size());
+  out.back() = '}';
   return out;
 }
 
