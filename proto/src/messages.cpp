@@ -1,8 +1,13 @@
 #include "discarbiter/proto/messages.hpp"
 
+#include <algorithm>
 #include <array>
+#include <charconv>
+#include <cstring>
 #include <limits>
 #include <stdexcept>
+#include <string>
+#include <string_view>
 #include <tuple>
 #include <type_traits>
 #include <utility>
@@ -533,6 +538,124 @@ DISCARBITER_JSON_BY_FIELDS(DriveError)
 DISCARBITER_JSON_BY_FIELDS(DriveRecovered)
 #undef DISCARBITER_JSON_BY_FIELDS
 
+// ---- the status document, written straight to text ---------------------------
+// Status is the one large reply (a line per session): it is written from the
+// structs by walking the same field lists, without building an nlohmann tree,
+// byte for byte what to_json and encode_frame write (keys sorted as nlohmann's
+// objects keep them; messages_test.cpp holds the two to each other).
+
+namespace {
+
+void write_text(std::string& out, const std::string& s) {
+  // N.B. only printable ASCII is written here; anything else (controls, UTF-8,
+  // invalid bytes that encode_frame replaces) goes through nlohmann's escaping.
+  const bool plain = std::ranges::all_of(
+      s, [](char c) { return c >= 0x20 && c <= 0x7E && c != '"' && c != '\\'; });
+  if (!plain) {
+    out += json(s).dump(-1, ' ', false, json::error_handler_t::replace);
+    return;
+  }
+  out.push_back('"');
+  out += s;
+  out.push_back('"');
+}
+
+template <typename T>
+void write_object(std::string& out, const T& v);
+
+template <typename M>
+void write_value(std::string& out, const M& value) {
+  if constexpr (std::is_same_v<M, std::string>) {
+    write_text(out, value);
+  } else if constexpr (std::is_same_v<M, Bytes>) {
+    write_text(out, to_hex(value));
+  } else if constexpr (std::is_same_v<M, bool>) {
+    out.append(value ? std::string_view("true") : std::string_view("false"));
+  } else if constexpr (std::is_integral_v<M>) {
+    std::array<char, 24> digits{};
+    const auto end = std::to_chars(digits.data(), digits.data() + digits.size(), value).ptr;
+    out.append(digits.data(), end);
+  } else if constexpr (std::is_floating_point_v<M>) {
+    out += json(value).dump();                                 // nlohmann's own shortest form
+  } else if constexpr (requires { value.begin()->second; }) {  // a map: an object
+    out.push_back('{');
+    for (bool first = true; const auto& [key, item] : value) {
+      out += std::exchange(first, false) ? "" : ",";
+      write_text(out, key);
+      out.push_back(':');
+      write_value(out, item);
+    }
+    out.push_back('}');
+  } else if constexpr (requires { value.begin(); }) {
+    out.push_back('[');
+    for (bool first = true; const auto& item : value) {
+      out += std::exchange(first, false) ? "" : ",";
+      write_value(out, item);
+    }
+    out.push_back(']');
+  } else {
+    write_object(out, value);
+  }
+}
+
+/// Writes field I of T as `,"key":value` (no comma before the first), or
+/// nothing for an empty optional that is omitted.
+template <typename T, std::size_t I>
+void write_field_text(std::string& out, const T& v, bool& first) {
+  constexpr auto f = std::get<I>(fields(static_cast<const T*>(nullptr)));
+  constexpr std::string_view name = f.key;  // N.B. its length counted once, here
+  const auto& value = v.*f.member;
+  const auto key = [&] {
+    out.append(std::exchange(first, false) ? std::string_view("\"") : std::string_view(",\""));
+    out.append(name);
+    out.append(std::string_view("\":"));
+  };
+  if constexpr (is_optional<std::decay_t<decltype(value)>>::value) {
+    if (value) {
+      key();
+      write_value(out, *value);
+    } else if (f.empty == Empty::null) {
+      key();
+      out.append(std::string_view("null"));
+    }
+  } else {
+    key();
+    write_value(out, value);
+  }
+}
+
+/// T's field writers in the order nlohmann writes the keys (sorted).
+template <typename T>
+const auto& sorted_field_writers() {
+  using Writer = void (*)(std::string&, const T&, bool&);
+  constexpr auto all = fields(static_cast<const T*>(nullptr));
+  constexpr std::size_t n = std::tuple_size_v<decltype(all)>;
+  static const auto writers = [&] {
+    std::array<std::pair<std::string_view, Writer>, n> out{};
+    [&]<std::size_t... I>(std::index_sequence<I...>) {
+      ((out[I] = {std::get<I>(all).key, &write_field_text<T, I>}), ...);
+    }
+    (std::make_index_sequence<n>{});
+    std::ranges::sort(out, {}, [](const auto& w) { return w.first; });
+    return out;
+  }();
+  return writers;
+}
+
+template <typename T>
+void write_object(std::string& out, const T& v) {
+  static_assert(
+      !requires { T::kName; }, "events are written by to_json");
+  out.push_back('{');
+  bool first = true;
+  for (const auto& [key, write] : sorted_field_writers<T>()) {
+    write(out, v, first);
+  }
+  out.push_back('}');
+}
+
+}  // namespace
+
 // The HRESULT goes as "code" and "name" both.
 void to_json(json& j, const ExecuteReply& v) {
   write_fields(j, v);
@@ -594,6 +717,37 @@ Bytes encode_reply(std::uint64_t id, const ReplyBody& body, std::span<const std:
 
 OutgoingFrame encode_reply_parts(std::uint64_t id, const ReplyBody& body, Bytes payload) {
   return encode_frame_parts(reply_json(id, body), std::move(payload));
+}
+
+std::string status_json(const StatusDocument& status) {
+  std::string out;
+  // About what one session and one drive take, so that the text is not
+  // copied as it grows.
+  out.reserve(512 + 160 * status.clients.size() + 1024 * status.drives.size());
+  write_object(out, status);
+  return out;
+}
+
+Bytes encode_status_reply(std::uint64_t id, std::string_view status_json) {
+  // `{"id":…,"ok":true,"status":…}`: the keys in nlohmann's order, as
+  // encode_reply writes a StatusReply.
+  std::string head = "{\"id\":";
+  write_value(head, id);
+  head += ",\"ok\":true,\"status\":";
+  const std::size_t length = head.size() + status_json.size() + 1;
+  Bytes out;
+  out.reserve(kFrameHeaderSize + length);
+  for (const std::uint32_t word : {static_cast<std::uint32_t>(length), std::uint32_t{0}}) {
+    for (std::size_t i = 0; i < 4; ++i) {
+      out.push_back(static_cast<std::uint8_t>(word >> (8 * i)));
+    }
+  }
+  // N.B. memcpy: inserting chars into a vector of bytes goes a byte at a time.
+  out.resize(kFrameHeaderSize + length);
+  std::memcpy(out.data() + kFrameHeaderSize, head.data(), head.size());
+  std::memcpy(out.data() + kFrameHeaderSize + head.size(), status_json.data(), status_json.size());
+  out.back() = '}';
+  return out;
 }
 
 json make_error_reply(std::optional<std::uint64_t> id, const Error& error) {

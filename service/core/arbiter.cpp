@@ -44,6 +44,7 @@ struct Arbiter::Session {
   std::string client_name;  // empty until hello
   std::uint32_t reported_pid = 0;
   WallClock::time_point connected_since;
+  std::string connected_since_text;  // RFC 3339, formatted once: status lists every session
   bool subscribed = false;
   std::uint32_t waits = 0;
   std::uint32_t commands = 0;                 // queued or in flight, over all drives
@@ -357,6 +358,7 @@ SessionId Arbiter::open_session(PeerIdentity peer, EventSink events) {
   session->peer = std::move(peer);
   session->events = std::move(events);
   session->connected_since = scheduler_.wall_now();
+  session->connected_since_text = format_rfc3339(session->connected_since);
   const SessionId id = session->id;
   sessions_.emplace(id, std::move(session));
   return id;
@@ -1245,6 +1247,7 @@ proto::ArbitrationStatus Arbiter::status() const {
     }
     out.drives.push_back(std::move(d));
   }
+  out.clients.reserve(sessions_.size());
   for (const auto& [id, session] : sessions_) {
     proto::ClientStatus& c = out.clients.emplace_back();
     c.session = id;
@@ -1253,7 +1256,7 @@ proto::ArbitrationStatus Arbiter::status() const {
     c.user = session->peer.user;
     c.uid = session->peer.uid;
     c.sid = session->peer.sid;
-    c.connected_since = format_rfc3339(session->connected_since);
+    c.connected_since = session->connected_since_text;
     for (const auto& drive : drives_) {
       if (drive->owner == id && drive->lock_count > 0) {
         c.locks[drive->id()] = drive->lock_count;

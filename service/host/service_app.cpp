@@ -6,6 +6,7 @@
 #include <boost/asio/post.hpp>
 #include <boost/asio/signal_set.hpp>
 #include <boost/asio/steady_timer.hpp>
+#include <boost/asio/thread_pool.hpp>
 #include <csignal>
 
 #include <spdlog/spdlog.h>
@@ -109,17 +110,28 @@ int run_service(const Config& config, const RunHooks& hooks) {
   transport::ListenerOptions options = config.listener;
   options.endpoint = config.endpoint.empty() ? transport::default_endpoint() : config.endpoint;
   const auto started = std::chrono::steady_clock::now();
-  transport::ServiceContext context{
-      arbiter, std::string(kVersion), [&] {
-        return proto::ServiceInfo{
-            std::string(kVersion),
-            proto::kProtocolVersion,
-            current_process_id(),
-            std::string(platform_name()),
-            options.endpoint,
-            std::chrono::duration<double>(std::chrono::steady_clock::now() - started).count(),
-            log_records_dropped()};
-      }};
+  auto describe_service = [&] {
+    return proto::ServiceInfo{
+        std::string(kVersion),
+        proto::kProtocolVersion,
+        current_process_id(),
+        std::string(platform_name()),
+        options.endpoint,
+        std::chrono::duration<double>(std::chrono::steady_clock::now() - started).count(),
+        log_records_dropped()};
+  };
+  // N.B. status documents are written on a thread of their own
+  // (status_writer.hpp): a grant never waits behind one on the io thread.
+  asio::thread_pool status_thread(1);
+  transport::StatusWriter status_writer(
+      [&] {
+        return proto::StatusDocument{arbiter.status(), describe_service()};
+      },
+      [&status_thread](transport::StatusWriter::Job job) {
+        asio::post(status_thread, std::move(job));
+      },
+      [&io](transport::StatusWriter::Job job) { asio::post(io, std::move(job)); });
+  transport::ServiceContext context{arbiter, std::string(kVersion), status_writer};
   auto listener = transport::make_listener(io, context, options);
   if (auto opened = listener->open(); !opened) {
     spdlog::critical("cannot listen on {}: {}", options.endpoint, opened.error().message);

@@ -100,7 +100,14 @@ Dispatcher::Verdict Dispatcher::handle(std::uint64_t id, proto::RequestBody body
         } else if constexpr (std::is_same_v<T, proto::ListDrivesRequest>) {
           respond(proto::DrivesReply{arbiter.drives()});
         } else if constexpr (std::is_same_v<T, proto::StatusRequest>) {
-          respond(proto::StatusReply{{arbiter.status(), context_.describe_service()}});
+          // N.B. answered later, from the status writer: a document with a
+          // line per session is not written on the io thread.
+          if (!context_.status_writer.request(session_, send_, id)) {
+            respond(Error{errc::limit_reached,
+                          fmt::format("{} status requests of this session are already waiting; "
+                                      "read their replies first",
+                                      kMaxStatusRequestsPerSession)});
+          }
         } else if constexpr (std::is_same_v<T, proto::AcquireRequest>) {
           arbiter.acquire_exclusive_access(
               session_, req.drive,

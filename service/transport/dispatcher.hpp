@@ -11,6 +11,7 @@
 #include "core/arbiter.hpp"
 #include "discarbiter/proto/frame.hpp"
 #include "discarbiter/proto/wire.hpp"
+#include "transport/status_writer.hpp"
 
 namespace discarbiter::transport {
 
@@ -18,14 +19,15 @@ namespace discarbiter::transport {
 struct ServiceContext {
   core::Arbiter& arbiter;
   std::string version;
-  /// The "service" object of the status document.
-  std::function<proto::ServiceInfo()> describe_service;
+  /// Answers status requests: the snapshot here, the writing off the io
+  /// thread.
+  StatusWriter& status_writer;
 };
 
 class Dispatcher {
  public:
   /// Queues one frame; an execute's data-in is its payload part, moved.
-  using Send = std::function<void(proto::OutgoingFrame frame)>;
+  using Send = SendFrame;
   enum class Verdict { keep_open, close };
 
   /// `frames`: the limits this connection's decoder applies (hello tells the

@@ -334,6 +334,35 @@ TEST(Messages, EveryReplyKeepsItsWireText) {
   EXPECT_EQ(covered.size(), std::variant_size_v<ReplyBody>) << "a reply type without a pin";
 }
 
+TEST(Messages, TheStatusDocumentWrittenStraightIsWhatEncodeReplyWrites) {
+  // status_json writes without an nlohmann tree; its bytes are encode_reply's,
+  // whatever the strings hold: quotes, backslashes, controls, UTF-8 and the
+  // invalid bytes encode_frame replaces; optionals set and empty.
+  auto doc = status_document();
+  EXPECT_EQ(encode_status_reply(7, status_json(doc)), encode_reply(7, StatusReply{doc}));
+  const std::vector<std::string> awkward{"",
+                                         "a \"quoted\" name",
+                                         "back\\slash",
+                                         "tab\there\nnew line\x01\x1f\x7f",
+                                         "Br\xc3\xbbleur \xe2\x9c\x93",
+                                         "bad \xff\xfe utf-8 \xc3",
+                                         std::string("nul\0inside", 11)};
+  for (const auto& text : awkward) {
+    doc.clients.push_back(
+        ClientStatus{99, text, 1, text, std::nullopt, text, text, {{text, 1}, {"sim0", 2}}});
+    doc.drives[0].waiters.push_back({text, 99, 1, text, text});
+    doc.drives[1].error = text;
+    doc.drives[1].vendor = text;
+    doc.service.endpoint = text;
+    doc.service.uptime_s = 1e-7 + static_cast<double>(text.size()) / 3;
+    EXPECT_EQ(encode_status_reply(18446744073709551615ULL, status_json(doc)),
+              encode_reply(18446744073709551615ULL, StatusReply{doc}))
+        << json_text(encode_reply(1, StatusReply{doc}));
+  }
+  doc = StatusDocument{};
+  EXPECT_EQ(encode_status_reply(0, status_json(doc)), encode_reply(0, StatusReply{doc}));
+}
+
 TEST(Messages, EveryReplyRoundTripsThroughTheClientsReader) {
   auto read_back = [](const ReplyBody& body) {
     auto in = parse_incoming(through_the_wire(encode_reply(7, body, Bytes{1, 2, 3})));

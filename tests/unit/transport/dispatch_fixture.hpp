@@ -5,6 +5,7 @@
 #pragma once
 
 #include <cstdlib>
+#include <deque>
 #include <memory>
 #include <string>
 #include <utility>
@@ -70,7 +71,19 @@ struct DispatchFixture {
   RecordingAudit audit;
   core::Arbiter arbiter;
   std::vector<std::shared_ptr<SimulatedChannel>> channels;
-  transport::ServiceContext context{arbiter, "test", [] { return proto::ServiceInfo{}; }};
+  /// Status documents are written at once, unless a test holds them here
+  /// (as the service's status thread may be late) and runs them itself.
+  bool hold_status_writes = false;
+  std::deque<transport::StatusWriter::Job> held_status_writes;
+  transport::StatusWriter status_writer{
+      [this] {
+        return proto::StatusDocument{arbiter.status(), {}};
+      },
+      [this](transport::StatusWriter::Job job) {
+        hold_status_writes ? held_status_writes.push_back(std::move(job)) : job();
+      },
+      [](transport::StatusWriter::Job job) { job(); }};
+  transport::ServiceContext context{arbiter, "test", status_writer};
 };
 
 }  // namespace discarbiter::testing

@@ -512,5 +512,105 @@ TEST_F(DispatcherTest, ADispatcherGoneBeforeItsAnswersSendsNothingAndFreesItsLoc
   EXPECT_EQ(drive(0).exclusive_owner(), std::nullopt);
 }
 
+// ---- status: written off the io thread, bounded -----------------------------
+// The fixture's status "thread" holds each write job until the test runs it,
+// as the service's status thread may not have run yet.
+
+TEST_F(DispatcherTest, AGrantIsNotHeldBehindAStatusBeingWritten) {
+  fixture.hold_status_writes = true;
+  Peer holder(fixture.context, "alice"), waiter(fixture.context, "bob"),
+      watcher(fixture.context, "carol");
+  holder.greet("Holder");
+  waiter.greet("Waiter");
+  watcher.greet("Watcher");
+  ASSERT_EQ(acquire(holder, 2, "sim0").value("ok", false), true);
+  waiter.send(3, proto::AcquireRequest{"sim0", false, 60000});
+  run();
+  ASSERT_EQ(waiter.pending(), 0U) << "the waiter waits";
+
+  watcher.send(4, proto::StatusRequest{});
+  ASSERT_EQ(fixture.held_status_writes.size(), 1U) << "the document is written off the io thread";
+  holder.send(5, proto::ReleaseRequest{"sim0"});
+  run();
+  // N.B. the status document is still being written (its job is held): the
+  // hand-off did not wait for it.
+  EXPECT_EQ(holder.take().json.get<proto::ReleaseReply>().lock_count, 0U);
+  const json grant = waiter.take().json;
+  EXPECT_EQ(grant.value("ok", false), true) << grant.dump();
+  EXPECT_EQ(grant.get<proto::AcquireReply>().lock_count, 1U);
+  EXPECT_EQ(watcher.pending(), 0U);
+
+  std::exchange(fixture.held_status_writes, {}).front()();
+  // One snapshot, as the arbiter was when the request came: alice holding,
+  // bob queued.
+  const json reply = watcher.take().json;
+  EXPECT_EQ(reply.at("id"), 4);
+  const auto status = reply.at("status").get<proto::StatusDocument>();
+  ASSERT_FALSE(status.drives.empty());
+  EXPECT_EQ(status.drives[0].lock_state, "owned");
+  ASSERT_TRUE(status.drives[0].owner);
+  EXPECT_EQ(status.drives[0].owner->client_name, "Holder");
+  ASSERT_EQ(status.drives[0].waiters.size(), 1U);
+  EXPECT_EQ(status.drives[0].waiters[0].client_name, "Waiter");
+  EXPECT_EQ(status.clients.size(), 3U);
+}
+
+TEST_F(DispatcherTest, PipelinedStatusRequestsAreBoundedAndWrittenOneDocumentAtATime) {
+  fixture.hold_status_writes = true;
+  Peer flood(fixture.context, "mallory"), other(fixture.context, "alice");
+  flood.greet("Flood");
+  other.greet("Other");
+  constexpr std::uint64_t kSent = 3 * kMaxStatusRequestsPerSession;
+  for (std::uint64_t id = 10; id < 10 + kSent; ++id)
+    EXPECT_EQ(flood.send(id, proto::StatusRequest{}), Dispatcher::Verdict::keep_open);
+  other.send(2, proto::StatusRequest{});
+
+  // One document being written for the whole service; the session's
+  // requests past the bound are refused at once, the others wait.
+  EXPECT_EQ(fixture.held_status_writes.size(), 1U);
+  EXPECT_EQ(fixture.status_writer.waiting(), kMaxStatusRequestsPerSession - 1 + 1);
+  ASSERT_EQ(flood.pending(), kSent - kMaxStatusRequestsPerSession);
+  for (std::uint64_t id = 10 + kMaxStatusRequestsPerSession; id < 10 + kSent; ++id) {
+    expect_error(flood.take().json, id, errc::limit_reached,
+                 fmt::format("{} status requests of this session are already waiting; read their "
+                             "replies first",
+                             kMaxStatusRequestsPerSession));
+  }
+
+  // The first write answers the first request; the next snapshot, taken
+  // when it ends, serves every request that waited meanwhile in one write.
+  std::exchange(fixture.held_status_writes, {}).front()();
+  EXPECT_EQ(flood.take().json.at("id"), 10);
+  EXPECT_EQ(fixture.held_status_writes.size(), 1U);
+  EXPECT_EQ(fixture.status_writer.waiting(), 0U);
+  std::exchange(fixture.held_status_writes, {}).front()();
+  EXPECT_TRUE(fixture.held_status_writes.empty());
+  EXPECT_FALSE(fixture.status_writer.writing());
+  for (std::uint64_t id = 11; id < 10 + kMaxStatusRequestsPerSession; ++id)
+    EXPECT_EQ(flood.take().json.at("id"), id);
+  EXPECT_EQ(flood.pending(), 0U);
+  EXPECT_EQ(other.take().json.at("id"), 2);
+
+  // Answered, the session may ask again.
+  flood.send(40, proto::StatusRequest{});
+  std::exchange(fixture.held_status_writes, {}).front()();
+  EXPECT_EQ(flood.take().json.at("id"), 40);
+}
+
+TEST_F(DispatcherTest, AStatusForASessionThatHasGoneIsWrittenForNobody) {
+  fixture.hold_status_writes = true;
+  Peer gone(fixture.context, "alice"), stays(fixture.context, "bob");
+  gone.greet("Gone");
+  stays.greet("Stays");
+  gone.send(2, proto::StatusRequest{});
+  gone.hang_up();
+  stays.send(3, proto::StatusRequest{});
+  std::exchange(fixture.held_status_writes, {}).front()();
+  std::exchange(fixture.held_status_writes, {}).front()();
+  EXPECT_EQ(stays.take().json.at("status").at("clients").size(), 1U)
+      << "the snapshot after it went";
+  EXPECT_FALSE(fixture.status_writer.writing());
+}
+
 }  // namespace
 }  // namespace discarbiter::transport

@@ -8,6 +8,8 @@
 #include <cstdint>
 #include <optional>
 #include <span>
+#include <string>
+#include <string_view>
 
 #include <nlohmann/json_fwd.hpp>
 
@@ -85,6 +87,12 @@ Bytes encode_reply(std::uint64_t id, const ReplyBody& body,
 /// The same frame as two parts, `payload` moved in: what the service sends
 /// (an execute's data-in is never copied into a frame).
 OutgoingFrame encode_reply_parts(std::uint64_t id, const ReplyBody& body, Bytes payload);
+/// The status document's JSON text, written from the structs without an
+/// nlohmann tree: the bytes encode_reply writes for it (the large reply, a line
+/// per session, written once for every request it answers).
+std::string status_json(const StatusDocument& status);
+/// encode_reply(id, StatusReply{…}) around status_json's text.
+Bytes encode_status_reply(std::uint64_t id, std::string_view status_json);
 /// `{"id": id|null, "ok": false, "error": {"code", "name", "message"}}`.
 nlohmann::json make_error_reply(std::optional<std::uint64_t> id, const Error& error);
 /// make_error_reply as a frame.
