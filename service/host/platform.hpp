@@ -10,4 +10,10 @@ namespace discarbiter::host {
 /// "linux" or "windows", as the status document names it.
 std::string_view platform_name();
 
+/// Lowers the calling thread's scheduling priority: for the log's writer,
+/// so that a record queued by the io thread does not preempt it (on one CPU
+/// the writer would otherwise run, format and write before the reply that
+/// the io thread was about to send). It still gets its share of a busy CPU.
+void lower_current_thread_priority();
+
 }  // namespace discarbiter::host

@@ -1,9 +1,16 @@
 #include "host/platform.hpp"
 
+#include <windows.h>
+
 namespace discarbiter::host {
 
 std::string_view platform_name() {
   return "windows";
+}
+
+void lower_current_thread_priority() {
+  // Best effort: a failure only leaves the priority as it was.
+  (void)::SetThreadPriority(::GetCurrentThread(), THREAD_PRIORITY_BELOW_NORMAL);
 }
 
 }  // namespace discarbiter::host
