@@ -1,5 +1,7 @@
 #include "host/logging.hpp"
 
+#include "host/platform.hpp"
+
 #include <atomic>
 #include <memory>
 #include <mutex>
@@ -84,7 +86,10 @@ std::shared_ptr<DeliverySink> g_delivery;
 
 void start_async_logging(std::vector<spdlog::sink_ptr> sinks, const LoggingOptions& options) {
   // N.B. one worker: records are written in the order they were logged.
-  auto pool = std::make_shared<spdlog::details::thread_pool>(options.queue, 1);
+  // Below the io thread's priority: queuing a record costs the io thread a
+  // wake-up of the worker, never the write itself.
+  auto pool = std::make_shared<spdlog::details::thread_pool>(options.queue, 1,
+                                                             lower_current_thread_priority);
   auto delivery = std::make_shared<DeliverySink>(std::move(sinks), pool, options.queue);
   auto logger = std::make_shared<spdlog::async_logger>(
       "discarbiterd", delivery, pool, spdlog::async_overflow_policy::overrun_oldest);

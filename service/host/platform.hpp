@@ -19,5 +19,10 @@ void hold_stop_signals();
 /// Lets the stop signals reach the calling thread: the io thread, just
 /// before it runs the loop. Windows: nothing.
 void accept_stop_signals();
+/// Lowers the calling thread's scheduling priority: for the log's writer,
+/// so that a record queued by the io thread does not preempt it (on one CPU
+/// the writer would otherwise run, format and write before the reply that
+/// the io thread was about to send). It still gets its share of a busy CPU.
+void lower_current_thread_priority();
 
 }  // namespace discarbiter::host

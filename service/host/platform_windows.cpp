@@ -1,5 +1,7 @@
 #include "host/platform.hpp"
 
+#include <windows.h>
+
 namespace discarbiter::host {
 
 std::string_view platform_name() {
@@ -9,5 +11,10 @@ std::string_view platform_name() {
 // N.B. the SCM and the console deliver stops as calls, not signals.
 void hold_stop_signals() {}
 void accept_stop_signals() {}
+
+void lower_current_thread_priority() {
+  // Best effort: a failure only leaves the priority as it was.
+  (void)::SetThreadPriority(::GetCurrentThread(), THREAD_PRIORITY_BELOW_NORMAL);
+}
 
 }  // namespace discarbiter::host

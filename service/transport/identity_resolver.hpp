@@ -23,6 +23,9 @@ namespace discarbiter::transport {
 struct Identified {
   core::PeerIdentity peer;
   std::string note;
+  /// peer.user came from the user database (not a stand-in for a user it
+  /// does not know), so it may be remembered for a while.
+  bool user_found = false;
 };
 
 class IdentityResolver {

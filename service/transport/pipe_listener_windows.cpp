@@ -133,7 +133,7 @@ Result<PipeClient> identify_client(HANDLE pipe) {
 /// The client's account name: LookupAccountSidW may ask a domain
 /// controller, so this runs off the strand.
 Identified name_account(PipeClient client) {
-  Identified out{std::move(client.peer), {}};
+  Identified out{std::move(client.peer), {}, false};
   out.peer.user = account_name(client.sid.data());
   if (out.peer.user.empty())
     out.peer.user = *out.peer.sid;  // an account without a name still has its SID

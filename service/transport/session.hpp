@@ -8,7 +8,6 @@
 
 #include <utility>  // N.B. before Asio: Boost 1.74's awaitable.hpp needs std::exchange
 
-#include <array>
 #include <boost/asio/co_spawn.hpp>
 #include <boost/asio/detached.hpp>
 #include <boost/asio/post.hpp>
@@ -30,6 +29,7 @@
 #include "transport/log_limiter.hpp"
 #include "transport/options.hpp"
 #include "transport/session_registry.hpp"
+#include "transport/stream_reader.hpp"
 
 namespace discarbiter::transport {
 
@@ -64,8 +64,12 @@ class Session final : public SessionHandle, public std::enable_shared_from_this<
     namespace asio = boost::asio;
     auto self = this->shared_from_this();
     handshake_timer_.expires_after(limits_.handshake);
+    handshake_armed_ = true;
     handshake_timer_.async_wait([self](boost::system::error_code ec) {
-      if (!ec && self->dispatcher_ && !self->dispatcher_->greeted()) {
+      if (ec)
+        return;
+      self->handshake_armed_ = false;
+      if (self->dispatcher_ && !self->dispatcher_->greeted()) {
         self->close(fmt::format("no hello within {} ms", self->limits_.handshake.count()));
       }
     });
@@ -87,12 +91,21 @@ class Session final : public SessionHandle, public std::enable_shared_from_this<
     stream_.close(ignored);
     handshake_timer_.cancel();
     idle_timer_.cancel();
+    handshake_armed_ = idle_armed_ = false;
     write_signal_.cancel();
     if (on_closed_)
       std::exchange(on_closed_, nullptr)(this);
   }
 
   const std::string& user() const override { return user_; }
+
+  /// The timers that will wake the service for this session: the handshake
+  /// deadline until hello succeeds, and the idle check when limits.idle is
+  /// set (once per idle period: closing a quiet session that holds nothing
+  /// needs it). Nothing else, so that a service with idle sessions sleeps.
+  std::size_t timers_armed() const {
+    return std::size_t{handshake_armed_} + std::size_t{idle_armed_};
+  }
 
  private:
   core::SessionId id() const { return dispatcher_ ? dispatcher_->session() : 0; }
@@ -129,9 +142,11 @@ class Session final : public SessionHandle, public std::enable_shared_from_this<
     if (limits_.idle.count() == 0)
       return;
     idle_timer_.expires_after(after);
+    idle_armed_ = true;
     idle_timer_.async_wait([self = this->shared_from_this()](boost::system::error_code ec) {
       if (ec || self->closed_ || !self->dispatcher_)
         return;
+      self->idle_armed_ = false;
       const auto quiet = std::chrono::steady_clock::now() - self->last_request_;
       if (quiet < self->limits_.idle) {
         self->arm_idle_timer(self->limits_.idle - quiet);
@@ -153,51 +168,60 @@ class Session final : public SessionHandle, public std::enable_shared_from_this<
   }
 
   boost::asio::awaitable<void> read_loop() {
-    namespace asio = boost::asio;
     auto self = this->shared_from_this();
-    std::array<std::uint8_t, 16 * 1024> buffer{};
     decoder_.feed(already_read_);
-    already_read_.clear();
-    bool have_bytes = true;  // N.B. decode what the listener read before reading more
-    while (!closed_ && !closing_) {
-      if (!have_bytes) {
-        boost::system::error_code ec;
-        // N.B. a payload that has begun is read straight into the buffer
-        // that carries it to the drive (frame.hpp): no copy on the way.
-        const auto payload = decoder_.payload_space();
-        const std::size_t n = co_await stream_.async_read_some(
-            payload.empty() ? asio::buffer(buffer) : asio::buffer(payload.data(), payload.size()),
-            asio::redirect_error(asio::use_awaitable, ec));
-        if (ec) {
-          close(is_peer_gone(ec) ? std::string("client disconnected")
-                                 : fmt::format("read: {}", ec.message()));
-          co_return;
-        }
-        payload.empty() ? decoder_.feed({buffer.data(), n}) : decoder_.payload_filled(n);
+    proto::Bytes().swap(already_read_);  // N.B. freed: an idle session keeps no buffer
+    // N.B. decode what the listener read before reading more
+    while (decode_buffered()) {
+      boost::system::error_code ec;
+      // N.B. a payload that has begun is read straight into the buffer that
+      // carries it to the drive (frame.hpp): no copy on the way.
+      const auto payload = decoder_.payload_space();
+      const auto bytes = co_await reader_.read(stream_, decoder_.bytes_wanted(), payload, ec);
+      if (closed_ || closing_)
+        co_return;
+      if (ec) {
+        close(is_peer_gone(ec) ? std::string("client disconnected")
+                               : fmt::format("read: {}", ec.message()));
+        co_return;
       }
-      have_bytes = false;
-      for (;;) {
-        if (closed_ || closing_)
-          co_return;
-        auto out = decoder_.next();
-        if (out.status == proto::FrameDecoder::Status::need_more)
-          break;
-        std::string close_reason = "request refused before a successful hello";
-        if (out.status == proto::FrameDecoder::Status::error) {
-          if (const auto admitted = client_warnings().admit(peer_key(user_), session_key(id()))) {
-            spdlog::warn("session {} ({}): closing: {}: {}{}", id(), name(),
-                         error_name(out.error.code), out.error.message, suppressed_note(admitted));
-          }
-          close_reason = out.error.message;
-        } else {
-          last_request_ = std::chrono::steady_clock::now();
-          if (out.status == proto::FrameDecoder::Status::oversize)  // answered; the session goes on
-            spdlog::debug("session {} ({}): refused: {}", id(), name(), out.error.message);
+      if (payload.empty())
+        decoder_.feed(bytes);
+      else
+        decoder_.payload_filled(bytes.size());
+    }
+  }
+
+  /// Hands every complete frame buffered to the dispatcher. False once the
+  /// session must read no more.
+  bool decode_buffered() {
+    for (;;) {
+      if (closed_ || closing_)
+        return false;
+      auto out = decoder_.next();
+      if (out.status == proto::FrameDecoder::Status::need_more)
+        return true;
+      std::string close_reason = "request refused before a successful hello";
+      if (out.status == proto::FrameDecoder::Status::error) {
+        if (const auto admitted = client_warnings().admit(peer_key(user_), session_key(id()))) {
+          spdlog::warn("session {} ({}): closing: {}: {}{}", id(), name(),
+                       error_name(out.error.code), out.error.message, suppressed_note(admitted));
         }
-        if (dispatcher_->on_decoded(std::move(out)) == Dispatcher::Verdict::close) {
-          close_after_flush(std::move(close_reason));
-          co_return;
-        }
+        close_reason = out.error.message;
+      } else {
+        last_request_ = std::chrono::steady_clock::now();
+        if (out.status == proto::FrameDecoder::Status::oversize)  // answered; the session goes on
+          spdlog::debug("session {} ({}): refused: {}", id(), name(), out.error.message);
+      }
+      if (dispatcher_->on_decoded(std::move(out)) == Dispatcher::Verdict::close) {
+        close_after_flush(std::move(close_reason));
+        return false;
+      }
+      if (handshake_armed_ && dispatcher_->greeted()) {
+        // N.B. the deadline is met: a timer left armed would wake the
+        // service for nothing when it expires.
+        handshake_armed_ = false;
+        handshake_timer_.cancel();
       }
     }
   }
@@ -235,6 +259,7 @@ class Session final : public SessionHandle, public std::enable_shared_from_this<
   proto::Bytes already_read_;
   SessionLimits limits_;
   proto::FrameDecoder decoder_;
+  StreamReader<Stream> reader_;
   std::optional<Dispatcher> dispatcher_;
   std::deque<proto::OutgoingFrame> outbox_;
   std::size_t outbox_bytes_ = 0;
@@ -246,6 +271,8 @@ class Session final : public SessionHandle, public std::enable_shared_from_this<
   std::string user_;
   bool closed_ = false;
   bool closing_ = false;
+  bool handshake_armed_ = false;
+  bool idle_armed_ = false;
   std::string close_reason_;
 };
 

@@ -40,6 +40,8 @@ void SessionRegistry::remove(SessionHandle* session) {
   if (of_user != per_user_.end() && --of_user->second == 0)
     per_user_.erase(of_user);
   sessions_.erase(it);
+  if (on_removed_)
+    on_removed_();
 }
 
 void SessionRegistry::close_all(std::string_view reason) {

@@ -5,6 +5,7 @@
 #pragma once
 
 #include <cstdint>
+#include <functional>
 #include <map>
 #include <memory>
 #include <optional>
@@ -42,6 +43,9 @@ class SessionRegistry {
   void remove(SessionHandle* session);
   void close_all(std::string_view reason);
   std::size_t size() const { return sessions_.size(); }
+  /// Called after each session is removed (the POSIX listener returns the
+  /// memory freed to the system from there).
+  void on_removed(std::function<void()> callback) { on_removed_ = std::move(callback); }
 
  private:
   std::uint32_t max_sessions_;
@@ -49,6 +53,7 @@ class SessionRegistry {
   std::uint32_t admin_reserved_sessions_;
   std::map<SessionHandle*, std::shared_ptr<SessionHandle>> sessions_;
   std::map<std::string, std::size_t> per_user_;
+  std::function<void()> on_removed_;
 };
 
 }  // namespace discarbiter::transport

@@ -2,6 +2,7 @@
 // and SO_PEERPIDFD.
 #include <fcntl.h>
 #include <grp.h>
+#include <malloc.h>
 #include <pwd.h>
 #include <signal.h>
 #include <sys/socket.h>
@@ -17,6 +18,7 @@
 #include <filesystem>
 #include <optional>
 #include <string_view>
+#include <unordered_map>
 
 #include "discarbiter/posix/error.hpp"
 #include "discarbiter/posix/unique_fd.hpp"
@@ -51,6 +53,15 @@ using Socket = asio::local::stream_protocol::socket;
 /// With max_pending_connections waiting to be identified, how long a new
 /// connection waits for one of their look-ups to finish before it is refused.
 constexpr auto kLookupPatience = std::chrono::milliseconds(500);
+
+/// How long a user name from the user database is taken as still right,
+/// and for how many users at most.
+constexpr auto kUserNameLifetime = std::chrono::seconds(60);
+constexpr std::size_t kMaxUserNames = 256;
+
+/// How long after sessions close the memory they freed is returned to the
+/// system (at most once per this period, never on a request's path).
+constexpr auto kTrimDelay = std::chrono::seconds(1);
 
 /// Whether the peer's primary or supplementary groups include `gid`.
 bool peer_in_group(Socket& socket, gid_t primary, gid_t gid) {
@@ -115,9 +126,10 @@ Result<PeerCredentials> peer_credentials(Socket& socket, std::optional<gid_t> ad
 std::string peer_executable(const PeerCredentials& c, std::string& note) {
   if (!c.exe_readable)
     return {};
-  std::error_code ec;
-  const auto exe = std::filesystem::read_symlink(fmt::format("/proc/{}/exe", c.cred.pid), ec);
-  if (ec)
+  std::array<char, 4096> link{};
+  const auto path = fmt::format("/proc/{}/exe", c.cred.pid);
+  const ssize_t n = ::readlink(path.c_str(), link.data(), link.size());
+  if (n <= 0 || static_cast<std::size_t>(n) == link.size())
     return {};
   // N.B. signal 0 only checks: EPERM (another user's process) still means alive.
   if (c.pidfd && pidfd_send_signal(c.pidfd.get(), 0) != 0 && errno != EPERM) {
@@ -125,30 +137,69 @@ std::string peer_executable(const PeerCredentials& c, std::string& note) {
                        c.cred.pid);
     return {};
   }
-  return exe.string();
+  return std::string(link.data(), static_cast<std::size_t>(n));
 }
 
-/// Who the peer is: the user's name from getpwuid_r, which may wait on a
-/// remote user database (NSS: LDAP, sssd), and the executable, whose /proc
-/// read waits on the process's memory map. Off the strand, so neither
-/// delays any other client.
-Identified identify(const PeerCredentials& c) {
+/// Who the peer is: the user's name (`user`, when a recent look-up gave it,
+/// else from getpwuid_r, which may wait on a remote user database: NSS,
+/// LDAP, sssd) and the executable (/proc/PID/exe, which waits on nothing:
+/// the kernel reads the process's exe_file under RCU, since Linux 4.2).
+Identified identify(const PeerCredentials& c, const std::string* user = nullptr) {
   Identified out;
   core::PeerIdentity& peer = out.peer;
   peer.pid = static_cast<std::uint32_t>(c.cred.pid);
   peer.uid = c.cred.uid;
   peer.administrator = c.administrator;
-  passwd pw{};
-  passwd* found = nullptr;
-  std::array<char, 1024> buf{};
-  if (::getpwuid_r(c.cred.uid, &pw, buf.data(), buf.size(), &found) == 0 && found) {
-    peer.user = found->pw_name;
+  if (user) {
+    peer.user = *user;
   } else {
-    peer.user = std::to_string(c.cred.uid);
+    passwd pw{};
+    passwd* found = nullptr;
+    std::array<char, 1024> buf{};
+    if (::getpwuid_r(c.cred.uid, &pw, buf.data(), buf.size(), &found) == 0 && found) {
+      peer.user = found->pw_name;
+      out.user_found = true;
+    } else {
+      peer.user = std::to_string(c.cred.uid);
+    }
   }
   peer.exe = peer_executable(c, out.note);
   return out;
 }
+
+/// User names the user database gave lately, so that a user's next
+/// connections are identified on the strand without waiting for it (as
+/// nscd would). A name is kept kUserNameLifetime: a user renamed meanwhile
+/// keeps the old name (the same uid, the same limits) that long.
+class UserNames {
+ public:
+  const std::string* find(uid_t uid) {
+    const auto it = names_.find(uid);
+    if (it == names_.end())
+      return nullptr;
+    if (std::chrono::steady_clock::now() >= it->second.until) {
+      names_.erase(it);
+      return nullptr;
+    }
+    return &it->second.name;
+  }
+  void remember(uid_t uid, const std::string& name) {
+    const auto now = std::chrono::steady_clock::now();
+    if (names_.size() >= kMaxUserNames) {
+      std::erase_if(names_, [now](const auto& entry) { return now >= entry.second.until; });
+      if (names_.size() >= kMaxUserNames)
+        names_.clear();  // N.B. bounded: a few more look-ups, not memory
+    }
+    names_[uid] = {name, now + kUserNameLifetime};
+  }
+
+ private:
+  struct Entry {
+    std::string name;
+    std::chrono::steady_clock::time_point until;
+  };
+  std::unordered_map<uid_t, Entry> names_;
+};
 
 /// `key` names the configuration key, for the error.
 Result<gid_t> group_id(const std::string& name, std::string_view key) {
@@ -243,7 +294,10 @@ class SocketListener final : public Listener {
         sessions_(options_.max_sessions, options_.max_sessions_per_user,
                   options_.admin_reserved_sessions),
         identities_(io.get_executor(), options_.max_pending_connections),
-        patience_(io) {}
+        patience_(io),
+        trim_(io) {
+    sessions_.on_removed([this] { return_freed_memory(); });
+  }
 
   Result<Done> open() override {
     namespace fs = std::filesystem;
@@ -337,6 +391,7 @@ class SocketListener final : public Listener {
   void stop() override {
     stopped_ = true;
     patience_.cancel();
+    trim_.cancel();
     boost::system::error_code ignored;
     acceptor_.close(ignored);
     if (directory_ && !name_.empty())
@@ -407,19 +462,45 @@ class SocketListener final : public Listener {
       refusals_.refuse(std::move(socket), credentials.error());
       return;
     }
+    if (const std::string* user = user_names_.find(credentials->cred.uid)) {
+      // N.B. on the strand: nothing left to look up waits.
+      admit(std::move(socket), identify(*credentials, user));
+      return;
+    }
     // N.B. shared: std::function copies, and a socket and a pidfd do not.
     auto lookup = [c = std::make_shared<PeerCredentials>(std::move(*credentials))] {
       return identify(*c);
     };
     auto on_identified =
         [this, connection = std::make_shared<Socket>(std::move(socket))](Identified identified) {
-          if (!identified.note.empty())
-            spdlog::debug("{}", identified.note);
-          admit_connection(sessions_, refusals_, std::move(*connection), context_,
-                           std::move(identified.peer), options_.session);
+          if (identified.user_found && identified.peer.uid)
+            user_names_.remember(*identified.peer.uid, identified.peer.user);
+          admit(std::move(*connection), std::move(identified));
           on_lookup_finished();
         };
     identities_.submit(std::move(lookup), std::move(on_identified));
+  }
+
+  void admit(Socket socket, Identified identified) {
+    if (!identified.note.empty())
+      spdlog::debug("{}", identified.note);
+    admit_connection(sessions_, refusals_, std::move(socket), context_, std::move(identified.peer),
+                     options_.session);
+  }
+
+  /// glibc keeps what is freed for the process's later use: once sessions
+  /// have closed, hand the free pages back, so that the memory a burst of
+  /// sessions took is returned. Once per kTrimDelay at most, from a timer.
+  void return_freed_memory() {
+    if (stopped_ || trim_pending_)
+      return;
+    trim_pending_ = true;
+    trim_.expires_after(kTrimDelay);
+    trim_.async_wait([this](boost::system::error_code ec) {
+      trim_pending_ = false;
+      if (!ec)
+        ::malloc_trim(0);
+    });
   }
 
   /// A slot is free: accept again if accepting was paused for one.
@@ -444,6 +525,9 @@ class SocketListener final : public Listener {
   asio::steady_timer patience_;  // how long accepting waits for a free slot
   bool paused_ = false;          // accepting waits for a look-up to finish
   bool lookups_stuck_ = false;   // none finished within kLookupPatience
+  UserNames user_names_;
+  asio::steady_timer trim_;  // returns freed memory after sessions close
+  bool trim_pending_ = false;
   bool stopped_ = false;
   std::optional<gid_t> admin_gid_;
   unique_fd directory_;  // the endpoint's directory, checked at open()

@@ -24,6 +24,7 @@ namespace {
 
 using nlohmann::json;
 using testing::FailCount;
+using testing::ReadinessTestStream;
 using testing::StreamState;
 using testing::TestStream;
 
@@ -57,10 +58,11 @@ class LogCapture {
 };
 
 /// One session on a fresh arbiter and io_context, the test as its peer.
-class Connection {
+template <typename Stream>
+class BasicConnection {
  public:
-  explicit Connection(FailCount fails, SessionLimits limits = quiet_limits(),
-                      std::string user = "alice") {
+  explicit BasicConnection(FailCount fails, SessionLimits limits = quiet_limits(),
+                           std::string user = "alice") {
     // N.B. the arbiter numbers sessions in order: this probe learns the
     // number the session's will follow.
     const auto probe = fixture.arbiter.open_session({}, {});
@@ -68,8 +70,8 @@ class Connection {
     session_id = probe + 1;
 
     stream = std::make_shared<StreamState>(io.get_executor(), fails);
-    auto session = std::make_shared<Session<TestStream>>(
-        TestStream(stream), fixture.context,
+    auto session = std::make_shared<Session<Stream>>(
+        Stream(stream), fixture.context,
         core::PeerIdentity{4242, std::move(user), 1000, {}, "/usr/bin/burner"}, limits,
         [this](SessionHandle*) {
           ++closed;
@@ -77,6 +79,7 @@ class Connection {
         });
     weak = session;
     strong = session;
+    live = session.get();
     session->start();
   }
 
@@ -137,9 +140,12 @@ class Connection {
   core::SessionId session_id = 0;
   std::shared_ptr<SessionHandle> strong;
   std::weak_ptr<SessionHandle> weak;
+  Session<Stream>* live = nullptr;  // while `weak` has not expired
   int closed = 0;
   proto::FrameDecoder decoder;
 };
+
+using Connection = BasicConnection<TestStream>;
 
 /// The scripted conversation's requests, each answered before the next.
 std::vector<proto::RequestBody> script() {
@@ -156,7 +162,8 @@ std::vector<proto::RequestBody> script() {
 
 /// Runs the conversation, then the peer hangs up with the lock still held
 /// once. Returns how many replies came; stops early when the session ends.
-std::size_t converse(Connection& c) {
+template <typename Stream>
+std::size_t converse(BasicConnection<Stream>& c) {
   const auto requests = script();
   std::size_t replies = 0;
   for (std::size_t i = 0; i < requests.size(); ++i) {
@@ -179,14 +186,22 @@ std::size_t converse(Connection& c) {
   return replies;
 }
 
-TEST(SessionTest, EveryFailurePointEndsTheSessionOnceAndFreesItsLock) {
+/// Both ways a session reads (stream_reader.hpp): into a buffer of its own
+/// while the read is pending (the Windows pipe), and after a wait for
+/// readability into the io thread's buffer (the POSIX socket).
+template <typename Stream>
+class EveryStreamTest : public ::testing::Test {};
+using Streams = ::testing::Types<TestStream, ReadinessTestStream>;
+TYPED_TEST_SUITE(EveryStreamTest, Streams);
+
+TYPED_TEST(EveryStreamTest, EveryFailurePointEndsTheSessionOnceAndFreesItsLock) {
   LogCapture log;
   constexpr std::size_t kLimit = 10000;  // far more operations than the script takes
   std::size_t n = 0;
   std::size_t failures = 0;
   for (; n < kLimit; ++n) {
     SCOPED_TRACE(::testing::Message() << "failing operation " << n);
-    Connection c{FailCount(n)};
+    BasicConnection<TypeParam> c{FailCount(n)};
     const std::size_t replies = converse(c);
     EXPECT_EQ(c.closed, 1) << "on_closed once";
     EXPECT_TRUE(c.weak.expired()) << "the session, its coroutines and timers are gone";
@@ -214,6 +229,77 @@ TEST(SessionTest, EveryFailurePointEndsTheSessionOnceAndFreesItsLock) {
   EXPECT_GT(write_failures, 0U);
   std::cout << "[          ] " << failures << " failure points visited (" << read_failures
             << " in a read, " << write_failures << " in a write), then one clean run\n";
+}
+
+// The handshake deadline is a timer: once hello has succeeded it must not
+// stay armed, or the service wakes for nothing when it expires (one wake-up
+// per session, 2 s after its hello). What stays is the idle check, when
+// limits.idle is set: by design, once per idle period.
+TYPED_TEST(EveryStreamTest, AfterHelloNoTimerIsLeftArmedButTheIdleCheck) {
+  for (const auto idle : {std::chrono::seconds(0), std::chrono::seconds(600)}) {
+    SCOPED_TRACE(::testing::Message() << "limits.idle " << idle.count() << " s");
+    auto limits = BasicConnection<TypeParam>::quiet_limits();
+    limits.idle = idle;
+    BasicConnection<TypeParam> c(FailCount(), limits);
+    c.settle();
+    const std::size_t idle_check = idle.count() ? 1 : 0;
+    EXPECT_EQ(c.live->timers_armed(), 1 + idle_check) << "the handshake deadline, until hello";
+    ASSERT_EQ(c.exchange(1, proto::HelloRequest{proto::kProtocolVersion, "Burner", 1}).size(), 1U);
+    EXPECT_EQ(c.live->timers_armed(), idle_check) << "hello met the handshake deadline";
+    // A later request changes nothing.
+    ASSERT_EQ(c.exchange(2, proto::OwnerRequest{"sim0"}).size(), 1U);
+    EXPECT_EQ(c.live->timers_armed(), idle_check);
+    c.stream->peer_close();
+    c.settle();
+    EXPECT_EQ(c.closed, 1);
+    EXPECT_TRUE(c.weak.expired());
+  }
+}
+
+// An idle session holds no read buffer on a readiness stream (the POSIX
+// socket: it waits for readability, then reads into the io thread's one
+// buffer), and a small one on a completion stream (the Windows pipe, whose
+// pending read needs one), larger only while a large frame arrives.
+TEST(SessionTest, AnIdleSessionHoldsNoReadBufferOnASocketAndASmallOneOnAPipe) {
+  const proto::ExecuteRequest write{"sim0",
+                                    {0x2A, 0, 0, 0, 0, 0, 0, 0, 32, 0},  // WRITE(10), 32 blocks
+                                    proto::Direction::out,
+                                    0,
+                                    {},
+                                    proto::Bytes(64 * 1024, 0x5A)};
+  {
+    BasicConnection<ReadinessTestStream> c{FailCount()};
+    c.stream->max_read = 1024;
+    ASSERT_EQ(c.exchange(1, proto::HelloRequest{proto::kProtocolVersion, "Burner", 1}).size(), 1U);
+    EXPECT_TRUE(c.stream->waiting_read) << "a wait for readability is pending";
+    EXPECT_EQ(c.stream->pending_read_buffer, 0U);
+    ASSERT_EQ(c.exchange(2, proto::AcquireRequest{"sim0", false, 0}).size(), 1U);
+    ASSERT_EQ(c.exchange(3, write).size(), 1U);
+    EXPECT_EQ(c.stream->pending_read_buffer, 0U);
+    c.stream->peer_close();
+    c.settle();
+  }
+  {
+    Connection c{FailCount()};
+    c.stream->max_read = 1024;
+    ASSERT_EQ(c.exchange(1, proto::HelloRequest{proto::kProtocolVersion, "Burner", 1}).size(), 1U);
+    EXPECT_TRUE(c.stream->waiting_read);
+    EXPECT_EQ(c.stream->pending_read_buffer, kPendingReadBuffer);
+    ASSERT_EQ(c.exchange(2, proto::AcquireRequest{"sim0", false, 0}).size(), 1U);
+    // Half a large frame: the read pending meanwhile goes straight into the
+    // payload's own buffer (FrameDecoder::payload_space), the rest of it.
+    auto bytes = proto::encode_request(proto::Request{3, write});
+    const auto half = static_cast<std::ptrdiff_t>(bytes.size() / 2);
+    c.stream->peer_write({bytes.begin(), bytes.begin() + half});
+    c.settle();
+    EXPECT_EQ(c.stream->pending_read_buffer, bytes.size() - static_cast<std::size_t>(half));
+    c.stream->peer_write({bytes.begin() + half, bytes.end()});
+    c.settle();
+    EXPECT_EQ(c.take_frames().size(), 1U);
+    EXPECT_EQ(c.stream->pending_read_buffer, kPendingReadBuffer) << "back to the small one";
+    c.stream->peer_close();
+    c.settle();
+  }
 }
 
 TEST(SessionTest, APeerThatStopsReadingIsClosedWhenTheOutboxIsFull) {

@@ -7,6 +7,11 @@
 //
 // Single-threaded, as the service's io_context is: every completion is
 // posted to the stream's executor, never run inside the call, as a socket's.
+//
+// Two kinds, as the session reads them (stream_reader.hpp): TestStream reads
+// into the caller's buffer while the read is pending (as a Windows pipe);
+// ReadinessTestStream waits for readability and reads without blocking (as
+// a POSIX socket).
 #pragma once
 
 #include <utility>  // N.B. before Asio: Boost 1.74's awaitable.hpp needs std::exchange
@@ -17,6 +22,7 @@
 #include <boost/asio/buffer.hpp>
 #include <boost/asio/error.hpp>
 #include <boost/asio/post.hpp>
+#include <boost/asio/socket_base.hpp>
 #include <boost/system/error_code.hpp>
 #include <cstddef>
 #include <cstdint>
@@ -93,6 +99,8 @@ struct StreamState {
   std::size_t max_write = 16;
   bool closed = false;  // by the session
   std::size_t closes = 0;
+  /// The size of the buffer the pending read holds (0 for none, or a wait).
+  std::size_t pending_read_buffer = 0;
 
   // ---- the session's side (TestStream) ----
 
@@ -103,9 +111,20 @@ struct StreamState {
   /// A write a stalled peer never takes: completes only when closed.
   Completion waiting_write;
 
+  /// Moves at most max_read bytes of `inbound` into `into`.
+  template <typename MutableBuffers>
+  std::size_t take_inbound(const MutableBuffers& into) {
+    const std::size_t n = boost::asio::buffer_copy(
+        into, boost::asio::buffer(inbound.data(), std::min(inbound.size(), max_read)));
+    inbound.erase(inbound.begin(), inbound.begin() + static_cast<std::ptrdiff_t>(n));
+    return n;
+  }
+
   void complete_read() {
-    if (waiting_read && waiting_read())
+    if (waiting_read && waiting_read()) {
       waiting_read = nullptr;
+      pending_read_buffer = 0;
+    }
   }
 
   void close() {
@@ -114,16 +133,19 @@ struct StreamState {
     const auto aborted = make_error_code(boost::asio::error::operation_aborted);
     if (auto read = std::exchange(waiting_read, nullptr))
       read();  // N.B. sees `closed`: completes with operation_aborted
+    pending_read_buffer = 0;
     if (auto write = std::exchange(waiting_write, nullptr))
       write(aborted, 0);
   }
 };
 
-class TestStream {
+template <bool kReadiness>
+class BasicTestStream {
  public:
   using executor_type = boost::asio::any_io_executor;
+  static constexpr auto wait_read = boost::asio::socket_base::wait_read;
 
-  explicit TestStream(std::shared_ptr<StreamState> state) : state_(std::move(state)) {}
+  explicit BasicTestStream(std::shared_ptr<StreamState> state) : state_(std::move(state)) {}
 
   executor_type get_executor() const { return state_->executor; }
 
@@ -140,16 +162,12 @@ class TestStream {
           if (failed(*state, done))
             return;
           // Completes when there are bytes, end of file or a close.
+          state->pending_read_buffer = boost::asio::buffer_size(into);
           state->waiting_read = [state = state.get(), done, into] {
             if (state->closed) {
               done(make_error_code(boost::asio::error::operation_aborted), 0);
             } else if (!state->inbound.empty()) {
-              const std::size_t n = boost::asio::buffer_copy(
-                  into, boost::asio::buffer(state->inbound.data(),
-                                            std::min(state->inbound.size(), state->max_read)));
-              state->inbound.erase(state->inbound.begin(),
-                                   state->inbound.begin() + static_cast<std::ptrdiff_t>(n));
-              done({}, n);
+              done({}, state->take_inbound(into));
             } else if (state->peer_closed) {
               done(make_error_code(boost::asio::error::eof), 0);
             } else {
@@ -160,6 +178,57 @@ class TestStream {
           state->complete_read();
         },
         token, buffers);
+  }
+
+  // ---- a readiness stream's reads ----
+
+  void non_blocking(bool, boost::system::error_code& ec) requires kReadiness {
+    ec = {};
+  }
+
+  /// Reads what is there now: would_block when nothing is.
+  template <typename MutableBuffers>
+  std::size_t read_some(const MutableBuffers& into,
+                        boost::system::error_code& ec) requires kReadiness {
+    ec = {};
+    if (state_->fail_count.fail(ec))
+      return 0;
+    if (state_->closed) {
+      ec = make_error_code(boost::asio::error::bad_descriptor);
+    } else if (!state_->inbound.empty()) {
+      return state_->take_inbound(into);
+    } else if (state_->peer_closed) {
+      ec = make_error_code(boost::asio::error::eof);
+    } else {
+      ec = make_error_code(boost::asio::error::would_block);
+    }
+    return 0;
+  }
+
+  /// Completes when there are bytes or end of file, holding no buffer.
+  template <typename Token>
+  auto async_wait(boost::asio::socket_base::wait_type, Token&& token) requires kReadiness {
+    return boost::asio::async_initiate<Token, void(boost::system::error_code)>(
+        [state = state_](auto handler) {
+          auto done = completion(
+              *state, [h = std::move(handler)](boost::system::error_code ec, std::size_t) mutable {
+                std::move(h)(ec);
+              });
+          if (failed(*state, done))
+            return;
+          state->waiting_read = [state = state.get(), done] {
+            if (state->closed) {
+              done(make_error_code(boost::asio::error::operation_aborted), 0);
+            } else if (!state->inbound.empty() || state->peer_closed) {
+              done({}, 0);
+            } else {
+              return false;
+            }
+            return true;
+          };
+          state->complete_read();
+        },
+        token);
   }
 
   template <typename ConstBuffers, typename Token>
@@ -213,5 +282,8 @@ class TestStream {
 
   std::shared_ptr<StreamState> state_;
 };
+
+using TestStream = BasicTestStream<false>;
+using ReadinessTestStream = BasicTestStream<true>;
 
 }  // namespace discarbiter::testing
