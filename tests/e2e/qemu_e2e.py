@@ -12,11 +12,13 @@ discarb.exe under Wine inside the guest (the host's userland over 9p),
 driving the same drive through SPTI as \\\\.\\CdRom0.
 
 Usage: qemu_e2e.py WORKDIR [--windows WINDOWS_BUILD WINE_PREFIX | --skip-windows REASON
-                            | --cannot-run-windows REASON]
+                            | --cannot-run-windows REASON | --bench]
 (WORKDIR holds vmlinuz, initrd.gz, disc.iso.) Prints one line per check,
-the checks it skipped with the reason, and the measured figures; a pass
+the checks it skipped with the reason, and the measured figures, among them
+TEST UNIT READY through the service against direct SG_IO in the guest; a pass
 stops at its first failure with the guest's output; exits non-zero if either
-failed."""
+failed. --bench boots the Linux guest for those TUR figures alone and prints
+them as `bench:` lines."""
 import ctypes
 import json
 import os
@@ -226,6 +228,68 @@ def report_failure(guest, error, service_log):
         pass
 
 
+def start_linux_service(guest, args="", log_level="debug"):
+    """Starts the Linux discarbiterd in the guest (pid in /tmp/d.pid, log in
+    /tmp/d.log) and waits until it answers; its status document."""
+    guest.ok(f"discarbiterd run --log-level {log_level} {args} >>/tmp/d.log 2>&1 & echo $! >/tmp/d.pid")
+    deadline = time.monotonic() + 20
+    while guest.sh("discarb status >/dev/null 2>&1")[0] != 0:
+        if time.monotonic() > deadline:
+            raise Failure("discarbiterd did not answer:\n" + guest.ok("cat /tmp/d.log"))
+    return json.loads(guest.ok("discarb --json status"))
+
+
+# TEST UNIT READY through the service against the same command by direct
+# SG_IO, with the IPC floors, in the same guest (tests/bench/tur_bench.cpp):
+# a few hundred of each in the end to end (about two seconds), more with
+# --bench.
+TUR_COUNT_E2E = 200
+TUR_COUNT_BENCH = 2000
+
+
+def tur_figure(guest, mode, target, count, cpu_of=""):
+    """Runs discarbiter_tur_bench MODE in the guest: {key: its bench figure}.
+    With cpu_of (a shell word for a pid), prints where the time went too."""
+    cpu = f"--cpu-of {cpu_of}" if cpu_of else ""
+    out = guest.ok(" ".join(filter(None, ["discarbiter_tur_bench", mode, target, str(count), cpu])), timeout=300)
+    m = re.search(r"^bench: (\{.*\})$", out, re.M)
+    if not m:
+        raise Failure(f"discarbiter_tur_bench {mode} printed no figure:\n{out}")
+    for line in re.findall(r"^cpu per command.*$", out, re.M):
+        print(f"{mode}: {re.sub(r'pid [0-9]+', 'the service', line)}")
+    figure = json.loads(m.group(1))
+    return {figure["key"]: figure}
+
+
+def tur_figures_without_the_service(guest, count):
+    """The figures taken while the service does not hold the drive: TUR by
+    SG_IO on /dev/sg0 (the node and the open the service uses), the raw
+    AF_UNIX round trip, and that round trip with its echo process sending
+    the TUR, then with a second thread of it sending the TUR."""
+    figures = {}
+    for mode, target in (("sgio", "/dev/sg0"), ("round-trip", ""), ("round-trip-tur", "/dev/sg0"),
+                         ("round-trip-tur-thread", "/dev/sg0")):
+        figures |= tur_figure(guest, mode, target, count)
+    return figures
+
+
+def print_tur_figures(figures, clock):
+    def p50(key):
+        return figures[key]["p50_us"]
+
+    service, direct = figures["qemu_tur_service"], figures["qemu_tur_sgio"]
+    print(f"qemu e2e: TEST UNIT READY through the service p50 {service['p50_us']:.0f} us vs direct SG_IO "
+          f"p50 {direct['p50_us']:.0f} us (ratio {service['p50_us'] / direct['p50_us']:.2f}; "
+          f"p99 {service['p99_us']:.0f} vs {direct['p99_us']:.0f} us; n {service['n']}; {clock})")
+    simulated = (f"; the service's own path, TUR on a simulated drive: {p50('qemu_tur_service_simulated'):.0f}"
+                 if "qemu_tur_service_simulated" in figures else "")
+    print(f"qemu e2e: in the same guest, p50 in us: raw AF_UNIX round trip {p50('qemu_raw_round_trip'):.0f}; "
+          f"with the echo process sending the TUR {p50('qemu_raw_round_trip_tur'):.0f} (ratio "
+          f"{p50('qemu_raw_round_trip_tur') / direct['p50_us']:.2f} to direct SG_IO: the floor of any arbiter "
+          f"in another process); with a second thread of it sending the TUR "
+          f"{p50('qemu_raw_round_trip_tur_thread'):.0f}{simulated}")
+
+
 def linux_pass(workdir):
     """The Linux discarbiterd (sgio) in a busybox guest."""
     monitor_path = fresh_socket(workdir, "monitor.sock")
@@ -237,14 +301,11 @@ def linux_pass(workdir):
         guest.wait_for("E2E:ready", timeout=120)
         print(f"guest booted in {time.monotonic() - started:.1f} s")
         guest.ok("ls /dev/sr0 /dev/sg0")
+        # N.B. before the service starts: it holds /dev/sg0 exclusively.
+        direct = tur_figures_without_the_service(guest, TUR_COUNT_E2E)
 
         def start_service(args=""):
-            guest.ok(f"discarbiterd run --log-level debug {args} >>/tmp/d.log 2>&1 & echo $! >/tmp/d.pid")
-            deadline = time.monotonic() + 20
-            while guest.sh("discarb status >/dev/null 2>&1")[0] != 0:
-                if time.monotonic() > deadline:
-                    raise Failure("discarbiterd did not answer:\n" + guest.ok("cat /tmp/d.log"))
-            return json.loads(guest.ok("discarb --json status"))
+            return start_linux_service(guest, args)
 
         status = start_service()
         drive = next((d for d in status["drives"] if d["id"] == "cdrom0"), None)
@@ -255,6 +316,8 @@ def linux_pass(workdir):
 
         inquiry = guest.ok("discarb inquiry cdrom0 --name e2e-inquiry")
         check("INQUIRY shows QEMU's vendor and product", "QEMU" in inquiry and "QEMU DVD-ROM" in inquiry, inquiry)
+        print_tur_figures(direct | tur_figure(guest, "service", "cdrom0", TUR_COUNT_E2E),
+                          "TCG in real time: the host's load shows; scripts/qemu-e2e --bench counts instructions")
 
         # The OS-level exclusivity: the service's O_EXCL open keeps mounts out.
         rc, out = guest.sh("mount -t iso9660 -o ro /dev/sr0 /mnt")
@@ -355,6 +418,39 @@ def linux_pass(workdir):
         log = guest.ok("cat /tmp/d.log")
         check("SIGTERM stops the service cleanly", "discarbiterd stopped" in log, log[-2000:])
         print(f"qemu e2e: linux pass: all checks passed in {time.monotonic() - started:.1f} s")
+        return 0
+    except Failure as e:
+        report_failure(guest, e, "/tmp/d.log")
+        return 1
+    finally:
+        guest.close()
+
+
+# N.B. --bench runs the guest on QEMU's instruction counter: guest time is
+# its instructions at 1 ns each, so the figures are the same on a busy host
+# as on a quiet one (in real time, a TCG vCPU thread that the host preempts
+# adds its wait to whatever the guest was timing). What costs the host time
+# but no guest instruction (QEMU's TLB refills after a context switch, its
+# device models) costs nothing here.
+BENCH_CLOCK = ["-icount", "shift=0,sleep=off"]
+
+
+def bench_pass(workdir):
+    """--bench: boots the Linux guest for the TEST UNIT READY figures alone
+    and prints them as `bench:` lines (scripts/dev bench)."""
+    monitor_path = fresh_socket(workdir, "monitor.sock")
+    guest = Guest(workdir, monitor_path, extra=BENCH_CLOCK)
+    try:
+        guest.wait_for("E2E:ready", timeout=120)
+        figures = tur_figures_without_the_service(guest, TUR_COUNT_BENCH)
+        # N.B. the service's default log level, and a simulated drive beside
+        # the real one: the same path without the device.
+        start_linux_service(guest, "--simulate 1", log_level="info")
+        figures |= tur_figure(guest, "service", "cdrom0", TUR_COUNT_BENCH, cpu_of="$(cat /tmp/d.pid)")
+        figures |= tur_figure(guest, "service-simulated", "sim0", TUR_COUNT_BENCH, cpu_of="$(cat /tmp/d.pid)")
+        for figure in figures.values():
+            print("bench: " + json.dumps(figure, separators=(",", ":")))
+        print_tur_figures(figures, "guest time: QEMU -icount shift=0, an instruction a nanosecond")
         return 0
     except Failure as e:
         report_failure(guest, e, "/tmp/d.log")
@@ -530,6 +626,8 @@ def windows_pass(workdir, windows, prefix):
 
 def main(argv):
     workdir = argv[1]
+    if argv[2:] == ["--bench"]:
+        return bench_pass(workdir)
     status = linux_pass(workdir)
     if len(argv) >= 5 and argv[2] == "--windows":
         status |= windows_pass(workdir, argv[3], argv[4])
