@@ -92,7 +92,8 @@ void FrameDecoder::payload_filled(std::size_t n) noexcept {
 }
 
 void FrameDecoder::start_payload() {
-  if (error_ || oversize_ || in_payload_ || buffer_.size() - consumed_ < kFrameHeaderSize) {
+  if (!payload_space_on_ || error_ || oversize_ || in_payload_ ||
+      buffer_.size() - consumed_ < kFrameHeaderSize) {
     return;
   }
   const std::uint8_t* p = buffer_.data() + consumed_;

@@ -58,6 +58,8 @@ class Session final : public SessionHandle, public std::enable_shared_from_this<
     dispatcher_.emplace(context, std::move(peer), limits.frames,
                         [this](proto::OutgoingFrame frame) { send(std::move(frame)); });
     write_signal_.expires_at(std::chrono::steady_clock::time_point::max());
+    // N.B. until hello succeeds a payload costs only the bytes that came.
+    decoder_.set_payload_space(false);
   }
 
   void start() {
@@ -217,6 +219,8 @@ class Session final : public SessionHandle, public std::enable_shared_from_this<
         close_after_flush(std::move(close_reason));
         return false;
       }
+      if (!decoder_.payload_space_on() && dispatcher_->greeted())
+        decoder_.set_payload_space(true);
       if (handshake_armed_ && dispatcher_->greeted()) {
         // N.B. the deadline is met: a timer left armed would wake the
         // service for nothing when it expires.

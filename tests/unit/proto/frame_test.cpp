@@ -120,6 +120,26 @@ TEST(Frame, APayloadReadIntoPayloadSpaceIsTheFramesPayloadWithNoCopy) {
   EXPECT_EQ(d.buffered(), 0U);
 }
 
+TEST(Frame, WithPayloadSpaceOffAnAnnouncedPayloadCostsOnlyTheBytesThatCame) {
+  const Bytes payload(1024 * 1024, 0x33);
+  const Bytes f = encode_frame({{"id", 1}}, payload);
+  const std::size_t head = f.size() - payload.size();
+  FrameDecoder d;
+  d.set_payload_space(false);  // a session before hello
+  d.feed({f.data(), head + 10});
+  ASSERT_EQ(d.next().status, Status::need_more);
+  EXPECT_TRUE(d.payload_space().empty()) << "no buffer of the announced megabyte";
+  EXPECT_EQ(d.buffered(), head + 10);
+  // Hello succeeded: the rest of a payload begun is read into its own buffer.
+  d.set_payload_space(true);
+  d.feed({f.data() + head + 10, 10});
+  EXPECT_EQ(d.payload_space().size(), payload.size() - 20);
+  d.feed({f.data() + head + 20, payload.size() - 20});
+  auto out = d.next();
+  ASSERT_EQ(out.status, Status::frame);
+  EXPECT_EQ(out.frame.payload, payload);
+}
+
 TEST(Frame, AFeedThatEndsAPayloadCarriesTheNextFrameOn) {
   const Bytes payload(300, 0x11);
   Bytes stream = encode_frame({{"id", 1}}, payload);

@@ -91,6 +91,13 @@ class FrameDecoder {
   /// `n` bytes (at most payload_space().size()) were written at the start of
   /// payload_space().
   void payload_filled(std::size_t n) noexcept;
+  /// Whether a payload's buffer is allocated (at its announced size) once its
+  /// frame's header and JSON are in, for payload_space(). Off, a payload is
+  /// buffered only as its bytes arrive: a session keeps it off until hello
+  /// succeeds, so that an unauthenticated peer cannot make the service hold
+  /// a megabyte for a hundred bytes sent. On by default.
+  void set_payload_space(bool on) noexcept { payload_space_on_ = on; }
+  bool payload_space_on() const noexcept { return payload_space_on_; }
 
   /// `oversize`: a frame whose payload was over max_payload_bytes and was
   /// skipped; `frame.json` is its JSON, `frame.payload` is empty and `error`
@@ -121,6 +128,7 @@ class FrameDecoder {
   void start_payload();
 
   FrameLimits limits_;
+  bool payload_space_on_ = true;
   Bytes buffer_;
   std::size_t consumed_ = 0;
   std::optional<Error> error_;
