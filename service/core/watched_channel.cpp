@@ -154,6 +154,12 @@ void WatchedChannel::on_watchdog(std::uint64_t ticket) {
   // N.B. the call stays in the backend (and counted) until it returns.
   Call& call = it->second;
   call.answered = true;
+  if (const auto* steps = std::get_if<AcquireSteps>(&call.request)) {
+    // N.B. before the answer: the backend reads it between steps, so an
+    // acquire still running starts nothing more and undoes an OS lock it
+    // took, instead of leaving it to a lock nobody owns.
+    steps->abandoned->store(true);
+  }
   answer(ticket, call.opcode, std::exchange(call.handler, {}), overrun_answer(call));
 }
 

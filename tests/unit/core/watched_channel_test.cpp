@@ -295,5 +295,30 @@ TEST_F(WatchedChannelTest, TheStepsWatchdogIsTheSumOfTheirLimitsAndAnswersEveryS
   EXPECT_EQ(channel->stats().timeouts, 3U) << "each ALLOW counts, as if sent alone";
 }
 
+TEST_F(WatchedChannelTest,
+       AnAcquireAnsweredByItsWatchdogIsAbandonedBeforeTheAnswerSoItsLockIsUndone) {
+  // PREVENT sits in the drive after TUR and the OS lock: the watchdog answers.
+  drive->stuck.insert(opcode::prevent_allow_medium_removal);
+  std::optional<AcquireSteps> done;
+  bool abandoned_when_answered = false;
+  channel->acquire_steps(acquire_steps(), [&](AcquireSteps s) {
+    abandoned_when_answered = s.abandoned->load();
+    done = std::move(s);
+  });
+  scheduler.advance(29s);  // 3 + 10 + 4 + 10, + 2 s grace
+  ASSERT_TRUE(done);
+  EXPECT_TRUE(abandoned_when_answered)
+      << "the backend must see the steps abandoned before anybody hears the answer";
+  EXPECT_EQ(drive->os_owner, "A") << "the OS lock taken before PREVENT stuck";
+  // The PREVENT comes back late and good: nobody owns the lock, so the
+  // backend's next step is its undoing, not a lock left held.
+  ASSERT_EQ(drive->stuck_handlers.size(), 1U);
+  auto late = std::move(drive->stuck_handlers.front());
+  drive->stuck_handlers.clear();
+  late(ScsiResult{});
+  scheduler.run();
+  EXPECT_EQ(drive->os_owner, "") << "the late acquire's OS lock was rolled back";
+}
+
 }  // namespace
 }  // namespace discarbiter::core
