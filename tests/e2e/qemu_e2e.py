@@ -228,6 +228,19 @@ def report_failure(guest, error, service_log):
         pass
 
 
+def run_pass(guest, checks, service_log="/tmp/d.log"):
+    """Runs a pass's checks: 0 when they all hold; on a Failure, 1 after the
+    guest's console and the service's log. The guest is closed either way."""
+    try:
+        checks()
+        return 0
+    except Failure as e:
+        report_failure(guest, e, service_log)
+        return 1
+    finally:
+        guest.close()
+
+
 def start_linux_service(guest, args="", log_level="debug"):
     """Starts the Linux discarbiterd in the guest (pid in /tmp/d.pid, log in
     /tmp/d.log) and waits until it answers; its status document."""
@@ -297,7 +310,8 @@ def linux_pass(workdir):
     guest = Guest(workdir, monitor_path)
     mon = Monitor(monitor_path)
     cd = "ide1-cd0"
-    try:
+
+    def checks():
         guest.wait_for("E2E:ready", timeout=120)
         print(f"guest booted in {time.monotonic() - started:.1f} s")
         guest.ok("ls /dev/sr0 /dev/sg0")
@@ -418,12 +432,8 @@ def linux_pass(workdir):
         log = guest.ok("cat /tmp/d.log")
         check("SIGTERM stops the service cleanly", "discarbiterd stopped" in log, log[-2000:])
         print(f"qemu e2e: linux pass: all checks passed in {time.monotonic() - started:.1f} s")
-        return 0
-    except Failure as e:
-        report_failure(guest, e, "/tmp/d.log")
-        return 1
-    finally:
-        guest.close()
+
+    return run_pass(guest, checks)
 
 
 # N.B. --bench runs the guest on QEMU's instruction counter: guest time is
@@ -440,7 +450,8 @@ def bench_pass(workdir):
     and prints them as `bench:` lines (scripts/dev bench)."""
     monitor_path = fresh_socket(workdir, "monitor.sock")
     guest = Guest(workdir, monitor_path, extra=BENCH_CLOCK)
-    try:
+
+    def checks():
         guest.wait_for("E2E:ready", timeout=120)
         figures = tur_figures_without_the_service(guest, TUR_COUNT_BENCH)
         # N.B. the service's default log level, and a simulated drive beside
@@ -451,12 +462,8 @@ def bench_pass(workdir):
         for figure in figures.values():
             print("bench: " + json.dumps(figure, separators=(",", ":")))
         print_tur_figures(figures, "guest time: QEMU -icount shift=0, an instruction a nanosecond")
-        return 0
-    except Failure as e:
-        report_failure(guest, e, "/tmp/d.log")
-        return 1
-    finally:
-        guest.close()
+
+    return run_pass(guest, checks)
 
 
 WINDOWS_ONLY = [
@@ -483,7 +490,8 @@ def windows_pass(workdir, windows, prefix):
     mon = Monitor(monitor_path)
     cd = "ide1-cd0"
     drive_path = "\\\\.\\CdRom0"  # N.B. for the guest's shell: \\.\CdRom0 in single quotes
-    try:
+
+    def checks():
         guest.wait_for("E2E:ready", timeout=180)
         print(f"guest booted in {time.monotonic() - started:.1f} s (host userland over 9p)")
         # N.B. the prefix's first process starts wineserver and Wine's services:
@@ -614,14 +622,11 @@ def windows_pass(workdir, windows, prefix):
               f"{time.monotonic() - t0:.1f} s ('not locked' {stopped_s * 1000:.0f} ms after sc stop returned)")
 
         print(f"qemu e2e: windows pass: all checks passed in {time.monotonic() - started:.1f} s")
-        return 0
-    except Failure as e:
-        report_failure(guest, e, "/tmp/d.log")
-        return 1
-    finally:
-        guest.close()
-        for what, why in WINDOWS_ONLY:
-            print(f"  skipped: {what}: {why}")
+
+    rc = run_pass(guest, checks)
+    for what, why in WINDOWS_ONLY:
+        print(f"  skipped: {what}: {why}")
+    return rc
 
 
 def main(argv):
