@@ -1,18 +1,27 @@
 """Sessions as the kernel sees the service (issue 15): what a completed hello
-leaves armed in the service's reactor, and whether the memory of sessions
-comes back when they close. Everything is read from /proc/PID (the
-service's timerfd, its VmRSS); nothing waits for a time."""
+leaves armed in the service's reactor, and what clients that never say hello
+can make it hold. Everything is read from /proc/PID (the service's timerfd,
+its VmRSS); nothing waits for a time but the handshake deadline itself."""
+import json
 import os
 import select
+import struct
 import time
 import unittest
 
 from harness import RawClient, Service
 from test_bounds import memory
 
+MiB = 1024 * 1024
 # N.B. under ASan and TSan the service's RSS says nothing about what it
 # holds: the figure is printed, not asserted (as test_bounds.py).
 SANITIZED = any(v in os.environ for v in ("ASAN_OPTIONS", "TSAN_OPTIONS"))
+
+
+def hello_frame(name):
+    body = json.dumps({"id": 1, "op": "hello", "protocol": 1, "client_name": name,
+                       "pid": os.getpid()}).encode()
+    return body
 
 
 def hello(c, name):
@@ -113,6 +122,57 @@ class MemoryReturned(unittest.TestCase):
               f"{(grown - after) / 1024:.0f} KiB returned when they closed")
         if not SANITIZED:
             self.assertLessEqual(after, wanted, "less than 3/4 of it returned")
+
+
+class UnauthenticatedPayloads(unittest.TestCase):
+    """Before hello a session gets no payload buffer at the announced size
+    (FrameDecoder::set_payload_space(false)): clients that announce a 1 MiB
+    hello payload and stall cost the bytes they sent, not 1 MiB each, and are
+    cut at the handshake deadline."""
+
+    CLIENTS = 120
+    HANDSHAKE_MS = 1500
+
+    def setUp(self):
+        self.service = Service(simulate=1, config={"limits": {
+            "handshake_ms": self.HANDSHAKE_MS, "max_sessions_per_user": 200,
+            "max_sessions": 256, "max_pending_connections": 256}})
+        self.pid = self.service.proc.pid
+
+    def tearDown(self):
+        self.service.stop()
+
+    def sessions(self):
+        return len(self.service.status()["clients"])
+
+    def test_stalled_announcements_stay_small_and_are_cut_at_the_deadline(self):
+        idle = self.sessions()  # N.B. a status request is a session of its own
+        before = memory(self.pid)[0]
+        body = hello_frame("Staller")
+        clients = []
+        for _ in range(self.CLIENTS):
+            c = RawClient(self.service.endpoint)
+            # 1 MiB announced (max_transfer_bytes by default), 1 KiB sent.
+            c.send(struct.pack("<II", len(body), MiB) + body + b"\0" * 1024)
+            clients.append(c)
+        # Every one of them is a session by now: a status counts them.
+        connected = time.monotonic()
+        deadline = connected + 10
+        while self.sessions() < idle + self.CLIENTS:
+            self.assertLess(time.monotonic(), deadline, "not every client became a session")
+        growth = memory(self.pid)[0] - before
+        print(f"\n{self.CLIENTS} stalled 1 MiB announcements: the service's RSS grew by "
+              f"{growth / MiB:.1f} MiB")
+        if not SANITIZED:
+            # With a buffer at the announced size: > 120 MiB.
+            self.assertLess(growth, 16 * MiB)
+        # Each is cut at its handshake deadline, none much later.
+        for c in clients:
+            c.sock.settimeout(10)
+            self.assertTrue(c.closed_by_peer(), "a stalled client outlived its deadline")
+        took = time.monotonic() - connected
+        print(f"all {self.CLIENTS} closed {took:.2f} s after the last connected")
+        self.assertEqual(self.sessions(), idle)
 
 
 if __name__ == "__main__":
