@@ -20,7 +20,6 @@
 #include <filesystem>
 #include <optional>
 #include <string_view>
-#include <unordered_map>
 #include <vector>
 
 #include "discarbiter/posix/error.hpp"
@@ -56,11 +55,6 @@ using Socket = asio::local::stream_protocol::socket;
 /// With max_pending_connections waiting to be identified, how long a new
 /// connection waits for one of their look-ups to finish before it is refused.
 constexpr auto kLookupPatience = std::chrono::milliseconds(500);
-
-/// How long a user name from the user database is taken as still right,
-/// and for how many users at most.
-constexpr auto kUserNameLifetime = std::chrono::seconds(60);
-constexpr std::size_t kMaxUserNames = 256;
 
 /// How long after sessions close the memory they freed is returned to the
 /// system (at most once per this period, never on a request's path).
@@ -169,40 +163,6 @@ Identified identify(const PeerCredentials& c, const std::string* user = nullptr)
   peer.exe = peer_executable(c, out.note);
   return out;
 }
-
-/// User names the user database gave lately, so that a user's next
-/// connections are identified on the strand without waiting for it (as
-/// nscd would). A name is kept kUserNameLifetime: a user renamed meanwhile
-/// keeps the old name (the same uid, the same limits) that long.
-class UserNames {
- public:
-  const std::string* find(uid_t uid) {
-    const auto it = names_.find(uid);
-    if (it == names_.end())
-      return nullptr;
-    if (std::chrono::steady_clock::now() >= it->second.until) {
-      names_.erase(it);
-      return nullptr;
-    }
-    return &it->second.name;
-  }
-  void remember(uid_t uid, const std::string& name) {
-    const auto now = std::chrono::steady_clock::now();
-    if (names_.size() >= kMaxUserNames) {
-      std::erase_if(names_, [now](const auto& entry) { return now >= entry.second.until; });
-      if (names_.size() >= kMaxUserNames)
-        names_.clear();  // N.B. bounded: a few more look-ups, not memory
-    }
-    names_[uid] = {name, now + kUserNameLifetime};
-  }
-
- private:
-  struct Entry {
-    std::string name;
-    std::chrono::steady_clock::time_point until;
-  };
-  std::unordered_map<uid_t, Entry> names_;
-};
 
 /// Has Asio's reactor make `count` descriptor states now, while the heap is
 /// small, so that the sockets of sessions find them ready together.
@@ -559,7 +519,7 @@ class SocketListener final : public Listener {
   asio::steady_timer patience_;  // how long accepting waits for a free slot
   bool paused_ = false;          // accepting waits for a look-up to finish
   bool lookups_stuck_ = false;   // none finished within kLookupPatience
-  UserNames user_names_;
+  RecentUserNames<uid_t> user_names_;
   asio::steady_timer trim_;  // returns freed memory after sessions close
   bool trim_pending_ = false;
   bool stopped_ = false;
