@@ -42,18 +42,14 @@ else()
 endif()
 
 # Asio is used header-only; one target carries its settings.
-# N.B. BOOST_ASIO_DISABLE_TIMERFD (Linux's epoll reactor): with a timerfd, a
-# cancelled timer (the handshake deadline once hello succeeds, a drive job's
-# watchdog once the job is done) leaves the timerfd armed, and the service
-# wakes at its old expiry for nothing; without it, each epoll_wait sleeps
-# until the earliest timer still pending.
+# N.B. on Linux Asio's epoll reactor always sleeps on a timerfd (Boost 1.74
+# has no switch to turn it off), and cancelling a timer does not re-arm it:
+# see transport/reactor_timeout.hpp for how the service avoids waking at a
+# cancelled deadline.
 add_library(discarbiter_asio INTERFACE)
 target_link_libraries(discarbiter_asio INTERFACE Boost::headers Threads::Threads)
 target_compile_definitions(discarbiter_asio INTERFACE
   BOOST_ASIO_NO_DEPRECATED BOOST_ASIO_DISABLE_BOOST_COROUTINE)
-if(NOT WIN32)
-  target_compile_definitions(discarbiter_asio INTERFACE BOOST_ASIO_DISABLE_TIMERFD)
-endif()
 if(WIN32)
   # N.B. _WIN32_WINNT before any Windows header: Windows 10 APIs
   # (CM_Register_Notification, PIPE_REJECT_REMOTE_CLIENTS) and Asio's choice

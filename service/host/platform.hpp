@@ -22,7 +22,9 @@ void accept_stop_signals();
 /// Lowers the calling thread's scheduling priority: for the log's writer,
 /// so that a record queued by the io thread does not preempt it (on one CPU
 /// the writer would otherwise run, format and write before the reply that
-/// the io thread was about to send). It still gets its share of a busy CPU.
+/// the io thread was about to send), and for the status writer, so that a
+/// client asking for status without end does not take the io thread's CPU
+/// from a grant. Each still gets its share of a busy CPU.
 void lower_current_thread_priority();
 
 }  // namespace discarbiter::host

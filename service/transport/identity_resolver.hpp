@@ -7,11 +7,13 @@
 #pragma once
 
 #include <boost/asio/any_io_executor.hpp>
+#include <chrono>
 #include <cstddef>
 #include <cstdint>
 #include <functional>
 #include <memory>
 #include <string>
+#include <unordered_map>
 
 #include "core/identity.hpp"
 
@@ -61,6 +63,50 @@ class IdentityResolver {
   std::shared_ptr<Shared> shared_;
   std::size_t max_pending_;
   std::uint64_t next_id_ = 0;
+};
+
+/// User names a look-up gave lately, by the user's uid (POSIX) or SID
+/// (Windows), so that a user's next connections are identified on the strand
+/// without waiting on the user database or a domain controller again (as
+/// nscd would). A name is kept kLifetime: a user renamed meanwhile keeps the
+/// old name (the same uid or SID, so the same limits) that long. At most
+/// kMaxNames users: a flood of users costs look-ups, not memory.
+template <typename Key>
+class RecentUserNames {
+ public:
+  using Clock = std::chrono::steady_clock;
+  static constexpr std::chrono::seconds kLifetime{60};
+  static constexpr std::size_t kMaxNames = 256;
+
+  /// The name remembered for `key`, or null once it is older than kLifetime.
+  const std::string* find(const Key& key, Clock::time_point now = Clock::now()) {
+    const auto it = names_.find(key);
+    if (it == names_.end())
+      return nullptr;
+    if (now >= it->second.until) {
+      names_.erase(it);
+      return nullptr;
+    }
+    return &it->second.name;
+  }
+
+  void remember(const Key& key, const std::string& name, Clock::time_point now = Clock::now()) {
+    if (names_.size() >= kMaxNames && !names_.contains(key)) {
+      std::erase_if(names_, [now](const auto& entry) { return now >= entry.second.until; });
+      if (names_.size() >= kMaxNames)
+        names_.clear();  // N.B. bounded: a few more look-ups, not memory
+    }
+    names_[key] = {name, now + kLifetime};
+  }
+
+  std::size_t size() const { return names_.size(); }
+
+ private:
+  struct Entry {
+    std::string name;
+    Clock::time_point until;
+  };
+  std::unordered_map<Key, Entry> names_;
 };
 
 }  // namespace discarbiter::transport

@@ -135,7 +135,8 @@ Result<PipeClient> identify_client(HANDLE pipe) {
 Identified name_account(PipeClient client) {
   Identified out{std::move(client.peer), {}, false};
   out.peer.user = account_name(client.sid.data());
-  if (out.peer.user.empty())
+  out.user_found = !out.peer.user.empty();
+  if (!out.user_found)
     out.peer.user = *out.peer.sid;  // an account without a name still has its SID
   return out;
 }
@@ -341,9 +342,18 @@ class PipeListener final : public Listener {
       refusals_.refuse(std::move(*greeting.pipe), client.error());
       return;
     }
+    if (const std::string* user = user_names_.find(*client->peer.sid)) {
+      // N.B. on the strand: nothing left to look up waits.
+      client->peer.user = *user;
+      admit_connection(sessions_, refusals_, std::move(*greeting.pipe), context_,
+                       std::move(client->peer), options_.session, std::move(first));
+      return;
+    }
     identities_.submit(
         [client = std::move(*client)] { return name_account(client); },
         [this, pipe = greeting.pipe, first = std::move(first)](Identified identified) mutable {
+          if (identified.user_found && identified.peer.sid)
+            user_names_.remember(*identified.peer.sid, identified.peer.user);
           admit_connection(sessions_, refusals_, std::move(*pipe), context_,
                            std::move(identified.peer), options_.session, std::move(first));
         });
@@ -362,7 +372,8 @@ class PipeListener final : public Listener {
   Refusals refusals_;
   // N.B. after what its look-ups' completions use, so destroyed (stopped) first.
   IdentityResolver identities_;
-  bool pending_full_ = false;  // max_pending_connections reached; logged once
+  RecentUserNames<std::string> user_names_;  // by SID
+  bool pending_full_ = false;                // max_pending_connections reached; logged once
   bool stopping_ = false;
 };
 

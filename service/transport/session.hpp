@@ -28,6 +28,7 @@
 #include "transport/dispatcher.hpp"
 #include "transport/log_limiter.hpp"
 #include "transport/options.hpp"
+#include "transport/reactor_timeout.hpp"
 #include "transport/session_registry.hpp"
 #include "transport/stream_reader.hpp"
 
@@ -91,9 +92,14 @@ class Session final : public SessionHandle, public std::enable_shared_from_this<
     dispatcher_.reset();  // N.B. first: the arbiter frees this client's locks
     boost::system::error_code ignored;
     stream_.close(ignored);
+    const bool handshake_was_armed = handshake_armed_;
     handshake_timer_.cancel();
     idle_timer_.cancel();
     handshake_armed_ = idle_armed_ = false;
+    // N.B. a client gone before its hello must not wake the service at its
+    // deadline either (reactor_timeout.hpp).
+    if (handshake_was_armed)
+      rearm_reactor_timeout(stream_.get_executor());
     write_signal_.cancel();
     if (on_closed_)
       std::exchange(on_closed_, nullptr)(this);
@@ -226,6 +232,7 @@ class Session final : public SessionHandle, public std::enable_shared_from_this<
         // service for nothing when it expires.
         handshake_armed_ = false;
         handshake_timer_.cancel();
+        rearm_reactor_timeout(stream_.get_executor());
       }
     }
   }

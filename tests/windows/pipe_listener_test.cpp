@@ -124,6 +124,14 @@ TEST(PipeListener, IdentifiesCallersByImpersonation) {
   ASSERT_TRUE(me.sid.has_value()) << nlohmann::json(me).dump();
   EXPECT_TRUE(me.sid->starts_with("S-1-")) << nlohmann::json(me).dump();
   EXPECT_EQ(me.pid, ::GetCurrentProcessId());
+  // The same user again: the account's name the look-up gave is remembered
+  // (by SID, 60 s), and this connection is named from it on the strand.
+  auto again = connect(service.endpoint(), "WhoAmIAgain");
+  const auto both = again.status().clients;
+  ASSERT_EQ(both.size(), 2U);
+  EXPECT_EQ(both.at(1).client_name, "WhoAmIAgain");
+  EXPECT_EQ(both.at(1).user, me.user);
+  EXPECT_EQ(both.at(1).sid, me.sid);
 }
 
 TEST(PipeListener, ALostClientLosesItsLock) {

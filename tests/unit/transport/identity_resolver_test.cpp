@@ -9,6 +9,7 @@
 #include <memory>
 #include <mutex>
 #include <optional>
+#include <string>
 #include <thread>
 
 #include "run_until.hpp"
@@ -107,6 +108,35 @@ TEST(IdentityResolver, StopDoesNotWaitForAStuckLookUpAndDropsItsConnection) {
   io.restart();
   io.poll();
   EXPECT_FALSE(delivered);
+}
+
+// The user names both listeners remember (by uid on Linux, by SID on
+// Windows): kept kLifetime, then looked up again; bounded to kMaxNames users.
+TEST(RecentUserNames, ANameIsKeptItsLifetimeThenLookedUpAgain) {
+  using Names = RecentUserNames<std::string>;
+  Names names;
+  const auto t0 = Names::Clock::time_point() + 1h;
+  EXPECT_EQ(names.find("S-1-5-21-1-1001", t0), nullptr);
+  names.remember("S-1-5-21-1-1001", "HOST\\alice", t0);
+  ASSERT_NE(names.find("S-1-5-21-1-1001", t0 + Names::kLifetime - 1s), nullptr);
+  EXPECT_EQ(*names.find("S-1-5-21-1-1001", t0 + Names::kLifetime - 1s), "HOST\\alice");
+  EXPECT_EQ(names.find("S-1-5-21-1-1002", t0), nullptr) << "another user";
+  EXPECT_EQ(names.find("S-1-5-21-1-1001", t0 + Names::kLifetime), nullptr) << "expired";
+  EXPECT_EQ(names.size(), 0U) << "an expired name is dropped";
+}
+
+TEST(RecentUserNames, AFloodOfUsersStaysBounded) {
+  RecentUserNames<unsigned> names;
+  const auto t0 = RecentUserNames<unsigned>::Clock::time_point() + 1h;
+  for (unsigned uid = 0; uid < 10 * RecentUserNames<unsigned>::kMaxNames; ++uid) {
+    names.remember(uid, "user" + std::to_string(uid), t0);
+    ASSERT_LE(names.size(), RecentUserNames<unsigned>::kMaxNames);
+    ASSERT_NE(names.find(uid, t0), nullptr) << "the latest is kept";
+  }
+  // Remembering a user already known never drops the others.
+  const auto before = names.size();
+  names.remember(10 * RecentUserNames<unsigned>::kMaxNames - 1, "renamed", t0);
+  EXPECT_EQ(names.size(), before);
 }
 
 }  // namespace
