@@ -114,24 +114,24 @@ std::array<std::uint8_t, SimulatedDrive::kWriteParametersBytes> changeable_write
 
 }  // namespace
 
-void SparseDisc::read(std::uint64_t offset, std::span<std::uint8_t> out) const {
-  if (out.empty())
-    return;
-  // N.B. only the gaps between written chunks are zeroed: the rest is
-  // copied over, so the data is written once.
-  const std::uint64_t end = offset + out.size();
-  std::uint64_t done = offset;  // out is filled up to here
+void SparseDisc::read(std::uint64_t offset, std::size_t size, proto::Bytes& out) const {
+  // N.B. appended piece by piece, never resized first: a resize would zero
+  // the whole buffer before the copies wrote over it. Only the gaps between
+  // written chunks are zeroed, so each byte is written once.
+  out.reserve(out.size() + size);
+  const std::uint64_t end = offset + size;
+  std::uint64_t done = offset;  // appended up to here
   for (auto it = chunks_.lower_bound(offset / kChunkBytes);
-       it != chunks_.end() && it->first * kChunkBytes < end; ++it) {
+       size > 0 && it != chunks_.end() && it->first * kChunkBytes < end; ++it) {
     const std::uint64_t chunk_start = it->first * kChunkBytes;
     const std::uint64_t from = std::max(offset, chunk_start);
     const std::uint64_t to = std::min(end, chunk_start + kChunkBytes);
-    std::fill_n(out.data() + (done - offset), from - done, std::uint8_t{0});
-    // N.B. memcpy, not an iterator copy: that one was a byte-at-a-time loop.
-    std::memcpy(out.data() + (from - offset), it->second.data() + (from - chunk_start), to - from);
+    out.resize(out.size() + (from - done));
+    const auto* begin = it->second.data() + (from - chunk_start);
+    out.insert(out.end(), begin, begin + (to - from));
     done = to;
   }
-  std::fill_n(out.data() + (done - offset), end - done, std::uint8_t{0});
+  out.resize(out.size() + (end - done));
 }
 
 bool SparseDisc::write(std::uint64_t offset, std::span<const std::uint8_t> data) {
@@ -367,8 +367,7 @@ ScsiResult SimulatedDrive::read_write(const ScsiCommand& c, std::uint64_t lba, s
     return check_condition(0x05, 0x24, 0x00);  // the transfer length is not the buffer's
   ScsiResult ok{};
   if (!write) {
-    ok.data_in.resize(bytes);
-    disc_.read(lba * kBlockSize, ok.data_in);
+    disc_.read(lba * kBlockSize, bytes, ok.data_in);
     return ok;
   }
   if (medium_.write_speed_mb_s > 0 && bytes > 0) {

@@ -60,7 +60,9 @@ class SparseDisc {
 
   explicit SparseDisc(std::uint64_t max_stored_bytes) : max_stored_bytes_(max_stored_bytes) {}
 
-  void read(std::uint64_t offset, std::span<std::uint8_t> out) const;
+  /// Appends `size` bytes from `offset` to `out`, each written once (no
+  /// zero-fill of the whole buffer first).
+  void read(std::uint64_t offset, std::size_t size, proto::Bytes& out) const;
   /// False, and nothing written, when the chunks it needs would take more
   /// than max_stored_bytes.
   [[nodiscard]] bool write(std::uint64_t offset, std::span<const std::uint8_t> data);

@@ -14,6 +14,7 @@
 
 #include <utility>  // N.B. before Asio: Boost 1.74's awaitable.hpp needs std::exchange
 
+#include <algorithm>
 #include <boost/asio/awaitable.hpp>
 #include <boost/asio/buffer.hpp>
 #include <boost/asio/error.hpp>
@@ -60,9 +61,11 @@ class StreamReader<Stream> {
  public:
   /// Bytes read (valid until this thread reads again), or end of file, a
   /// failure, a close (in `ec`). Waits for bytes if there are none yet.
-  /// `wanted` is unused: a read takes what is there. `into`, when not empty:
-  /// the caller's buffer (a payload's), read into instead of the thread's.
-  boost::asio::awaitable<std::span<const std::uint8_t>> read(Stream& stream, std::size_t /*wanted*/,
+  /// `wanted`: how many more bytes the frame arriving needs, at least; a read
+  /// into the thread's buffer takes at most kPendingReadBuffer bytes unless
+  /// more are wanted. `into`, when not empty: the caller's buffer (a
+  /// payload's), read into instead of the thread's.
+  boost::asio::awaitable<std::span<const std::uint8_t>> read(Stream& stream, std::size_t wanted,
                                                              std::span<std::uint8_t> into,
                                                              boost::system::error_code& ec) {
     namespace asio = boost::asio;
@@ -76,7 +79,15 @@ class StreamReader<Stream> {
       // after each read, everything else ready runs before the next.
       co_await asio::post(stream.get_executor(), asio::use_awaitable);
     }
-    const auto buffer = into.empty() ? io_thread_read_buffer() : into;
+    // N.B. a read between frames takes a small bite: the head of a frame
+    // with a payload, and a little of the payload, which the decoder copies;
+    // the rest of the payload is then read straight into its own buffer
+    // (FrameDecoder::payload_space). A whole chunk would pass 64 KiB of a
+    // WRITE's data through the thread's buffer and copy it.
+    const auto buffer =
+        into.empty()
+            ? io_thread_read_buffer().first(std::clamp(wanted, kPendingReadBuffer, kReadChunk))
+            : into;
     for (;;) {
       const std::size_t n = stream.read_some(asio::buffer(buffer.data(), buffer.size()), ec);
       if (ec == asio::error::would_block || ec == asio::error::try_again) {

@@ -217,12 +217,18 @@ TEST(SparseDisc, AReadAcrossWrittenAndUnwrittenChunksFillsEveryByte) {
   SparseDisc disc(8 * kChunk);
   const proto::Bytes data(kChunk, 0x5A);
   ASSERT_TRUE(disc.write(2 * kChunk, data));  // chunk 2 only; 0, 1 and 3 unwritten
-  // From the middle of chunk 0 to the middle of chunk 3, into a dirty buffer.
-  proto::Bytes out(3 * kChunk, 0xFF);
-  disc.read(kChunk / 2, out);
-  proto::Bytes expected(3 * kChunk, 0);
-  std::fill_n(expected.begin() + kChunk + kChunk / 2, kChunk, std::uint8_t{0x5A});
-  EXPECT_EQ(out, expected) << "zeros before, between and after the written chunk";
+  // From the middle of chunk 0 to the middle of chunk 3, after what the
+  // buffer holds already.
+  proto::Bytes out{0xFF, 0xFE};
+  disc.read(kChunk / 2, 3 * kChunk, out);
+  proto::Bytes expected(2 + 3 * kChunk, 0);
+  expected[0] = 0xFF;
+  expected[1] = 0xFE;
+  std::fill_n(expected.begin() + 2 + kChunk + kChunk / 2, kChunk, std::uint8_t{0x5A});
+  EXPECT_EQ(out, expected) << "appended: zeros before, between and after the written chunk";
+  proto::Bytes none;
+  disc.read(0, 0, none);
+  EXPECT_TRUE(none.empty());
 }
 
 TEST(SimulatedDrive, ABdReIsSparseAWriteNearItsEndTakesOneChunk) {

@@ -28,6 +28,12 @@ using testing::ReadinessTestStream;
 using testing::StreamState;
 using testing::TestStream;
 
+/// WRITE(10) of 32 blocks (64 KiB) at LBA 0.
+proto::ExecuteRequest write10_64k() {
+  return {"sim0", {0x2A, 0, 0, 0, 0, 0, 0, 0, 32, 0}, proto::Direction::out, 0,
+          {},     proto::Bytes(64 * 1024, 0x5A)};
+}
+
 /// Records what the service logs, for the duration of a test.
 class LogCapture {
  public:
@@ -261,12 +267,7 @@ TYPED_TEST(EveryStreamTest, AfterHelloNoTimerIsLeftArmedButTheIdleCheck) {
 // buffer), and a small one on a completion stream (the Windows pipe, whose
 // pending read needs one), larger only while a large frame arrives.
 TEST(SessionTest, AnIdleSessionHoldsNoReadBufferOnASocketAndASmallOneOnAPipe) {
-  const proto::ExecuteRequest write{"sim0",
-                                    {0x2A, 0, 0, 0, 0, 0, 0, 0, 32, 0},  // WRITE(10), 32 blocks
-                                    proto::Direction::out,
-                                    0,
-                                    {},
-                                    proto::Bytes(64 * 1024, 0x5A)};
+  const proto::ExecuteRequest write = write10_64k();
   {
     BasicConnection<ReadinessTestStream> c{FailCount()};
     c.stream->max_read = 1024;
@@ -300,6 +301,31 @@ TEST(SessionTest, AnIdleSessionHoldsNoReadBufferOnASocketAndASmallOneOnAPipe) {
     c.stream->peer_close();
     c.settle();
   }
+}
+
+TEST(SessionTest, AWritesPayloadPassesThroughTheIoThreadsBufferOnlyInItsFirstSmallRead) {
+  // The whole frame is there at once, as a client's one sendmsg puts it: the
+  // read between frames takes kPendingReadBuffer bytes (the head and the
+  // payload's start, which the decoder copies), the rest of the payload is
+  // read straight into its own buffer.
+  BasicConnection<ReadinessTestStream> c{FailCount()};
+  c.stream->max_read = 1024 * 1024;
+  ASSERT_EQ(c.exchange(1, proto::HelloRequest{proto::kProtocolVersion, "Burner", 1}).size(), 1U);
+  ASSERT_EQ(c.exchange(2, proto::AcquireRequest{"sim0", false, 0}).size(), 1U);
+  const proto::ExecuteRequest write = write10_64k();
+  const auto bytes = proto::encode_request(proto::Request{3, write});
+  c.stream->read_sizes.clear();
+  c.stream->peer_write(bytes);
+  c.settle();
+  const auto frames = c.take_frames();
+  ASSERT_EQ(frames.size(), 1U);
+  EXPECT_EQ(frames[0].json.at("code"), 0) << frames[0].json.dump();
+  ASSERT_EQ(c.stream->read_sizes.size(), 2U);
+  EXPECT_EQ(c.stream->read_sizes[0], kPendingReadBuffer) << "a small first read";
+  EXPECT_EQ(c.stream->read_sizes[1], bytes.size() - kPendingReadBuffer)
+      << "the rest, straight into the payload's buffer";
+  c.stream->peer_close();
+  c.settle();
 }
 
 TEST(SessionTest, APeerThatStopsReadingIsClosedWhenTheOutboxIsFull) {
@@ -344,12 +370,7 @@ TEST(SessionTest, AnOversizeWriteIsAnsweredWithItsIdAndTheSessionKeepsItsLock) {
   ASSERT_EQ(c.exchange(2, proto::AcquireRequest{"sim0", false, 0}).size(), 1U);
 
   // 64 KiB over an 8 KiB limit, and a request right behind it.
-  const proto::ExecuteRequest write{"sim0",
-                                    {0x2A, 0, 0, 0, 0, 0, 0, 0, 32, 0},  // WRITE(10), 32 blocks
-                                    proto::Direction::out,
-                                    0,
-                                    {},
-                                    proto::Bytes(64 * 1024, 0x5A)};
+  const proto::ExecuteRequest write = write10_64k();
   auto bytes = proto::encode_request(proto::Request{3, write});
   const auto next = proto::encode_request(proto::Request{4, proto::OwnerRequest{"sim0"}});
   bytes.insert(bytes.end(), next.begin(), next.end());

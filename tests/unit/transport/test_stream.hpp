@@ -101,6 +101,9 @@ struct StreamState {
   std::size_t closes = 0;
   /// The size of the buffer the pending read holds (0 for none, or a wait).
   std::size_t pending_read_buffer = 0;
+  /// A readiness stream's reads that took bytes: the size of the buffer
+  /// each was given.
+  std::vector<std::size_t> read_sizes;
 
   // ---- the session's side (TestStream) ----
 
@@ -196,6 +199,7 @@ class BasicTestStream {
     if (state_->closed) {
       ec = make_error_code(boost::asio::error::bad_descriptor);
     } else if (!state_->inbound.empty()) {
+      state_->read_sizes.push_back(boost::asio::buffer_size(into));
       return state_->take_inbound(into);
     } else if (state_->peer_closed) {
       ec = make_error_code(boost::asio::error::eof);
