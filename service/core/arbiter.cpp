@@ -74,11 +74,20 @@ struct Arbiter::Acquisition {
   AcquireOptions options;
   CountHandler handler;
   // The drive was removed meanwhile (why): the acquire fails whatever its
-  // steps answer, even if the drive is back by then.
+  // steps answer, even if the drive is back by then. N.B. nothing more of
+  // its steps starts then: WatchedChannel::abandon_acquire.
   std::optional<std::string> removed;
-  // Read by the drive between the acquire's steps: set once nothing more
-  // may start for it (the drive was removed, or the steps answered).
-  std::shared_ptr<std::atomic<bool>> abandoned;
+};
+
+/// The waiter whose acquire runs in the release's call (a hand-off), until
+/// the release's answer is heard; its Waiter stays in the queue meanwhile.
+struct Arbiter::HandOff {
+  std::uint64_t ticket = 0;  // its Waiter's
+  SessionId session = 0;
+  AcquireOptions options;
+  // Who it is, for the records if its session ends before the answer.
+  proto::OwnerInfo owner;
+  bool administrator = false;
 };
 
 /// Who hears a release end: the owner that released (its count, 0), or the
@@ -154,6 +163,7 @@ struct Arbiter::Drive {
   std::uint32_t lock_count = 0;
   bool granted_from_queue = false;
   std::optional<Acquisition> acquisition;               // ACQUIRING
+  std::optional<HandOff> hand_off;                      // RELEASING to a waiter
   ReleaseCause release_cause = ReleaseCause::released;  // of the release in flight
   ReleaseReply release_reply;                           // of the release in flight
   // MMC's two tray preventions (PREVENT ALLOW MEDIUM REMOVAL byte 4: bit 1
@@ -318,10 +328,13 @@ void Arbiter::mark_removed(Drive& drive, const std::string& reason) {
                    fmt::format("drive '{}' was removed while waiting: {}", drive.id(), reason)};
   const proto::Event event = proto::DriveRemoved{drive.id(), reason};
   drive.removed = reason;
-  if (drive.acquisition) {
+  if (drive.acquisition)
     drive.acquisition->removed = reason;
-    drive.acquisition->abandoned->store(true);  // N.B. its next step would be sent for nothing
-  }
+  if (drive.acquisition || drive.hand_off)
+    drive.channel.abandon_acquire();  // N.B. its next step would be sent for nothing
+  // N.B. a hand-off's waiter is failed below with the rest, and a lock its
+  // steps took on the vanished device is gone with it.
+  drive.hand_off.reset();
   audit(AuditKind::drive_removed, drive, drive.owner, reason);
   auto waiters = std::exchange(drive.waiters, {});
   for (auto& w : waiters) {
@@ -408,6 +421,11 @@ void Arbiter::close_session(SessionId id) {
         return false;
       scheduler_.cancel(w.timer);
       audit(AuditKind::wait_dropped, *drive, id, "session ended while waiting");
+      // N.B. an acquire already handed to it stops, or is undone; one that
+      // kept the lock already is released when its answer comes
+      // (take_hand_off).
+      if (drive->hand_off && drive->hand_off->ticket == w.ticket)
+        drive->channel.abandon_acquire();
       return true;
     });
   }
@@ -767,42 +785,55 @@ void Arbiter::let_go_command(SessionId id, Drive& drive, std::uint64_t bytes) {
 
 void Arbiter::start_acquire(Drive& drive, SessionId id, AcquireOptions options,
                             CountHandler handler) {
-  const Session* session = find_session(id);
-  drive.state = Drive::LockState::acquiring;
-  drive.owner = id;
-  drive.lock_count = 0;
-  drive.owner_administrator = session->peer.administrator;
-  drive.owner_info = proto::OwnerInfo{session->client_name,
-                                      id,
-                                      session->pid(),
-                                      session->peer.user,
-                                      session->peer.uid,
-                                      session->peer.sid,
-                                      session->peer.exe,
-                                      0,
-                                      format_rfc3339(scheduler_.wall_now()),
-                                      options.force};
-  drive.acquisition = Acquisition{id, options, std::move(handler), {}, {}};
+  begin_acquire(drive, id, options, std::move(handler));
   // TEST UNIT READY, the OS-level exclusive lock under the client's name,
   // then PREVENT MEDIUM REMOVAL (tray_lock): the drive runs them back to
   // back (AcquireSteps holds their order and rollback), then
   // on_acquire_steps decides, step by step, as each answered.
-  AcquireSteps steps;
-  steps.test_unit_ready = own_command(cdb_test_unit_ready());
-  steps.client_name = drive.owner_info.client_name;
-  steps.force = options.force;
-  if (config_.tray_lock)
-    steps.prevent = own_command(cdb_prevent_allow_medium_removal(true));
-  drive.acquisition->abandoned = steps.abandoned;
   Drive* d = &drive;
   drive.channel.acquire_steps(
-      std::move(steps), [this, d](AcquireSteps done) { on_acquire_steps(*d, std::move(done)); });
+      acquire_steps(drive.owner_info.client_name, options),
+      [this, d](AcquireSteps done) { on_acquire_steps(*d, std::move(done)); });
+}
+
+void Arbiter::begin_acquire(Drive& drive, SessionId id, AcquireOptions options,
+                            CountHandler handler) {
+  drive.state = Drive::LockState::acquiring;
+  drive.owner = id;
+  drive.lock_count = 0;
+  if (const Session* session = find_session(id)) {
+    drive.owner_administrator = session->peer.administrator;
+    drive.owner_info = owner_snapshot(*session, options);
+  }
+  drive.acquisition = Acquisition{id, options, std::move(handler), {}};
+}
+
+proto::OwnerInfo Arbiter::owner_snapshot(const Session& session, AcquireOptions options) const {
+  return proto::OwnerInfo{session.client_name,
+                          session.id,
+                          session.pid(),
+                          session.peer.user,
+                          session.peer.uid,
+                          session.peer.sid,
+                          session.peer.exe,
+                          0,
+                          format_rfc3339(scheduler_.wall_now()),
+                          options.force};
+}
+
+AcquireSteps Arbiter::acquire_steps(std::string client_name, AcquireOptions options) const {
+  AcquireSteps steps;
+  steps.test_unit_ready = own_command(cdb_test_unit_ready());
+  steps.client_name = std::move(client_name);
+  steps.force = options.force;
+  if (config_.tray_lock) {
+    steps.prevent = own_command(cdb_prevent_allow_medium_removal(true));
+    steps.allow = own_command(cdb_prevent_allow_medium_removal(false));
+  }
+  return steps;
 }
 
 void Arbiter::on_acquire_steps(Drive& drive, AcquireSteps steps) {
-  // N.B. nothing more may start on the acquire's behalf (if the watchdog
-  // answered, the backend may still be on a step).
-  drive.acquisition->abandoned->store(true);
   // TEST UNIT READY: any SCSI answer will do (an empty drive says NOT READY
   // and may still be locked); no answer in time fails the acquire.
   const ScsiResult& tur = *steps.tur_answer;
@@ -819,8 +850,13 @@ void Arbiter::on_acquire_steps(Drive& drive, AcquireSteps steps) {
     finish_acquire(drive, Error{e.code, "OS exclusive lock: " + e.message});
     return;
   }
+  if (!steps.holds_lock() && (!steps.prevented || steps.prevented->good())) {
+    // Abandoned and undone: only a removed drive's steps answer so.
+    finish_acquire(drive, Error{errc::fail, "the acquire was abandoned"});
+    return;
+  }
   if (!steps.prevented) {
-    finish_acquire(drive, Done{});  // no tray_lock; or removed (ERROR_DEV_NOT_EXIST)
+    finish_acquire(drive, Done{});  // no tray_lock
     return;
   }
   const ScsiResult& r = *steps.prevented;
@@ -953,6 +989,18 @@ void Arbiter::allow_medium_removal(Drive& drive, TrayAllowing allowing) {
   if (allowing.plain)
     steps.allows.push_back(own_command(cdb_prevent_allow_medium_removal(false, false)));
   steps.os_unlock = !allowing.start_up;  // add_drive's: nothing follows
+  if (!allowing.start_up && !drive.waiters.empty()) {
+    // A hand-off: the waiter at the queue's head, which the release would
+    // grant, has its acquire's steps run in the same call, after the
+    // release's. It stays queued (its wait may still end, and then its
+    // acquire is abandoned); take_hand_off decides with the answer.
+    const Waiter& next = drive.waiters.front();
+    if (const Session* session = find_session(next.session)) {
+      steps.then = acquire_steps(session->client_name, next.options);
+      drive.hand_off = HandOff{next.ticket, next.session, next.options,
+                               owner_snapshot(*session, next.options), session->peer.administrator};
+    }
+  }
   Drive* d = &drive;
   drive.channel.release_steps(std::move(steps),
                               [this, d, start_up = allowing.start_up](ReleaseSteps done) {
@@ -965,8 +1013,13 @@ void Arbiter::on_release_steps(Drive& drive, bool start_up, ReleaseSteps steps) 
     const std::uint8_t field = steps.allows[i].cdb[4] & kPersistentBit;
     on_allowed(drive, field, start_up, steps.allowed[i]);
   }
-  if (steps.unlocked)
-    on_os_unlocked(drive, std::move(*steps.unlocked));
+  if (!steps.unlocked)
+    return;  // add_drive's
+  if (!*steps.unlocked) {
+    audit(AuditKind::drive_error, drive, drive.owner,
+          "OS unlock failed: " + steps.unlocked->error().message);
+  }
+  finish_release(drive, std::move(steps.then));
 }
 
 void Arbiter::on_allowed(Drive& drive, std::uint8_t field, bool start_up, const ScsiResult& r) {
@@ -988,14 +1041,6 @@ void Arbiter::on_allowed(Drive& drive, std::uint8_t field, bool start_up, const 
   }
 }
 
-void Arbiter::on_os_unlocked(Drive& drive, Result<Done> unlocked) {
-  if (!unlocked) {
-    audit(AuditKind::drive_error, drive, drive.owner,
-          "OS unlock failed: " + unlocked.error().message);
-  }
-  finish_release(drive);
-}
-
 std::string_view Arbiter::name_of(ReleaseCause cause) {
   switch (cause) {
     case ReleaseCause::released:
@@ -1008,22 +1053,64 @@ std::string_view Arbiter::name_of(ReleaseCause cause) {
   return "released";
 }
 
-void Arbiter::finish_release(Drive& drive) {
+void Arbiter::finish_release(Drive& drive, std::optional<AcquireSteps> handed) {
   ReleaseReply reply = std::exchange(drive.release_reply, {});
   const SessionId former = drive.owner;
   drive.state = Drive::LockState::free;
   audit(AuditKind::freed, drive, former);
   drive.owner = 0;
-  notify(proto::Released{drive.id(), drive.owner_info.client_name, former,
-                         std::string(name_of(drive.release_cause))});
+  const proto::Event released = proto::Released{drive.id(), drive.owner_info.client_name, former,
+                                                std::string(name_of(drive.release_cause))};
+  // N.B. a hand-off's acquire that ran is the next owner's before anything
+  // is called out: a callout may end sessions or ask for the drive, and
+  // must find it changing hands, not free while its OS lock is held.
+  std::optional<AcquireSteps> acquired = take_hand_off(drive, std::move(handed));
+  notify(released);
   if (reply.broken) {
     reply.broken(std::move(reply.former));
   } else if (reply.released) {
     reply.released(0U);
   }
-  grant_next_waiter(drive);
+  if (acquired) {
+    on_acquire_steps(drive, std::move(*acquired));
+  } else {
+    grant_next_waiter(drive);
+  }
   run_deferred(drive);
   check_all_free();
+}
+
+std::optional<AcquireSteps> Arbiter::take_hand_off(Drive& drive,
+                                                   std::optional<AcquireSteps> handed) {
+  const std::optional<HandOff> hand_off = std::exchange(drive.hand_off, std::nullopt);
+  // N.B. an acquire that did not run (abandoned before it began: its waiter
+  // left, or the watchdog answered) leaves the grant to grant_next_waiter,
+  // as without a hand-off; so does a drive removed meanwhile (mark_removed:
+  // no hand-off left).
+  if (!hand_off || !handed || !handed->tur_answer || drive.removed)
+    return std::nullopt;
+  if (!drive.waiters.empty() && drive.waiters.front().ticket == hand_off->ticket) {
+    // grant_next_waiter's turn for it, its steps run already.
+    Waiter w = std::move(drive.waiters.front());
+    drive.waiters.pop_front();
+    scheduler_.cancel(w.timer);
+    if (Session* session = find_session(w.session))
+      --session->waits;
+    drive.granted_from_queue = true;
+    begin_acquire(drive, w.session, w.options, std::move(w.handler));
+    return handed;
+  }
+  // N.B. out of the queue, only an ended session's waiter may have its steps
+  // hold the lock: a wait that ends after they kept it stays (expire_waiter).
+  if (!handed->holds_lock() || find_session(hand_off->session))
+    return std::nullopt;  // its waiter left: the steps stopped, or undid what they took
+  // Its waiter's session ended after the steps kept the lock: as for a
+  // session that ends while acquiring, the lock ends at once (finish_acquire).
+  drive.granted_from_queue = true;
+  begin_acquire(drive, hand_off->session, hand_off->options, [](const Result<std::uint32_t>&) {});
+  drive.owner_info = hand_off->owner;
+  drive.owner_administrator = hand_off->administrator;
+  return handed;
 }
 
 // ---- waits and deferred requests ----------------------------------------------
@@ -1082,6 +1169,11 @@ void Arbiter::expire_waiter(const std::string& drive_id, std::uint64_t ticket) {
   const auto it = std::ranges::find(drive->waiters, ticket, &Waiter::ticket);
   if (it == drive->waiters.end())
     return;
+  if (drive->hand_off && drive->hand_off->ticket == ticket && !drive->channel.abandon_acquire()) {
+    // Its acquire, handed off to with the release, kept the lock before the
+    // wait ended: the answer on its way grants it (take_hand_off).
+    return;
+  }
   Waiter w = std::move(*it);
   drive->waiters.erase(it);
   if (Session* s = find_session(w.session)) {

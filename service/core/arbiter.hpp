@@ -18,10 +18,13 @@
 //    │ │                                   │ start_release: release to 0, S's session
 //    │ │                                   │ ends, or break_lock
 //    │ │                                   ▼
-//    │ └── finish_release ◄── on_os_unlocked ◄── on_release_steps ◄── RELEASING
+//    │ └── finish_release ◄── on_release_steps ◄── RELEASING
 //    │     (allow_medium_removal: ReleaseSteps, one call to the drive: PERSISTENT
-//    │      ALLOW, ALLOW, OS unlock; on_allowed for each ALLOW's answer)
-//    └── grant_next_waiter: the waiter at the queue's head, start_acquire for it
+//    │      ALLOW, ALLOW, OS unlock, on_allowed for each ALLOW's answer; and with a
+//    │      waiter queued, its AcquireSteps in the same call: a hand-off)
+//    └── the waiter at the queue's head: its acquire's answers if they came with
+//        the release's (take_hand_off, then on_acquire_steps), else
+//        grant_next_waiter: start_acquire for it
 //
 // What a transition carries from step to step is plain data: the drive's
 // Acquisition (whose acquire, its handler), its ReleaseReply (who hears the
@@ -177,6 +180,7 @@ class Arbiter {
   struct Waiter;
   struct Deferred;
   struct Acquisition;
+  struct HandOff;
   struct ReleaseReply;
   struct TrayAllowing;
   struct Execution;
@@ -223,6 +227,11 @@ class Arbiter {
 
   // Acquire: TUR, OS lock, PREVENT as one call (see the diagram).
   void start_acquire(Drive& drive, SessionId session, AcquireOptions options, CountHandler handler);
+  /// The drive is ACQUIRING for the session (its steps run or ran already).
+  void begin_acquire(Drive& drive, SessionId session, AcquireOptions options, CountHandler handler);
+  AcquireSteps acquire_steps(std::string client_name, AcquireOptions options) const;
+  /// Who acquires, as status and the records show an owner.
+  proto::OwnerInfo owner_snapshot(const Session& session, AcquireOptions options) const;
   void on_acquire_steps(Drive& drive, AcquireSteps steps);
   void finish_acquire(Drive& drive, Result<Done> outcome);
   void acquire_succeeded(Drive& drive, SessionId session, CountHandler handler);
@@ -237,13 +246,18 @@ class Arbiter {
   /// stuck backend), the owner's unstarted commands are dropped.
   void drop_departing_commands(Drive& drive, ReleaseCause cause);
   /// Sends the ALLOWs `allowing` names (PERSISTENT ALLOW first) and, for a
-  /// release, the OS unlock after them, as one call.
+  /// release, the OS unlock after them, as one call; with a waiter queued,
+  /// the same call then runs its acquire's steps (a hand-off).
   void allow_medium_removal(Drive& drive, TrayAllowing allowing);
+  /// A failed ALLOW or OS unlock is audited (the next step ran regardless).
   void on_release_steps(Drive& drive, bool start_up, ReleaseSteps steps);
-  /// A failure is audited (the next step ran regardless).
   void on_allowed(Drive& drive, std::uint8_t field, bool start_up, const ScsiResult& result);
-  void on_os_unlocked(Drive& drive, Result<Done> unlocked);
-  void finish_release(Drive& drive);
+  void finish_release(Drive& drive, std::optional<AcquireSteps> handed);
+  /// The hand-off's acquire steps that ran, with the drive ACQUIRING for
+  /// their waiter (its turn from the queue, or, if its session ended after
+  /// they kept the lock, for the lock to end at once); nullopt when the
+  /// grant is grant_next_waiter's.
+  std::optional<AcquireSteps> take_hand_off(Drive& drive, std::optional<AcquireSteps> handed);
 
   /// Why the session may not wait for the drive (it waits already, or a
   /// bound on waits is reached), if it may not.

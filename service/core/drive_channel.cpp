@@ -24,24 +24,33 @@ std::optional<DriveSteps::Call> AcquireSteps::next() const {
   // still be locked); no answer ends the acquire.
   if (!tur_answer->answered())
     return std::nullopt;
-  const bool gone = abandoned && abandoned->load();
+  const bool gone = fate->abandoned();
   if (!os_locked)
     return gone ? std::nullopt : std::optional<Call>(OsLockCall{&client_name, force});
   if (!*os_locked || rolled_back)
     return std::nullopt;
   if (prevent && !prevented && !gone)
     return &*prevent;
-  // The OS lock is taken: undone when nobody will hold it.
-  if (gone || (prevented && !prevented->good()))
-    return OsUnlockCall{};
-  return std::nullopt;
+  const bool prevent_failed = prevented && !prevented->good();
+  // N.B. the last word: kept, unless abandoned first (AcquireFate), so a
+  // lock the caller gave up on is never left held behind its back.
+  if (!prevent_failed && !gone && fate->keep())
+    return std::nullopt;
+  // The OS lock is taken: undone when nobody will hold it, an abandoned
+  // acquire's good PREVENT first.
+  if (!prevent_failed && prevented && !allowed_back)
+    return &allow;
+  return OsUnlockCall{};
 }
 
 void AcquireSteps::record(Answer answer) {
-  if (auto* r = std::get_if<ScsiResult>(&answer))
-    (tur_answer ? prevented : tur_answer) = std::move(*r);
-  else
+  if (auto* r = std::get_if<ScsiResult>(&answer)) {
+    // N.B. by what ran, not by the fate, which may change meanwhile.
+    auto& slot = !tur_answer ? tur_answer : (prevent && !prevented) ? prevented : allowed_back;
+    slot = std::move(*r);
+  } else {
     (os_locked ? rolled_back : os_locked) = std::get<Result<Done>>(std::move(answer));
+  }
 }
 
 void AcquireSteps::each_command(const CommandVisitor& fn) const {
@@ -49,12 +58,16 @@ void AcquireSteps::each_command(const CommandVisitor& fn) const {
     fn(test_unit_ready, *tur_answer);
   if (prevent && prevented)
     fn(*prevent, *prevented);
+  if (allowed_back)
+    fn(allow, *allowed_back);
 }
 
 std::chrono::seconds AcquireSteps::limit(std::chrono::seconds os_call) const {
-  // TUR, the OS lock, PREVENT, and the OS unlock that may roll the lock back.
+  // TUR, the OS lock, PREVENT and the ALLOW that may undo it, and the OS
+  // unlock that may roll the lock back.
   const std::chrono::seconds commands =
-      test_unit_ready.timeout + (prevent ? prevent->timeout : std::chrono::seconds{0});
+      test_unit_ready.timeout +
+      (prevent ? prevent->timeout + allow.timeout : std::chrono::seconds{0});
   return commands + 2 * os_call;
 }
 
@@ -63,25 +76,36 @@ std::optional<DriveSteps::Call> ReleaseSteps::next() const {
     return &allows[allowed.size()];
   if (os_unlock && !unlocked)
     return OsUnlockCall{};
+  // N.B. an acquire abandoned before its first step is skipped whole (the
+  // waiter left, or the watchdog answered); once begun, it ends by its rules.
+  if (then && (then->tur_answer || !then->fate->abandoned()))
+    return then->next();
   return std::nullopt;
 }
 
 void ReleaseSteps::record(Answer answer) {
-  if (auto* r = std::get_if<ScsiResult>(&answer))
+  if (!releasing()) {
+    then->record(std::move(answer));
+  } else if (auto* r = std::get_if<ScsiResult>(&answer)) {
     allowed.push_back(std::move(*r));
-  else
+  } else {
     unlocked = std::get<Result<Done>>(std::move(answer));
+  }
 }
 
 void ReleaseSteps::each_command(const CommandVisitor& fn) const {
   for (std::size_t i = 0; i < allowed.size(); ++i)
     fn(allows[i], allowed[i]);
+  if (then)
+    then->each_command(fn);
 }
 
 std::chrono::seconds ReleaseSteps::limit(std::chrono::seconds os_call) const {
   std::chrono::seconds sum = os_unlock ? os_call : std::chrono::seconds{0};
   for (const auto& allow : allows)
     sum += allow.timeout;
+  if (then)
+    sum += then->limit(os_call);
   return sum;
 }
 

@@ -90,25 +90,59 @@ class DriveSteps {
   DriveSteps& operator=(DriveSteps&&) = default;
 };
 
+/// Whether an acquire's steps may end holding the lock: one object shared by
+/// the steps, each copy of them (the backend's, the watchdog's) and whoever
+/// may give up on them. Exactly one of two things happens first: the steps
+/// keep the lock (their last step ran and nobody had given up: their return
+/// is then on its way and is the answer), or they are abandoned (nothing more
+/// starts for them, and what they took is undone in the same call, before
+/// the backend's next call, which may be the next owner's).
+class AcquireFate {
+ public:
+  /// Gives up on the steps; false when they had kept the lock already.
+  bool abandon() {
+    auto expected = running;
+    return state_.compare_exchange_strong(expected, abandoned_) || expected == abandoned_;
+  }
+  bool abandoned() const { return state_.load() == abandoned_; }
+  /// The steps end holding the lock; false when they were abandoned first.
+  bool keep() {
+    auto expected = running;
+    return state_.compare_exchange_strong(expected, kept) || expected == kept;
+  }
+
+ private:
+  static constexpr std::uint8_t running = 0;
+  static constexpr std::uint8_t abandoned_ = 1;
+  static constexpr std::uint8_t kept = 2;
+  std::atomic<std::uint8_t> state_{running};
+};
+
 /// A first acquire's steps: TEST UNIT READY (any SCSI answer will do; none
 /// ends the steps), the OS exclusive lock, then PREVENT MEDIUM REMOVAL if
 /// asked (tray_lock). An OS lock taken is rolled back (OS unlock) when the
-/// PREVENT is not good, or when the caller abandoned the steps meanwhile.
+/// PREVENT is not good; when the steps are abandoned (AcquireFate) a good
+/// PREVENT is undone first (ALLOW MEDIUM REMOVAL), then the OS lock.
 struct AcquireSteps final : DriveSteps {
   ScsiCommand test_unit_ready;
   std::string client_name;  // the OS lock's
   bool force = false;
   std::optional<ScsiCommand> prevent;
+  ScsiCommand allow;  // undoes the PREVENT of abandoned steps (with `prevent`)
   /// Set by the caller when it no longer wants the lock (the drive was
-  /// removed, or the watchdog answered for the steps): read between steps,
-  /// nothing more is started, and an OS lock taken is undone.
-  std::shared_ptr<std::atomic<bool>> abandoned = std::make_shared<std::atomic<bool>>(false);
+  /// removed, the waiter left, or the watchdog answered for the steps):
+  /// read between steps and before they end holding the lock.
+  std::shared_ptr<AcquireFate> fate = std::make_shared<AcquireFate>();
 
   // The answers; a step that did not run has none.
   std::optional<ScsiResult> tur_answer;
   std::optional<Result<Done>> os_locked;
   std::optional<ScsiResult> prevented;
+  std::optional<ScsiResult> allowed_back;  // the undoing ALLOW
   std::optional<Result<Done>> rolled_back;
+
+  /// Whether the steps ended holding the OS lock.
+  bool holds_lock() const { return os_locked && *os_locked && !rolled_back; }
 
   std::optional<Call> next() const override;
   void record(Answer answer) override;
@@ -118,18 +152,28 @@ struct AcquireSteps final : DriveSteps {
 
 /// A release's steps: each ALLOW MEDIUM REMOVAL in order, whatever the one
 /// before answered, then the OS unlock if asked (add_drive's start-up ALLOWs
-/// have none).
+/// have none), then, in a hand-off, the next owner's acquire (`then`) in the
+/// same call, whatever the release's steps answered; it is skipped when
+/// abandoned before its first step.
 struct ReleaseSteps final : DriveSteps {
   std::vector<ScsiCommand> allows;
   bool os_unlock = true;
+  std::optional<AcquireSteps> then;
 
   std::vector<ScsiResult> allowed;  // one per ALLOW that ran
   std::optional<Result<Done>> unlocked;
+
+  /// The acquire's fate among the steps, if there is an acquire.
+  AcquireFate* acquire_fate() const { return then ? then->fate.get() : nullptr; }
 
   std::optional<Call> next() const override;
   void record(Answer answer) override;
   void each_command(const CommandVisitor& fn) const override;
   std::chrono::seconds limit(std::chrono::seconds os_call) const override;
+
+ private:
+  /// Whether the release's own steps are still to run.
+  bool releasing() const { return allowed.size() < allows.size() || (os_unlock && !unlocked); }
 };
 
 class DriveChannel {

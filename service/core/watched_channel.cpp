@@ -151,16 +151,41 @@ void WatchedChannel::on_watchdog(std::uint64_t ticket) {
   const auto it = in_backend_calls_.find(ticket);
   if (it == in_backend_calls_.end() || it->second.answered)
     return;
-  // N.B. the call stays in the backend (and counted) until it returns.
   Call& call = it->second;
-  call.answered = true;
-  if (const auto* steps = std::get_if<AcquireSteps>(&call.request)) {
-    // N.B. before the answer: the backend reads it between steps, so an
-    // acquire still running starts nothing more and undoes an OS lock it
-    // took, instead of leaving it to a lock nobody owns.
-    steps->abandoned->store(true);
+  // N.B. before the answer: the backend reads it between steps, so an
+  // acquire still running starts nothing more and undoes what it took (in
+  // the same call, before the backend starts the next, which may be the
+  // next owner's), instead of leaving it to a lock nobody owns.
+  if (AcquireFate* fate = fate_of(call); fate && !fate->abandon()) {
+    // The steps ran to their end in time and kept the lock: their return
+    // is already posted, and it is the answer (a late one dropped here
+    // would leave the OS lock and the PREVENT held for nobody).
+    return;
   }
+  // N.B. the call stays in the backend (and counted) until it returns.
+  call.answered = true;
   answer(ticket, call.opcode, std::exchange(call.handler, {}), overrun_answer(call));
+}
+
+AcquireFate* WatchedChannel::fate_of(const Call& call) {
+  if (const auto* steps = std::get_if<AcquireSteps>(&call.request))
+    return steps->fate.get();
+  if (const auto* steps = std::get_if<ReleaseSteps>(&call.request))
+    return steps->acquire_fate();
+  return nullptr;
+}
+
+bool WatchedChannel::abandon_acquire() {
+  bool abandoned = true;
+  auto abandon = [&](const Call& call) {
+    if (AcquireFate* fate = fate_of(call))
+      abandoned = fate->abandon() && abandoned;
+  };
+  for (const auto& call : queued_)
+    abandon(call);
+  for (const auto& [ticket, call] : in_backend_calls_)
+    abandon(call);
+  return abandoned;
 }
 
 void WatchedChannel::answer(std::uint64_t ticket, std::uint8_t opcode, Handler handler,

@@ -103,9 +103,17 @@ class WatchedChannel {
   /// one watchdog, with the sum of the steps' limits. Each SCSI step counts
   /// as a command (statistics, "error", notices), as if sent alone. When the
   /// watchdog answers, each step still to run is answered with the timeout
-  /// (DriveSteps::fail_rest).
+  /// (DriveSteps::fail_rest); an acquire among the steps is abandoned first
+  /// (AcquireFate), and if it had kept the lock the watchdog leaves the
+  /// answer to the return, already on its way.
   void acquire_steps(AcquireSteps steps, AcquireHandler handler);
   void release_steps(ReleaseSteps steps, ReleaseHandler handler);
+
+  /// Gives up on the acquire among the calls, queued or in the backend
+  /// (AcquireSteps, or the one a release's steps hand off to): nothing more
+  /// of it starts, and what it took is undone in the same call. False when
+  /// its steps had kept the lock already: their answer is on its way.
+  bool abandon_acquire();
 
   /// Answers the queued, not yet started calls of `owner` (every session's
   /// when nullopt) with `why`; they never reach the drive.
@@ -151,7 +159,11 @@ class WatchedChannel {
   void hand_next_call();
   void issue(DriveChannel& channel, Call& call);
   void on_backend_returned(std::uint64_t ticket, Answer answer);
+  /// When the watchdog fires: an acquire's steps (alone or handed off to)
+  /// that kept the lock are left to their return, which is on its way;
+  /// anything else is answered with the timeout, an acquire abandoned first.
   void on_watchdog(std::uint64_t ticket);
+  static AcquireFate* fate_of(const Call& call);
   /// Answers a call's handler (once), first freeing its slot and counting
   /// a SCSI command's result.
   void answer(std::uint64_t ticket, std::uint8_t opcode, Handler handler, Answer result);

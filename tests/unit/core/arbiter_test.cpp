@@ -64,6 +64,41 @@ class ArbiterTest : public ::testing::Test {
     return a;
   }
 
+  /// Acquires sim0 for s, its drive set to run lock steps at once and to
+  /// hold their returns until the test gives them back (return_held).
+  Answer acquire_holding_returns(SessionId s) {
+    drives[0]->steps_at_once = true;
+    drives[0]->hold_returns = true;
+    Answer a;
+    arbiter.acquire_exclusive_access(s, "sim0", {}, a.handler());
+    drives[0]->return_held();
+    scheduler.run();
+    return a;
+  }
+
+  /// A owns sim0, B waits `wait` for it (wb), and A's release (released)
+  /// sits on its ALLOW in the drive; the drive's commands are forgotten.
+  void release_stuck_on_its_allow(std::chrono::milliseconds wait, Answer& wb, Answer& released) {
+    const auto a = client("A", 1), b = client("B", 2);
+    ASSERT_TRUE(acquire(a, "sim0").ok());
+    arbiter.acquire_exclusive_access(b, "sim0", {.wait = wait}, wb.handler());
+    drives[0]->stuck.insert(opcode::prevent_allow_medium_removal);
+    drives[0]->commands.clear();
+    arbiter.release_exclusive_access(a, "sim0", released.handler());
+  }
+
+  struct Sessions {
+    SessionId a, b, c;
+  };
+  /// A owns sim0; B, then C, wait 5 s for it (wb, wc).
+  Sessions owner_and_two_waiters(Answer& wb, Answer& wc) {
+    const Sessions s{client("A", 1), client("B", 2), client("C", 3)};
+    EXPECT_TRUE(acquire(s.a, "sim0").ok());
+    arbiter.acquire_exclusive_access(s.b, "sim0", {.wait = 5s}, wb.handler());
+    arbiter.acquire_exclusive_access(s.c, "sim0", {.wait = 5s}, wc.handler());
+    return s;
+  }
+
   std::optional<proto::OwnerInfo> owner(const std::string& drive) {
     return arbiter.exclusive_access_owner(drive).value();
   }
@@ -174,11 +209,8 @@ TEST_F(ArbiterTest, ClientNameIsValidatedAtHello) {
 }
 
 TEST_F(ArbiterTest, ReleaseHandsTheDriveToTheHeadOfTheQueueThenTheNext) {
-  const auto a = client("A", 1), b = client("B", 2), c = client("C", 3);
-  ASSERT_TRUE(acquire(a, "sim0").ok());
   Answer wb, wc;
-  arbiter.acquire_exclusive_access(b, "sim0", {.wait = 5s}, wb.handler());
-  arbiter.acquire_exclusive_access(c, "sim0", {.wait = 5s}, wc.handler());
+  const auto [a, b, c] = owner_and_two_waiters(wb, wc);
   scheduler.run();
   ASSERT_FALSE(wb.done());
   ASSERT_TRUE(release(a, "sim0").ok());
@@ -294,17 +326,18 @@ TEST_F(ArbiterTest, OsLockFailureFailsTheAcquire) {
 }
 
 TEST_F(ArbiterTest, AFailedAcquireOfTheQueueHeadMovesOnToTheNextWaiter) {
-  const auto a = client("A", 1), b = client("B", 2), c = client("C", 3);
-  ASSERT_TRUE(acquire(a, "sim0").ok());
   Answer wb, wc;
-  arbiter.acquire_exclusive_access(b, "sim0", {.wait = 5s}, wb.handler());
-  arbiter.acquire_exclusive_access(c, "sim0", {.wait = 5s}, wc.handler());
+  const auto [a, b, c] = owner_and_two_waiters(wb, wc);
   drives[0]->script(opcode::test_unit_ready,
                     ScsiResult{errc::recorder_command_timeout, "t", 0, {}, {}});
+  const int calls = drives[0]->step_calls;
   ASSERT_TRUE(release(a, "sim0").ok());
   EXPECT_EQ(wb.code(), errc::recorder_command_timeout);
   ASSERT_TRUE(wc.ok());
   EXPECT_EQ(owner("sim0")->client_name, "C");
+  // A's release with B's acquire (a hand-off, whose acquire failed), then C's.
+  EXPECT_EQ(drives[0]->step_calls, calls + 2);
+  EXPECT_EQ(audit.count(AuditKind::acquire_failed), 1U);
 }
 
 TEST_F(ArbiterTest, TrayLockOffSkipsPreventAndAllow) {
@@ -1536,6 +1569,7 @@ TEST_P(RemovedMidAcquireTest, TheAcquirerHearsDevNotExistAndNothingIsLeftHeld) {
   arbiter.remove_drive("sim0", "unplugged");
   if (GetParam() == AcquireStep::prevent) {
     ASSERT_EQ(drive.stuck_handlers.size(), 1U);
+    drive.stuck.clear();                    // the ALLOW that undoes it is answered
     drive.stuck_handlers[0](ScsiResult{});  // PREVENT answered after the removal
   }
   scheduler.run();
@@ -1549,6 +1583,8 @@ TEST_P(RemovedMidAcquireTest, TheAcquirerHearsDevNotExistAndNothingIsLeftHeld) {
   EXPECT_EQ(status.lock_state, "free");
   EXPECT_EQ(status.tray_locked, false);
   EXPECT_EQ(audit.count(AuditKind::acquire_failed), 1U);
+  EXPECT_TRUE(drive.os_owner.empty()) << "the abandoned steps undid their OS lock";
+  EXPECT_FALSE(drive.tray_locked) << "and their PREVENT";
   bool all_free = false;
   arbiter.when_all_free([&] { all_free = true; });
   EXPECT_TRUE(all_free);
@@ -1584,6 +1620,180 @@ TEST_F(ArbiterTest, AnAcquireInFlightWhenItsDriveWentFailsEvenIfTheDriveIsBackWh
                                                          opcode::prevent_allow_medium_removal}))
       << "only the start-up ALLOWs";
   EXPECT_TRUE(acquire(client("B", 2), "sim0").ok());
+}
+
+// ---- the late acquire return and the hand-off as one call (issue 15) ---------
+
+TEST_F(ArbiterTest, AnAcquireThatKeptTheLockBeforeItsWatchdogFiredIsAnsweredByItsReturn) {
+  // The drive ran every step in time; its answer is posted but the strand
+  // hears it only after the watchdog's deadline. The watchdog must not
+  // answer (and drop the return): the OS lock and the PREVENT would stay
+  // held for nobody.
+  drives[0]->steps_at_once = true;
+  drives[0]->hold_returns = true;
+  const auto a = client("A", 1);
+  Answer r;
+  arbiter.acquire_exclusive_access(a, "sim0", {}, r.handler());
+  scheduler.run();
+  ASSERT_EQ(drives[0]->held_returns.size(), 1U);
+  scheduler.advance(10min);
+  drives[0]->return_held();
+  scheduler.run();
+  ASSERT_TRUE(r.done());
+  EXPECT_TRUE(r.ok()) << "the drive's own answer decides";
+  ASSERT_TRUE(owner("sim0").has_value());
+  EXPECT_EQ(owner("sim0")->client_name, "A");
+  EXPECT_EQ(drives[0]->os_owner, "A");
+  EXPECT_TRUE(drives[0]->tray_locked);
+  EXPECT_EQ(audit.count(AuditKind::command_timeout), 0U);
+  drives[0]->hold_returns = false;
+  ASSERT_TRUE(release(a, "sim0").ok());
+  EXPECT_EQ(drives[0]->os_owner, "");
+  EXPECT_FALSE(drives[0]->tray_locked);
+}
+
+TEST_F(ArbiterTest, AHandOffIsOneCallToTheDriveWithTheRecordsAndEventsOfTwo) {
+  std::vector<std::string> order;
+  const auto watcher = arbiter.open_session({}, [&](const proto::Event& e) {
+    order.push_back("event:" + std::string(proto::event_name(e)));
+  });
+  ASSERT_TRUE(arbiter.hello(watcher, "Watcher", 9).ok());
+  arbiter.subscribe(watcher);
+  const auto a = client("A", 1), b = client("B", 2);
+  ASSERT_TRUE(acquire(a, "sim0").ok());
+  bool b_granted = false;
+  arbiter.acquire_exclusive_access(b, "sim0", {.wait = 5s}, [&](Result<std::uint32_t> r) {
+    b_granted = r.ok() && r.value() == 1U;
+    order.push_back("B granted");
+  });
+  drives[0]->commands.clear();
+  const int calls = drives[0]->step_calls;
+  arbiter.release_exclusive_access(a, "sim0", [&](Result<std::uint32_t> r) {
+    EXPECT_EQ(r.value(), 0U);
+    order.push_back("A released");
+  });
+  scheduler.run();
+  EXPECT_EQ(drives[0]->step_calls, calls + 1) << "the release and B's acquire: one call";
+  // ALLOW, (OS unlock), TUR, (OS lock), PREVENT.
+  EXPECT_EQ(drives[0]->opcodes(), (std::vector<std::uint8_t>{0x1E, 0x00, 0x1E}));
+  EXPECT_EQ(drives[0]->commands[0][4], 0);
+  EXPECT_EQ(drives[0]->commands[2][4], 1);
+  EXPECT_TRUE(b_granted);
+  EXPECT_EQ(owner("sim0")->client_name, "B");
+  EXPECT_EQ(drives[0]->os_owner, "B");
+  EXPECT_TRUE(drives[0]->tray_locked);
+  EXPECT_EQ(order, (std::vector<std::string>{"event:acquired", "event:released", "A released",
+                                             "event:granted", "B granted"}));
+  std::vector<std::pair<AuditKind, SessionId>> records;
+  for (const auto& rec : audit.records)
+    records.emplace_back(rec.kind, rec.session);
+  EXPECT_EQ(records, (std::vector<std::pair<AuditKind, SessionId>>{{AuditKind::drive_arrived, 0},
+                                                                   {AuditKind::drive_arrived, 0},
+                                                                   {AuditKind::acquired, a},
+                                                                   {AuditKind::waiting, b},
+                                                                   {AuditKind::freed, a},
+                                                                   {AuditKind::acquired, b}}));
+  EXPECT_EQ(audit.records.back().detail, "granted from the queue");
+  EXPECT_EQ(audit.records.back().client_name, "B");
+  EXPECT_EQ(scheduler.pending_timers(), 0U) << "the granted wait's deadline is cancelled";
+}
+
+TEST_F(ArbiterTest, AWaiterThatLeavesBeforeItsHandOffBeginsIsSkippedAndTheNextGranted) {
+  Answer wb, wc;
+  const auto [a, b, c] = owner_and_two_waiters(wb, wc);
+  drives[0]->commands.clear();
+  Answer ra;
+  arbiter.release_exclusive_access(a, "sim0", ra.handler());  // the ALLOW is under way
+  arbiter.close_session(b);
+  scheduler.run();
+  EXPECT_TRUE(ra.ok());
+  EXPECT_FALSE(wb.done());
+  ASSERT_TRUE(wc.ok());
+  EXPECT_EQ(owner("sim0")->client_name, "C");
+  EXPECT_EQ(drives[0]->os_owner, "C");
+  // A's ALLOW, then C's TUR and PREVENT: nothing of B reached the drive.
+  EXPECT_EQ(drives[0]->opcodes(), (std::vector<std::uint8_t>{0x1E, 0x00, 0x1E}));
+  EXPECT_EQ(audit.count(AuditKind::wait_dropped), 1U);
+  EXPECT_EQ(audit.count(AuditKind::session_ended), 0U);
+}
+
+TEST_F(ArbiterTest, AWaiterThatLeavesAfterItsHandOffKeptTheLockHasItEndedAtOnce) {
+  const auto a = client("A", 1), b = client("B", 2), c = client("C", 3);
+  ASSERT_TRUE(acquire_holding_returns(a).ok());
+  Answer wb, wc;
+  arbiter.acquire_exclusive_access(b, "sim0", {.wait = 5s}, wb.handler());
+  arbiter.acquire_exclusive_access(c, "sim0", {.wait = 5s}, wc.handler());
+  Answer released;
+  arbiter.release_exclusive_access(a, "sim0", released.handler());
+  ASSERT_EQ(drives[0]->held_returns.size(), 1U);
+  EXPECT_EQ(drives[0]->os_owner, "B") << "the hand-off ran whole on the drive";
+  arbiter.close_session(b);  // too late to stop it: its answer is on its way
+  drives[0]->return_held();
+  scheduler.run();
+  EXPECT_TRUE(released.ok());
+  EXPECT_FALSE(wb.done());
+  ASSERT_EQ(drives[0]->held_returns.size(), 1U) << "B's lock ends, handing off to C";
+  EXPECT_EQ(drives[0]->os_owner, "C");
+  drives[0]->return_held();
+  scheduler.run();
+  ASSERT_TRUE(wc.ok());
+  EXPECT_EQ(owner("sim0")->client_name, "C");
+  EXPECT_TRUE(drives[0]->tray_locked);
+  EXPECT_EQ(audit.count(AuditKind::wait_dropped), 1U);
+  ASSERT_EQ(audit.count(AuditKind::session_ended), 1U);
+  const auto ended = std::ranges::find(audit.records, AuditKind::session_ended, &AuditRecord::kind);
+  EXPECT_EQ(ended->session, b);
+  EXPECT_EQ(ended->client_name, "B");
+  EXPECT_EQ(ended->detail, "session ended while acquiring");
+  EXPECT_EQ(audit.count(AuditKind::freed), 2U) << "A's lock, then B's";
+}
+
+TEST_F(ArbiterTest, AWaitThatEndsAfterItsHandOffKeptTheLockIsGranted) {
+  const auto a = client("A", 1), b = client("B", 2);
+  ASSERT_TRUE(acquire_holding_returns(a).ok());
+  Answer wb;
+  arbiter.acquire_exclusive_access(b, "sim0", {.wait = 1s}, wb.handler());
+  Answer released;
+  arbiter.release_exclusive_access(a, "sim0", released.handler());
+  scheduler.advance(2s);  // the drive holds the lock for B already
+  EXPECT_FALSE(wb.done());
+  drives[0]->return_held();
+  scheduler.run();
+  ASSERT_TRUE(wb.ok());
+  EXPECT_EQ(owner("sim0")->client_name, "B");
+  EXPECT_EQ(audit.count(AuditKind::wait_expired), 0U);
+}
+
+TEST_F(ArbiterTest, AWaitThatEndsBeforeItsHandOffBeginsExpiresAndNothingOfItRuns) {
+  Answer wb, released;
+  release_stuck_on_its_allow(1s, wb, released);
+  scheduler.advance(1s);
+  ASSERT_TRUE(wb.done());
+  EXPECT_EQ(wb.code(), errc::recorder_locked);
+  drives[0]->stuck.clear();
+  auto allow = std::move(drives[0]->stuck_handlers.at(0));
+  drives[0]->stuck_handlers.clear();
+  allow(ScsiResult{});
+  scheduler.run();
+  EXPECT_TRUE(released.ok());
+  EXPECT_FALSE(owner("sim0").has_value());
+  EXPECT_EQ(drives[0]->os_owner, "");
+  EXPECT_EQ(drives[0]->opcodes(), std::vector<std::uint8_t>{0x1E}) << "A's ALLOW only";
+}
+
+TEST_F(ArbiterTest, AHandOffWhoseReleaseOverrunsHandsTheWaiterAnAcquireOfItsOwn) {
+  Answer wb, released;
+  release_stuck_on_its_allow(10h, wb, released);
+  scheduler.run();
+  ASSERT_EQ(drives[0]->stuck_handlers.size(), 1U) << "A's ALLOW sits in the drive";
+  drives[0]->stuck.clear();
+  const int calls = drives[0]->step_calls;
+  scheduler.advance(1h);  // the watchdog answers the hand-off; B's part never began
+  ASSERT_TRUE(released.ok());
+  EXPECT_GE(audit.count(AuditKind::drive_error), 1U) << "the ALLOW's timeout is audited";
+  EXPECT_EQ(drives[0]->step_calls, calls + 1) << "B's acquire, as a call of its own";
+  ASSERT_TRUE(wb.ok());
+  EXPECT_EQ(owner("sim0")->client_name, "B");
 }
 
 }  // namespace

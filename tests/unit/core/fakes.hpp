@@ -9,6 +9,9 @@
 #include <map>
 #include <set>
 #include <string>
+#include <type_traits>
+#include <utility>
+#include <variant>
 #include <vector>
 
 #include "core/arbiter.hpp"
@@ -91,39 +94,32 @@ class FakeDrive final : public core::DriveChannel {
   const core::DriveDescription& description() const override { return description_; }
 
   void async_execute(core::ScsiCommand command, ExecuteHandler handler) override {
-    commands.push_back(command.cdb);
-    timeouts.push_back(command.timeout);
     if (stuck.contains(command.opcode())) {
+      commands.push_back(command.cdb);
+      timeouts.push_back(command.timeout);
       // A backend that overruns: the answer comes only when the test says.
       stuck_handlers.push_back(std::move(handler));
       return;
     }
-    core::ScsiResult result;
-    if (auto it = scripted.find(command.opcode()); it != scripted.end() && !it->second.empty()) {
-      result = it->second.front();
-      it->second.pop_front();
-    }
-    if (command.opcode() == core::opcode::prevent_allow_medium_removal && result.good()) {
-      tray_locked = command.cdb[4] & 1;
-    }
-    scheduler_.post([handler = std::move(handler), result] { handler(result); });
+    scheduler_.post([handler = std::move(handler), result = run(command)] { handler(result); });
   }
 
   void async_os_lock(std::string client_name, bool force, LockHandler handler) override {
-    Result<Done> r = Done{};
-    if (os_lock_fails) {
-      r = Error{errc::access_denied, "scripted OS lock failure"};
-    } else {
-      os_owner = client_name;
-      os_force = force;
-    }
-    scheduler_.post([handler = std::move(handler), r] { handler(r); });
+    scheduler_.post([handler = std::move(handler), r = lock(client_name, force)] { handler(r); });
   }
 
   void async_os_unlock(LockHandler handler) override {
-    os_owner.clear();
-    ++unlocks;
-    scheduler_.post([handler = std::move(handler)] { handler(Done{}); });
+    scheduler_.post([handler = std::move(handler), r = unlock()] { handler(r); });
+  }
+
+  /// The lock's steps: one call each (a job on a backend with a thread);
+  /// step by step through the calls above, or, with steps_at_once, all at
+  /// once as DriveWorker runs them, their return posted (or held).
+  void async_acquire_steps(core::AcquireSteps steps, AcquireHandler handler) override {
+    steps_call(std::move(steps), std::move(handler));
+  }
+  void async_release_steps(core::ReleaseSteps steps, ReleaseHandler handler) override {
+    steps_call(std::move(steps), std::move(handler));
   }
 
   /// The next command with this opcode gets this result.
@@ -137,6 +133,12 @@ class FakeDrive final : public core::DriveChannel {
     return out;
   }
 
+  /// Runs the held returns of steps run at once, in order.
+  void return_held() {
+    for (auto& fn : std::exchange(held_returns, {}))
+      scheduler_.post(std::move(fn));
+  }
+
   std::vector<proto::Bytes> commands;
   std::vector<std::chrono::seconds> timeouts;
   std::map<std::uint8_t, std::deque<core::ScsiResult>> scripted;
@@ -147,8 +149,69 @@ class FakeDrive final : public core::DriveChannel {
   bool os_force = false;
   int unlocks = 0;
   bool tray_locked = false;
+  int step_calls = 0;          // async_acquire_steps and async_release_steps calls
+  bool steps_at_once = false;  // run the steps in the call, as DriveWorker's job does
+  bool hold_returns = false;   // ... and hold their return until return_held()
+  std::vector<std::function<void()>> held_returns;
 
  private:
+  core::ScsiResult run(const core::ScsiCommand& command) {
+    commands.push_back(command.cdb);
+    timeouts.push_back(command.timeout);
+    core::ScsiResult result;
+    if (auto it = scripted.find(command.opcode()); it != scripted.end() && !it->second.empty()) {
+      result = it->second.front();
+      it->second.pop_front();
+    }
+    if (command.opcode() == core::opcode::prevent_allow_medium_removal && result.good()) {
+      tray_locked = command.cdb[4] & 1;
+    }
+    return result;
+  }
+  Result<Done> lock(const std::string& client_name, bool force) {
+    if (os_lock_fails)
+      return Error{errc::access_denied, "scripted OS lock failure"};
+    os_owner = client_name;
+    os_force = force;
+    return Done{};
+  }
+  Result<Done> unlock() {
+    os_owner.clear();
+    ++unlocks;
+    return Done{};
+  }
+  template <typename Steps, typename Handler>
+  void steps_call(Steps steps, Handler handler) {
+    ++step_calls;
+    if (!steps_at_once) {
+      if constexpr (std::is_same_v<Steps, core::AcquireSteps>)
+        DriveChannel::async_acquire_steps(std::move(steps), std::move(handler));
+      else
+        DriveChannel::async_release_steps(std::move(steps), std::move(handler));
+      return;
+    }
+    run_at_once(steps);
+    give_back([handler = std::move(handler), steps = std::move(steps)]() mutable {
+      handler(std::move(steps));
+    });
+  }
+  void run_at_once(core::DriveSteps& steps) {
+    while (const auto call = steps.next()) {
+      if (const auto* command = std::get_if<const core::ScsiCommand*>(&*call))
+        steps.record(run(**command));
+      else if (const auto* l = std::get_if<core::DriveSteps::OsLockCall>(&*call))
+        steps.record(lock(*l->client_name, l->force));
+      else
+        steps.record(unlock());
+    }
+  }
+  void give_back(std::function<void()> fn) {
+    if (hold_returns)
+      held_returns.push_back(std::move(fn));
+    else
+      scheduler_.post(std::move(fn));
+  }
+
   FakeScheduler& scheduler_;
   core::DriveDescription description_;
 };

@@ -238,6 +238,7 @@ AcquireSteps acquire_steps() {
   steps.test_unit_ready = command(opcode::test_unit_ready, 3s);
   steps.client_name = "A";
   steps.prevent = ScsiCommand{cdb_prevent_allow_medium_removal(true), Direction::none, {}, 0, 4s};
+  steps.allow = ScsiCommand{cdb_prevent_allow_medium_removal(false), Direction::none, {}, 0, 4s};
   return steps;
 }
 
@@ -260,11 +261,12 @@ TEST_F(WatchedChannelTest, AnAcquiresStepsCountEachCommandAndATurAnswerLeavesErr
 }
 
 TEST_F(WatchedChannelTest, TheStepsWatchdogIsTheSumOfTheirLimitsAndAnswersEveryStepLeft) {
-  // TUR 3 s + OS lock 10 s + PREVENT 4 s + the rollback's OS unlock 10 s = 27 s.
+  // TUR 3 s + OS lock 10 s + PREVENT 4 s + the ALLOW that may undo it 4 s
+  // + the rollback's OS unlock 10 s = 31 s.
   drive->stuck.insert(opcode::test_unit_ready);
   std::optional<AcquireSteps> done;
   channel->acquire_steps(acquire_steps(), [&](AcquireSteps s) { done = std::move(s); });
-  scheduler.advance(28999ms);
+  scheduler.advance(32999ms);
   EXPECT_FALSE(done) << "not before the sum of the limits + grace";
   scheduler.advance(1ms);
   ASSERT_TRUE(done && done->tur_answer);
@@ -302,10 +304,10 @@ TEST_F(WatchedChannelTest,
   std::optional<AcquireSteps> done;
   bool abandoned_when_answered = false;
   channel->acquire_steps(acquire_steps(), [&](AcquireSteps s) {
-    abandoned_when_answered = s.abandoned->load();
+    abandoned_when_answered = s.fate->abandoned();
     done = std::move(s);
   });
-  scheduler.advance(29s);  // 3 + 10 + 4 + 10, + 2 s grace
+  scheduler.advance(33s);  // 3 + 10 + 4 + 4 + 10, + 2 s grace
   ASSERT_TRUE(done);
   EXPECT_TRUE(abandoned_when_answered)
       << "the backend must see the steps abandoned before anybody hears the answer";
@@ -315,9 +317,52 @@ TEST_F(WatchedChannelTest,
   ASSERT_EQ(drive->stuck_handlers.size(), 1U);
   auto late = std::move(drive->stuck_handlers.front());
   drive->stuck_handlers.clear();
+  drive->stuck.clear();  // the undoing ALLOW is answered
   late(ScsiResult{});
   scheduler.run();
   EXPECT_EQ(drive->os_owner, "") << "the late acquire's OS lock was rolled back";
+  EXPECT_FALSE(drive->tray_locked) << "and its PREVENT undone first";
+}
+
+TEST_F(WatchedChannelTest, TheWatchdogLeavesStepsThatKeptTheLockToTheirReturnOnItsWay) {
+  // Every step ran in time; the return is posted, heard after the deadline.
+  drive->steps_at_once = true;
+  drive->hold_returns = true;
+  std::optional<AcquireSteps> done;
+  channel->acquire_steps(acquire_steps(), [&](AcquireSteps s) { done = std::move(s); });
+  EXPECT_FALSE(channel->abandon_acquire()) << "kept: too late to give up on it";
+  scheduler.advance(1h);
+  EXPECT_FALSE(done) << "no timeout answer: it would drop the return and leave the lock held";
+  EXPECT_FALSE(channel->error());
+  drive->return_held();
+  scheduler.run();
+  ASSERT_TRUE(done);
+  EXPECT_TRUE(done->holds_lock());
+  EXPECT_EQ(channel->stats().timeouts, 0U);
+  EXPECT_EQ(drive->os_owner, "A");
+}
+
+TEST_F(WatchedChannelTest, AHandOffsAcquireIsAbandonedByTheWatchdogOfItsCall) {
+  // The release's ALLOW sits in the drive: the watchdog answers the call,
+  // and the acquire handed off to never begins.
+  drive->stuck.insert(opcode::prevent_allow_medium_removal);
+  ReleaseSteps steps;
+  steps.allows.push_back(
+      ScsiCommand{cdb_prevent_allow_medium_removal(false), Direction::none, {}, 0, 5s});
+  steps.then = acquire_steps();
+  const auto fate = steps.then->fate;
+  std::optional<ReleaseSteps> done;
+  channel->release_steps(std::move(steps), [&](ReleaseSteps s) { done = std::move(s); });
+  scheduler.advance(47s);  // ALLOW 5 + unlock 10 + the acquire's 31, + 2 s grace - 1 s
+  EXPECT_FALSE(done) << "one watchdog: the sum of both parts' limits";
+  scheduler.advance(1s);
+  ASSERT_TRUE(done);
+  EXPECT_TRUE(fate->abandoned());
+  EXPECT_FALSE(done->then->tur_answer) << "the acquire never began";
+  drive->stuck.clear();
+  drive->stuck_handlers.at(0)(ScsiResult{});
+  scheduler.run();
+  EXPECT_EQ(drive->os_owner, "") << "the late release's steps did not go on to the acquire";
 }
 
 }  // namespace

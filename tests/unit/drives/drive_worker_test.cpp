@@ -60,9 +60,9 @@ class ScriptedDevice final : public ScsiDevice {
     return d;
   }
   ScsiResult execute(const ScsiCommand& command) override {
-    const bool first = calls_.empty();
+    const bool gate = gated && calls_.size() == gate_at;
     calls_.push_back(name_of(command));
-    if (first && gated) {
+    if (gate) {
       started_.set_value();
       gate_.wait();
     }
@@ -86,7 +86,8 @@ class ScriptedDevice final : public ScsiDevice {
 
   std::map<std::uint8_t, ScsiResult> answers;
   Result<Done> lock_answer = Done{};
-  bool gated = false;
+  bool gated = false;  // the gate_at'th call (from 0) waits for open_gate
+  std::size_t gate_at = 0;
 
  private:
   static std::string name_of(const ScsiCommand& c) {
@@ -202,14 +203,16 @@ struct CountingPost {
   }
 };
 
-core::AcquireSteps acquire_steps(bool tray_lock = true) {
+core::AcquireSteps acquire_steps(bool tray_lock = true, std::string client = "Burner") {
   core::AcquireSteps steps;
   steps.test_unit_ready =
       ScsiCommand{core::cdb_test_unit_ready(), core::Direction::none, {}, 0, 10s};
-  steps.client_name = "Burner";
+  steps.client_name = std::move(client);
   if (tray_lock) {
     steps.prevent = ScsiCommand{
         core::cdb_prevent_allow_medium_removal(true), core::Direction::none, {}, 0, 10s};
+    steps.allow = ScsiCommand{
+        core::cdb_prevent_allow_medium_removal(false), core::Direction::none, {}, 0, 10s};
   }
   return steps;
 }
@@ -217,14 +220,34 @@ core::AcquireSteps acquire_steps(bool tray_lock = true) {
 /// Runs the steps on the worker (async_acquire_steps or
 /// async_release_steps) and returns them answered.
 template <typename Steps>
-Steps run_steps(DriveWorker& worker, Steps steps) {
-  std::promise<Steps> done;
-  auto answer = done.get_future();
-  auto handler = [&](Steps s) { done.set_value(std::move(s)); };
+std::future<Steps> start_steps(DriveWorker& worker, Steps steps) {
+  auto done = std::make_shared<std::promise<Steps>>();
+  auto answer = done->get_future();
+  auto handler = [done](Steps s) { done->set_value(std::move(s)); };
   if constexpr (std::is_same_v<Steps, core::AcquireSteps>)
     worker.async_acquire_steps(std::move(steps), handler);
   else
     worker.async_release_steps(std::move(steps), handler);
+  return answer;
+}
+
+template <typename Steps>
+Steps run_steps(DriveWorker& worker, Steps steps) {
+  auto answer = start_steps(worker, std::move(steps));
+  EXPECT_EQ(answer.wait_for(10s), std::future_status::ready);
+  return answer.get();
+}
+
+/// Runs the steps on a gated device, giving up on the acquire (`fate`)
+/// while the gated step runs; returns them answered.
+template <typename Steps>
+Steps run_abandoned_at_gate(DriveWorker& worker, ScriptedDevice& device, Steps steps,
+                            const std::shared_ptr<core::AcquireFate>& fate) {
+  auto started = device.started();
+  auto answer = start_steps(worker, std::move(steps));
+  EXPECT_EQ(started.wait_for(10s), std::future_status::ready);
+  EXPECT_TRUE(fate->abandon());
+  device.open_gate();
   EXPECT_EQ(answer.wait_for(10s), std::future_status::ready);
   return answer.get();
 }
@@ -303,19 +326,10 @@ TEST(DriveWorkerLockSteps, StepsAbandonedWhileTheTurRunsStartNothingMore) {
   // watchdog answered) while the drive sits on its TEST UNIT READY.
   auto device = std::make_shared<ScriptedDevice>();
   device->gated = true;
-  auto started = device->started();
   DriveWorker worker(device, run_inline());
   auto steps = acquire_steps();
-  const auto abandoned = steps.abandoned;
-  std::promise<core::AcquireSteps> done;
-  worker.async_acquire_steps(std::move(steps),
-                             [&](core::AcquireSteps s) { done.set_value(std::move(s)); });
-  ASSERT_EQ(started.wait_for(10s), std::future_status::ready);
-  abandoned->store(true);
-  device->open_gate();
-  auto answer = done.get_future();
-  ASSERT_EQ(answer.wait_for(10s), std::future_status::ready);
-  EXPECT_FALSE(answer.get().os_locked);
+  const auto fate = steps.fate;
+  EXPECT_FALSE(run_abandoned_at_gate(worker, *device, std::move(steps), fate).os_locked);
   EXPECT_EQ(device->calls(), std::vector<std::string>{"TUR"});
 }
 
@@ -339,6 +353,109 @@ TEST(DriveWorkerLockSteps, AReleaseIsOneJobEachAllowWhateverTheOneBeforeThenTheO
   EXPECT_FALSE(done.allowed[0].good());
   ASSERT_TRUE(done.unlocked);
   EXPECT_TRUE(done.unlocked->ok());
+}
+
+TEST(DriveWorkerLockSteps, StepsAbandonedWhileThePreventRunsUndoItThenTheOsLockInTheSameJob) {
+  // The watchdog answers while the drive sits on PREVENT, which then
+  // succeeds: nobody will hold the lock, so neither the tray lock nor the
+  // OS lock may stay.
+  auto device = std::make_shared<ScriptedDevice>();
+  device->gated = true;
+  device->gate_at = 2;  // TUR, lock, PREVENT
+  CountingPost counter;
+  DriveWorker worker(device, counter.post());
+  auto steps = acquire_steps();
+  const auto fate = steps.fate;
+  const auto undone = run_abandoned_at_gate(worker, *device, std::move(steps), fate);
+  EXPECT_EQ(*counter.posts, 1) << "undone in the same job";
+  EXPECT_EQ(device->calls(),
+            (std::vector<std::string>{"TUR", "lock:Burner", "PREVENT", "ALLOW", "unlock"}));
+  EXPECT_TRUE(undone.allowed_back && undone.allowed_back->good());
+  EXPECT_FALSE(undone.holds_lock());
+}
+
+TEST(DriveWorkerLockSteps, TheNextOwnersAcquireQueuedBehindAnAbandonedOneRunsAfterItsUndoing) {
+  // The watchdog answered for A's acquire (stuck on PREVENT) and the
+  // arbiter handed the drive on: B's acquire is queued behind on the same
+  // worker. A's undoing runs before it, so it cannot undo B's lock.
+  auto device = std::make_shared<ScriptedDevice>();
+  device->gated = true;
+  device->gate_at = 2;
+  auto started = device->started();
+  DriveWorker worker(device, run_inline());
+  auto a = acquire_steps(true, "A");
+  const auto fate = a.fate;
+  auto a_done = start_steps(worker, std::move(a));
+  ASSERT_EQ(started.wait_for(10s), std::future_status::ready);
+  EXPECT_TRUE(fate->abandon());
+  auto b = start_steps(worker, acquire_steps(true, "B"));
+  device->open_gate();
+  ASSERT_EQ(b.wait_for(10s), std::future_status::ready);
+  EXPECT_TRUE(b.get().holds_lock());
+  EXPECT_EQ(device->calls(), (std::vector<std::string>{"TUR", "lock:A", "PREVENT", "ALLOW",
+                                                       "unlock", "TUR", "lock:B", "PREVENT"}));
+}
+
+TEST(DriveWorkerLockSteps, StepsThatRanToTheirEndKeptTheLockAndCanNoLongerBeAbandoned) {
+  auto device = std::make_shared<ScriptedDevice>();
+  DriveWorker worker(device, run_inline());
+  const auto steps = run_steps(worker, acquire_steps());
+  EXPECT_TRUE(steps.holds_lock());
+  EXPECT_FALSE(steps.fate->abandon()) << "kept: the answer on its way decides";
+}
+
+core::ReleaseSteps release_steps() {
+  core::ReleaseSteps steps;
+  steps.allows.push_back(ScsiCommand{
+      core::cdb_prevent_allow_medium_removal(false), core::Direction::none, {}, 0, 10s});
+  return steps;
+}
+
+TEST(DriveWorkerLockSteps, AHandOffIsOneJobTheReleaseThenTheNextOwnersAcquire) {
+  auto device = std::make_shared<ScriptedDevice>();
+  device->answers[core::opcode::test_unit_ready] = kNotReady;
+  CountingPost counter;
+  DriveWorker worker(device, counter.post());
+  auto steps = release_steps();
+  steps.then = acquire_steps(true, "Next");
+  const auto done = run_steps(worker, std::move(steps));
+  EXPECT_EQ(*counter.posts, 1) << "one job, one completion for the release and the acquire";
+  EXPECT_EQ(device->calls(),
+            (std::vector<std::string>{"ALLOW", "unlock", "TUR", "lock:Next", "PREVENT"}));
+  ASSERT_EQ(done.allowed.size(), 1U);
+  ASSERT_TRUE(done.unlocked && done.unlocked->ok());
+  ASSERT_TRUE(done.then);
+  EXPECT_EQ(done.then->tur_answer->status, 0x02);
+  EXPECT_TRUE(done.then->holds_lock());
+  EXPECT_TRUE(done.then->prevented->good());
+}
+
+TEST(DriveWorkerLockSteps, AHandOffsAcquireAbandonedBeforeItBeganIsSkipped) {
+  auto device = std::make_shared<ScriptedDevice>();
+  device->gated = true;  // on the release's ALLOW; meanwhile the waiter leaves
+  DriveWorker worker(device, run_inline());
+  auto steps = release_steps();
+  steps.then = acquire_steps(true, "Next");
+  const auto fate = steps.then->fate;
+  const auto released = run_abandoned_at_gate(worker, *device, std::move(steps), fate);
+  EXPECT_EQ(device->calls(), (std::vector<std::string>{"ALLOW", "unlock"}));
+  EXPECT_TRUE(released.unlocked && released.unlocked->ok());
+  EXPECT_FALSE(released.then->tur_answer);
+}
+
+TEST(DriveWorkerLockSteps, AHandOffsAcquireFollowsAFailedReleaseAsItWouldAlone) {
+  auto device = std::make_shared<ScriptedDevice>();
+  device->answers[core::opcode::prevent_allow_medium_removal] = kIllegalRequest;
+  DriveWorker worker(device, run_inline());
+  auto steps = release_steps();
+  steps.then = acquire_steps(true, "Next");
+  const auto done = run_steps(worker, std::move(steps));
+  // The ALLOW failed: the unlock runs regardless, then the acquire, whose
+  // PREVENT fails too and rolls its OS lock back.
+  EXPECT_EQ(device->calls(),
+            (std::vector<std::string>{"ALLOW", "unlock", "TUR", "lock:Next", "PREVENT", "unlock"}));
+  EXPECT_FALSE(done.allowed[0].good());
+  EXPECT_FALSE(done.then->holds_lock());
 }
 
 TEST(DriveWorkerLockSteps, ARetiredWorkerFailsEveryStepWithDevNotExistAndRunsNone) {
