@@ -18,7 +18,6 @@
 #include "discarbiter/proto/frame.hpp"
 #include "discarbiter/proto/incoming.hpp"
 #include "discarbiter/proto/wire.hpp"
-#include "stream_inbox.hpp"
 
 namespace discarbiter {
 namespace {
@@ -190,9 +189,7 @@ class Session {
   bool subscribed_ = false;
   std::uint64_t events_dropped_ = 0;
 
-  // The read role's: bytes read ahead of the frame being read, and its JSON part.
-  StreamInbox inbox_;
-  std::string json_text_;
+  std::string json_text_;  // the read role's: the JSON part being read
 };
 
 Session::Session(const ConnectOptions& options)
@@ -296,17 +293,16 @@ bool Session::read_one(std::unique_lock<std::mutex>& lock, Clock::time_point dea
 
 bool Session::read_frame(std::unique_lock<std::mutex>& lock, Clock::time_point deadline) {
   lock.unlock();
-  // N.B. one read usually brings the header, the JSON part and a payload's
-  // start together (StreamInbox).
-  if (!inbox_.wait_for_bytes(*connection_, deadline)) {
+  std::array<std::uint8_t, proto::kFrameHeaderSize> header{};
+  const std::size_t first = connection_->read_some(header, deadline);
+  if (first == 0) {
     lock.lock();
     return false;
   }
   // N.B. once a frame has begun, the rest comes at the stream's pace: a
   // caller's deadline that passes mid-frame does not cut it.
   const auto rest = std::max(deadline, Clock::now() + request_timeout);
-  std::array<std::uint8_t, proto::kFrameHeaderSize> header{};
-  if (!inbox_.read_exact(*connection_, header, rest))
+  if (!connection_->read_exact(std::span(header).subspan(first), rest))
     fail(errc::connection_lost, "a frame's header stopped half way");
   const std::uint32_t json_len = u32_le(header.data());
   const std::uint32_t payload_len = u32_le(header.data() + 4);
@@ -317,9 +313,8 @@ bool Session::read_frame(std::unique_lock<std::mutex>& lock, Clock::time_point d
                                             json_len, kMaxReplyJsonBytes));
   }
   json_text_.resize(json_len);
-  if (!inbox_.read_exact(*connection_,
-                         std::span(reinterpret_cast<std::uint8_t*>(json_text_.data()), json_len),
-                         rest)) {
+  if (!connection_->read_exact(
+          std::span(reinterpret_cast<std::uint8_t*>(json_text_.data()), json_len), rest)) {
     fail(errc::connection_lost, "a frame's JSON part stopped half way");
   }
   proto::Frame frame;
@@ -377,9 +372,8 @@ void Session::deliver(std::unique_lock<std::mutex>& lock, proto::Reply reply,
   lock.unlock();
   bool whole = false;
   try {
-    // N.B. straight from the stream into the caller's buffer, but for the
-    // bytes that came with the frame's head (at most kInboxBytes).
-    whole = inbox_.read_exact(*connection_, {into, payload_len}, deadline);
+    // N.B. straight from the stream into the caller's buffer: no copy.
+    whole = connection_->read_exact({into, payload_len}, deadline);
   } catch (...) {
     lock.lock();
     call.filling = false;
