@@ -101,6 +101,10 @@ struct StreamState {
   std::size_t closes = 0;
   /// The size of the buffer the pending read holds (0 for none, or a wait).
   std::size_t pending_read_buffer = 0;
+  /// A readiness stream's reads that found nothing (would_block), and its
+  /// waits for readability.
+  std::size_t empty_reads = 0;
+  std::size_t waits = 0;
 
   // ---- the session's side (TestStream) ----
 
@@ -200,6 +204,7 @@ class BasicTestStream {
     } else if (state_->peer_closed) {
       ec = make_error_code(boost::asio::error::eof);
     } else {
+      ++state_->empty_reads;
       ec = make_error_code(boost::asio::error::would_block);
     }
     return 0;
@@ -216,6 +221,7 @@ class BasicTestStream {
               });
           if (failed(*state, done))
             return;
+          ++state->waits;
           state->waiting_read = [state = state.get(), done] {
             if (state->closed) {
               done(make_error_code(boost::asio::error::operation_aborted), 0);
