@@ -294,7 +294,8 @@ bool Session::read_one(std::unique_lock<std::mutex>& lock, Clock::time_point dea
 bool Session::read_frame(std::unique_lock<std::mutex>& lock, Clock::time_point deadline) {
   lock.unlock();
   std::array<std::uint8_t, proto::kFrameHeaderSize> header{};
-  const std::size_t first = connection_->read_some(header, deadline);
+  // N.B. waits first: a reply is rarely there the moment its request is out.
+  const std::size_t first = connection_->read(header, deadline, /*wait_first=*/true);
   if (first == 0) {
     lock.lock();
     return false;

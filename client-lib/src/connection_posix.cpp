@@ -73,6 +73,8 @@ class SocketConnection final : public Connection {
     ::shutdown(fd_.get(), SHUT_RDWR);
   }
 
+  bool wait_readable(Deadline deadline) override { return wait_for(POLLIN, deadline); }
+
   std::size_t read_some(std::span<std::uint8_t> buffer, Deadline deadline) override {
     for (;;) {
       // N.B. tried first, without waiting: a reply's next part is usually

@@ -173,8 +173,10 @@ class DISCARBITER_API Client {
 
   /// The owner's SCSI pass-through, named after IMAPI2's
   /// IDiscRecorder2Ex::SendCommand…. Data moves between the caller's buffer
-  /// and the socket with no copy in between. A transfer above max_transfer()
-  /// is refused with E_INVALIDARG before anything is sent. `timeout_s`:
+  /// and the socket with no copy in between, but for the first bytes of
+  /// data-in that one read brings with the reply's head (under 1 KiB). A
+  /// transfer above max_transfer() is refused with E_INVALIDARG before
+  /// anything is sent. `timeout_s`:
   /// nullopt for the service's default for the opcode. A CHECK CONDITION is
   /// not an exception: the result's code is S_IMAPI_COMMAND_HAS_SENSE_DATA.
   CommandResult send_command_no_data(const std::string& drive, std::span<const std::uint8_t> cdb,

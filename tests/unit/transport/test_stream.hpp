@@ -104,6 +104,10 @@ struct StreamState {
   /// A readiness stream's reads that took bytes: the size of the buffer
   /// each was given.
   std::vector<std::size_t> read_sizes;
+  /// A readiness stream's reads that found nothing (would_block), and its
+  /// waits for readability.
+  std::size_t empty_reads = 0;
+  std::size_t waits = 0;
 
   // ---- the session's side (TestStream) ----
 
@@ -204,6 +208,7 @@ class BasicTestStream {
     } else if (state_->peer_closed) {
       ec = make_error_code(boost::asio::error::eof);
     } else {
+      ++state_->empty_reads;
       ec = make_error_code(boost::asio::error::would_block);
     }
     return 0;
@@ -220,6 +225,7 @@ class BasicTestStream {
               });
           if (failed(*state, done))
             return;
+          ++state->waits;
           state->waiting_read = [state = state.get(), done] {
             if (state->closed) {
               done(make_error_code(boost::asio::error::operation_aborted), 0);
