@@ -8,6 +8,8 @@
 
 #include <utility>  // N.B. before Asio: Boost 1.74's awaitable.hpp needs std::exchange
 
+#include <algorithm>
+#include <array>
 #include <boost/asio/co_spawn.hpp>
 #include <boost/asio/detached.hpp>
 #include <boost/asio/post.hpp>
@@ -125,6 +127,15 @@ class Session final : public SessionHandle, public std::enable_shared_from_this<
   void send(proto::OutgoingFrame frame) {
     if (closed_ || closing_)
       return;
+    if constexpr (ReadinessStream<Stream>) {
+      if (outbox_.empty()) {
+        front_written_ = write_at_once(frame);
+        if (front_written_ == frame.size()) {
+          front_written_ = 0;
+          return;
+        }
+      }
+    }
     outbox_bytes_ += frame.size();
     outbox_.push_back(std::move(frame));
     if (outbox_bytes_ > limits_.max_outbox_bytes) {
@@ -142,6 +153,22 @@ class Session final : public SessionHandle, public std::enable_shared_from_this<
       return;
     }
     write_signal_.cancel_one();
+  }
+
+  /// Writes what the socket takes now of a frame that nothing is queued
+  /// before (the writer is idle), without waiting: how many bytes went.
+  /// N.B. a reply leaves as it is made, before the session reads again, and
+  /// the writer is woken only for what the socket did not take. A failure
+  /// writes nothing here: the writer meets it and ends the session, from its
+  /// own coroutine (send must not close under the arbiter's callbacks).
+  std::size_t write_at_once(const proto::OutgoingFrame& frame) {
+    if (!stream_.non_blocking())
+      return 0;  // N.B. not read from yet: a write now could block the io thread
+    boost::system::error_code ec;
+    const std::array<boost::asio::const_buffer, 2> parts{boost::asio::buffer(frame.head),
+                                                         boost::asio::buffer(frame.payload)};
+    const std::size_t n = stream_.write_some(parts, ec);
+    return ec ? 0 : n;
   }
 
   /// Closes the session once it has been idle for limits_.idle while
@@ -252,9 +279,12 @@ class Session final : public SessionHandle, public std::enable_shared_from_this<
       }
       // One gather write: the frame's head, then its payload from the
       // buffer the drive filled.
+      // N.B. past what send wrote at once, if it wrote part of this frame.
       const proto::OutgoingFrame& frame = outbox_.front();
-      const std::array<asio::const_buffer, 2> parts{asio::buffer(frame.head),
-                                                    asio::buffer(frame.payload)};
+      const std::size_t skip = std::exchange(front_written_, 0);
+      const std::size_t head_skip = std::min(skip, frame.head.size());
+      const std::array<asio::const_buffer, 2> parts{
+          asio::buffer(frame.head) + head_skip, asio::buffer(frame.payload) + (skip - head_skip)};
       co_await asio::async_write(stream_, parts, asio::redirect_error(asio::use_awaitable, ec));
       if (ec) {
         close(is_peer_gone(ec) ? std::string("client disconnected")
@@ -274,6 +304,7 @@ class Session final : public SessionHandle, public std::enable_shared_from_this<
   std::optional<Dispatcher> dispatcher_;
   std::deque<proto::OutgoingFrame> outbox_;
   std::size_t outbox_bytes_ = 0;
+  std::size_t front_written_ = 0;           // of the outbox's first frame, by write_at_once
   boost::asio::steady_timer write_signal_;  // cancelled to wake the writer
   boost::asio::steady_timer handshake_timer_;
   boost::asio::steady_timer idle_timer_;

@@ -34,6 +34,16 @@ proto::ExecuteRequest write10_64k() {
           {},     proto::Bytes(64 * 1024, 0x5A)};
 }
 
+/// Pipelined `owner` requests, ids first to last - 1, as one write.
+proto::Bytes owner_requests(std::uint64_t first, std::uint64_t last, const std::string& drive) {
+  proto::Bytes requests;
+  for (std::uint64_t id = first; id < last; ++id) {
+    const auto frame = proto::encode_request(proto::Request{id, proto::OwnerRequest{drive}});
+    requests.insert(requests.end(), frame.begin(), frame.end());
+  }
+  return requests;
+}
+
 /// Records what the service logs, for the duration of a test.
 class LogCapture {
  public:
@@ -328,23 +338,18 @@ TEST(SessionTest, AWritesPayloadPassesThroughTheIoThreadsBufferOnlyInItsFirstSma
   c.settle();
 }
 
-TEST(SessionTest, APeerThatStopsReadingIsClosedWhenTheOutboxIsFull) {
+TYPED_TEST(EveryStreamTest, APeerThatStopsReadingIsClosedWhenTheOutboxIsFull) {
   LogCapture log;
-  auto limits = Connection::quiet_limits();
+  auto limits = BasicConnection<TypeParam>::quiet_limits();
   limits.max_outbox_bytes = 1024;
-  Connection c(FailCount(), limits, "slow-reader");
+  BasicConnection<TypeParam> c(FailCount(), limits, "slow-reader");
   c.stream->stall_writes = true;  // the first write never completes
 
   ASSERT_TRUE(c.exchange(1, proto::HelloRequest{proto::kProtocolVersion, "Slow", 1}).empty());
   ASSERT_TRUE(c.exchange(2, proto::AcquireRequest{"sim1", false, 0}).empty());
   EXPECT_EQ(c.closed, 0);
   // Pipelined requests, their replies queued behind the stalled write.
-  proto::Bytes requests;
-  for (std::uint64_t id = 3; id < 200; ++id) {
-    const auto frame = proto::encode_request(proto::Request{id, proto::OwnerRequest{"sim1"}});
-    requests.insert(requests.end(), frame.begin(), frame.end());
-  }
-  c.stream->peer_write(requests);
+  c.stream->peer_write(owner_requests(3, 200, "sim1"));
   c.settle();
 
   EXPECT_EQ(c.closed, 1);
@@ -358,6 +363,32 @@ TEST(SessionTest, APeerThatStopsReadingIsClosedWhenTheOutboxIsFull) {
   const auto at = warned[0].find("reading: ") + 9;
   EXPECT_GT(std::stoul(warned[0].substr(at)), limits.max_outbox_bytes) << warned[0];
   EXPECT_EQ(log.matching("closed: client is not reading: ").size(), 1U);
+}
+
+// On a socket a reply is written as it is made, while nothing is queued
+// before it: it leaves before the session reads again, and the writer is
+// woken only for what the socket did not take (in order, after it).
+TEST(SessionTest, OnASocketAReplyIsWrittenAtOnceAndTheWriterSendsOnlyWhatTheSocketDidNotTake) {
+  BasicConnection<ReadinessTestStream> c{FailCount()};
+  c.stream->max_write = 1 << 20;
+  ASSERT_EQ(c.exchange(1, proto::HelloRequest{proto::kProtocolVersion, "Burner", 4242}).size(), 1U);
+  const auto acquired = c.exchange(2, proto::AcquireRequest{"sim0", false, 0});
+  ASSERT_EQ(acquired.size(), 1U);
+  EXPECT_EQ(acquired[0].json.value("id", std::uint64_t{0}), 2U);
+  EXPECT_EQ(c.stream->immediate_writes, 2U) << "both replies written by send, none by the writer";
+
+  // A socket that takes 16 bytes at a time: the first 16 at once, the rest
+  // from the writer, the frames whole and in order.
+  c.stream->max_write = 16;
+  c.stream->peer_write(owner_requests(3, 6, "sim0"));
+  c.settle();
+  const auto owners = c.take_frames();
+  ASSERT_EQ(owners.size(), 3U);
+  for (std::uint64_t i = 0; i < owners.size(); ++i)
+    EXPECT_EQ(owners[i].json.value("id", std::uint64_t{0}), i + 3) << owners[i].json.dump();
+  EXPECT_EQ(c.stream->immediate_writes, 3U) << "only the first owner reply found the outbox empty";
+  c.stream->peer_close();
+  c.settle();
 }
 
 TEST(SessionTest, AnOversizeWriteIsAnsweredWithItsIdAndTheSessionKeepsItsLock) {

@@ -108,6 +108,10 @@ struct StreamState {
   /// waits for readability.
   std::size_t empty_reads = 0;
   std::size_t waits = 0;
+  /// A readiness stream's writes made at once (write_some), not through the
+  /// session's writer.
+  std::size_t immediate_writes = 0;
+  bool non_blocking = false;  // set by the session's reader
 
   // ---- the session's side (TestStream) ----
 
@@ -191,18 +195,17 @@ class BasicTestStream {
 
   void non_blocking(bool, boost::system::error_code& ec) requires kReadiness {
     ec = {};
+    state_->non_blocking = true;
   }
+  bool non_blocking() const requires kReadiness { return state_->non_blocking; }
 
   /// Reads what is there now: would_block when nothing is.
   template <typename MutableBuffers>
   std::size_t read_some(const MutableBuffers& into,
                         boost::system::error_code& ec) requires kReadiness {
-    ec = {};
-    if (state_->fail_count.fail(ec))
+    if (!may_start(ec))
       return 0;
-    if (state_->closed) {
-      ec = make_error_code(boost::asio::error::bad_descriptor);
-    } else if (!state_->inbound.empty()) {
+    if (!state_->inbound.empty()) {
       state_->read_sizes.push_back(boost::asio::buffer_size(into));
       return state_->take_inbound(into);
     } else if (state_->peer_closed) {
@@ -241,6 +244,24 @@ class BasicTestStream {
         token);
   }
 
+  /// Writes what the peer takes now (at most max_write): would_block while
+  /// writes stall.
+  template <typename ConstBuffers>
+  std::size_t write_some(const ConstBuffers& from,
+                         boost::system::error_code& ec) requires kReadiness {
+    if (!may_start(ec))
+      return 0;
+    if (state_->stall_writes) {
+      ec = make_error_code(boost::asio::error::would_block);
+      return 0;
+    }
+    std::vector<std::uint8_t> chunk(std::min(boost::asio::buffer_size(from), state_->max_write));
+    chunk.resize(boost::asio::buffer_copy(boost::asio::buffer(chunk), from));
+    state_->outbound.insert(state_->outbound.end(), chunk.begin(), chunk.end());
+    ++state_->immediate_writes;
+    return chunk.size();
+  }
+
   template <typename ConstBuffers, typename Token>
   auto async_write_some(const ConstBuffers& buffers, Token&& token) {
     return boost::asio::async_initiate<Token, void(boost::system::error_code, std::size_t)>(
@@ -262,6 +283,20 @@ class BasicTestStream {
   }
 
  private:
+  /// Counts a readiness stream's operation (one that completes on the spot)
+  /// as it starts: false, with `ec`, when it fails with the scripted failure
+  /// or on a closed stream.
+  bool may_start(boost::system::error_code& ec) {
+    ec = {};
+    if (state_->fail_count.fail(ec))
+      return false;
+    if (state_->closed) {
+      ec = make_error_code(boost::asio::error::bad_descriptor);
+      return false;
+    }
+    return true;
+  }
+
   /// Counts an operation as it starts; completes it at once with the
   /// scripted failure, or on a closed stream.
   static bool failed(StreamState& state, const StreamState::Completion& done) {
