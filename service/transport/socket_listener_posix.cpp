@@ -56,6 +56,10 @@ using Socket = asio::local::stream_protocol::socket;
 /// connection waits for one of their look-ups to finish before it is refused.
 constexpr auto kLookupPatience = std::chrono::milliseconds(500);
 
+/// How long accepting waits after an accept failed (out of file descriptors:
+/// every accept fails at once until one is freed) before it tries again.
+constexpr auto kAcceptRetry = std::chrono::milliseconds(100);
+
 /// How long after sessions close the memory they freed is returned to the
 /// system (at most once per this period, never on a request's path).
 constexpr auto kTrimDelay = std::chrono::seconds(1);
@@ -285,6 +289,7 @@ class SocketListener final : public Listener {
                   options_.admin_reserved_sessions),
         identities_(io.get_executor(), options_.max_pending_connections),
         patience_(io),
+        accept_retry_(io),
         trim_(io) {
     sessions_.on_removed([this] { return_freed_memory(); });
   }
@@ -385,6 +390,7 @@ class SocketListener final : public Listener {
   void stop() override {
     stopped_ = true;
     patience_.cancel();
+    accept_retry_.cancel();
     trim_.cancel();
     boost::system::error_code ignored;
     acceptor_.close(ignored);
@@ -424,10 +430,24 @@ class SocketListener final : public Listener {
       if (ec == asio::error::operation_aborted)
         return;
       if (ec) {
-        spdlog::error("accept on {}: {}", options_.endpoint, ec.message());
-      } else {
-        identify_then_admit(std::move(socket));
+        // N.B. a failure that lasts (EMFILE, ENFILE) fails every accept at
+        // once: trying again at once spins the io thread and floods the log.
+        // Once per episode, then again after kAcceptRetry; the connections
+        // wait in the listen backlog meanwhile.
+        if (!std::exchange(accept_failing_, true)) {
+          spdlog::error("accept on {}: {} (trying again every {} ms)", options_.endpoint,
+                        ec.message(), kAcceptRetry.count());
+        }
+        accept_retry_.expires_after(kAcceptRetry);
+        accept_retry_.async_wait([this](boost::system::error_code wait_ec) {
+          if (!wait_ec)
+            accept();
+        });
+        return;
       }
+      if (std::exchange(accept_failing_, false))
+        spdlog::info("accepting on {} again", options_.endpoint);
+      identify_then_admit(std::move(socket));
       accept();
     });
   }
@@ -515,10 +535,12 @@ class SocketListener final : public Listener {
   Refusals refusals_;
   // N.B. after what its look-ups' completions use, so destroyed (stopped) first.
   IdentityResolver identities_;
-  bool pending_full_ = false;    // max_pending_connections reached; logged once
-  asio::steady_timer patience_;  // how long accepting waits for a free slot
-  bool paused_ = false;          // accepting waits for a look-up to finish
-  bool lookups_stuck_ = false;   // none finished within kLookupPatience
+  bool pending_full_ = false;        // max_pending_connections reached; logged once
+  asio::steady_timer patience_;      // how long accepting waits for a free slot
+  bool paused_ = false;              // accepting waits for a look-up to finish
+  bool lookups_stuck_ = false;       // none finished within kLookupPatience
+  asio::steady_timer accept_retry_;  // after an accept failed
+  bool accept_failing_ = false;      // logged once per episode
   RecentUserNames<uid_t> user_names_;
   asio::steady_timer trim_;  // returns freed memory after sessions close
   bool trim_pending_ = false;
