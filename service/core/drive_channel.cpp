@@ -9,9 +9,17 @@ namespace discarbiter::core {
 // ---- the steps' rules ------------------------------------------------------------
 
 void DriveSteps::fail_rest(const Error& why) {
+  answer_rest(why, &ScsiResult::failed);
+}
+
+void DriveSteps::take_back(const Error& why) {
+  answer_rest(why, &ScsiResult::not_sent);
+}
+
+void DriveSteps::answer_rest(const Error& why, ScsiResult (*command_answer)(errc, std::string)) {
   while (const auto call = next()) {
     if (std::holds_alternative<const ScsiCommand*>(*call))
-      record(ScsiResult::failed(why.code, why.message));
+      record(command_answer(why.code, why.message));
     else
       record(Result<Done>(why));
   }

@@ -81,6 +81,9 @@ class DriveSteps {
   /// it (a cancelled call, a vanished device, a watchdog's answer); each
   /// answer counts for what runs next, as a real one would.
   void fail_rest(const Error& why);
+  /// Answers every step still to run with `why` as never sent: the backend
+  /// took the call back before starting it (ScsiResult::sent).
+  void take_back(const Error& why);
 
  protected:
   DriveSteps() = default;
@@ -88,6 +91,9 @@ class DriveSteps {
   DriveSteps(DriveSteps&&) = default;
   DriveSteps& operator=(const DriveSteps&) = default;
   DriveSteps& operator=(DriveSteps&&) = default;
+
+ private:
+  void answer_rest(const Error& why, ScsiResult (*command_answer)(errc, std::string));
 };
 
 /// Whether an acquire's steps may end holding the lock: one object shared by

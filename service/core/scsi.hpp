@@ -55,12 +55,22 @@ struct ScsiResult {
   std::uint8_t status = kStatusGood;
   Bytes sense;  // kSenseBytes or more when status is CHECK CONDITION
   Bytes data_in;
+  /// False when the command was taken back before its backend started it (a
+  /// departing owner's queued command): the drive never saw it, so it counts
+  /// in none of the drive's statistics.
+  bool sent = true;
 
   /// The drive never answered: a timeout, a vanished device, a failed call.
   static ScsiResult failed(errc why, std::string message) {
     ScsiResult r;
     r.transport = why;
     r.transport_message = std::move(message);
+    return r;
+  }
+  /// The command was taken back unstarted (see `sent`), answered with `why`.
+  static ScsiResult not_sent(errc why, std::string message) {
+    ScsiResult r = failed(why, std::move(message));
+    r.sent = false;
     return r;
   }
 

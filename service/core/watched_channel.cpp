@@ -274,6 +274,8 @@ void WatchedChannel::drop_queued(std::optional<CallOwner> owner, const Error& wh
 // ---- the drive's health -------------------------------------------------------
 
 void WatchedChannel::note_command_result(std::uint8_t op, const ScsiResult& r) {
+  if (!r.sent)
+    return;  // N.B. like a command dropped from the queue: the drive never saw it
   ++stats_.commands;
   if (r.transport == errc::recorder_command_timeout) {
     ++stats_.timeouts;

@@ -97,7 +97,7 @@ void DriveWorker::async_execute(ScsiCommand command, ExecuteHandler handler) {
             });
           },
           [this, handler](const Error& why) {
-            fail_later(handler, ScsiResult::failed(why.code, why.message));
+            fail_later(handler, ScsiResult::not_sent(why.code, why.message));
           }};
   if (!submit(std::move(job)))
     fail_later(std::move(handler),
@@ -164,7 +164,7 @@ void DriveWorker::submit_steps(Steps steps, Handler handler) {
         post_([handler = std::move(handler), shared]() mutable { handler(std::move(*shared)); });
       },
       [this, shared, handler](const Error& why) {
-        shared->fail_rest(why);
+        shared->take_back(why);
         fail_later(handler, std::move(*shared));
       }};
   if (!submit(std::move(job))) {

@@ -1146,7 +1146,7 @@ class SerialChannel final : public DriveChannel {
     const std::uint8_t op = c.opcode();
     jobs_.push_back(
         Job{op, [this, h] { post(h, ScsiResult{}); },
-            [this, h](const Error& why) { post(h, ScsiResult::failed(why.code, why.message)); }});
+            [this, h](const Error& why) { post(h, ScsiResult::not_sent(why.code, why.message)); }});
     pump();
   }
   void async_os_lock(std::string, bool, LockHandler h) override {

@@ -206,6 +206,20 @@ TEST_F(WatchedChannelTest, StatisticsCountCommandsTimeoutsAndErrors) {
   EXPECT_EQ(channel->stats().errors, 1U) << "a CHECK CONDITION is an answer";
 }
 
+TEST_F(WatchedChannelTest, ACommandItsBackendTookBackUnstartedCountsInNoStatistic) {
+  // What a departing owner's command gets when the backend had not started it
+  // (DriveWorker::cancel_queued): the drive never saw it, as with one dropped
+  // from the channel's own queue.
+  drive->script(kRead10, ScsiResult::not_sent(errc::fail, "the session ended"));
+  send("taken back", kRead10);
+  send("good", opcode::test_unit_ready);
+  scheduler.run();
+  ASSERT_EQ(answers.size(), 2U);
+  EXPECT_EQ(channel->stats().commands, 1U) << "the TUR only";
+  EXPECT_EQ(channel->stats().errors, 0U);
+  EXPECT_TRUE(notices.empty());
+}
+
 TEST_F(WatchedChannelTest, ABackendThatReportsTheDeviceGoneIsReported) {
   drive->script(kRead10, ScsiResult::failed(errc::dev_not_exist, "no such device"));
   send("read", kRead10);

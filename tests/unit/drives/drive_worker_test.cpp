@@ -176,10 +176,13 @@ TEST(DriveWorker, CancelQueuedAnswersWhatHasNotStartedAndLeavesTheRunningCallAlo
     const auto r = answer.get();
     EXPECT_EQ(r.transport, errc::fail);
     EXPECT_EQ(r.transport_message, "the session ended");
+    EXPECT_FALSE(r.sent) << "taken back unstarted: counted in no statistic";
   }
   EXPECT_EQ(locked.get_future().get().error().code, errc::fail);
   // The running READ was left alone: it ends at its own timeout.
-  EXPECT_EQ(read_done.get_future().get().transport, errc::recorder_command_timeout);
+  const auto read = read_done.get_future().get();
+  EXPECT_EQ(read.transport, errc::recorder_command_timeout);
+  EXPECT_TRUE(read.sent);
   EXPECT_EQ(run(worker, ScsiCommand{core::cdb_test_unit_ready(), core::Direction::none, {}, 0, 10s})
                 .transport,
             errc::ok);
