@@ -853,6 +853,20 @@ std::size_t kill_iterations(const Options& o) {
   return std::max<std::size_t>(20, o.iterations / 20);
 }
 
+/// SIGKILLs `child`, then reads `fd` (the child's end is its only other
+/// holder): the time until the read returns 0. Reaps the child.
+Clock::duration kill_until_eof(Child& child, int fd, std::string_view what) {
+  const auto t0 = Clock::now();
+  child.kill(SIGKILL);
+  char c;
+  const ssize_t r = ::read(fd, &c, 1);
+  const auto t1 = Clock::now();
+  if (r != 0)
+    throw std::runtime_error(fmt::format("{}: the read did not return EOF", what));
+  child.wait(Deadline(10s));
+  return t1 - t0;
+}
+
 /// kill() -> EOF: a child (this program, as the holder below is) holds one
 /// end of a socket pair; the time from SIGKILL to read() returning 0.
 void kill_to_eof(const Options& o) {
@@ -861,15 +875,7 @@ void kill_to_eof(const Options& o) {
                  Child child = Child::spawn({o.self, "--child-socket"}, {{theirs.get(), 3}});
                  theirs.reset();
                  wait_ready(mine.get(), child, Deadline(10s), "kill_to_eof");
-                 const auto t0 = Clock::now();
-                 child.kill(SIGKILL);
-                 char c;
-                 const ssize_t r = ::read(mine.get(), &c, 1);
-                 const auto t1 = Clock::now();
-                 if (r != 0)
-                   throw std::runtime_error("kill_to_eof: the read did not return EOF");
-                 child.wait(Deadline(10s));
-                 return t1 - t0;
+                 return kill_until_eof(child, mine.get(), "kill_to_eof");
                }));
 }
 
@@ -930,17 +936,24 @@ void handoff(const Options& o, const Service& service) {
   emit_latency("handoff", handoffs(holder, waiter, observer, handoff_iterations(o)));
 }
 
+/// A holder (this program, --child-holder) that owns kDrive and said so on
+/// its pipe: the pipe's read end, and the child.
+std::pair<unique_fd, Child> spawn_holder(const Options& o, const Service& service,
+                                         std::string_view what) {
+  auto [ready, theirs] = pipe_pair();
+  Child holder = Child::spawn({o.self, "--child-holder", service.endpoint()}, {{theirs.get(), 3}});
+  theirs.reset();
+  wait_ready(ready.get(), holder, Deadline(20s), what);
+  return {std::move(ready), std::move(holder)};
+}
+
 /// kill() of the holder -> the waiter's grant received; the holder is this
 /// program (--child-holder), started afresh each time.
 void handoff_after_kill(const Options& o, const Service& service) {
   RawSession observer(service.endpoint());
   Waiter waiter(service.endpoint());
   emit_latency("handoff_after_kill", sample(kill_iterations(o), [&] {
-                 auto [ready, theirs] = pipe_pair();
-                 Child holder = Child::spawn({o.self, "--child-holder", service.endpoint()},
-                                             {{theirs.get(), 3}});
-                 theirs.reset();
-                 wait_ready(ready.get(), holder, Deadline(20s), "handoff_after_kill");
+                 auto [ready, holder] = spawn_holder(o, service, "handoff_after_kill");
                  waiter.start();
                  wait_for_waiter(observer, Deadline(20s));
                  const auto t0 = Clock::now();
@@ -948,6 +961,25 @@ void handoff_after_kill(const Options& o, const Service& service) {
                  const auto granted = waiter.wait_granted(Deadline(20s));
                  holder.wait(Deadline(10s));
                  return granted - t0;
+               }));
+}
+
+/// kill() of the holder -> its parent reads EOF on the holder's ready pipe:
+/// handoff_after_kill's holder (connected, holding the drive), no waiter.
+/// Not a floor: it shows what the death of a process that is a client costs
+/// before anyone can see it (kill_to_eof's child has no session and touched
+/// less memory). Pinned, the service's own handling of the same EOF shares
+/// the CPU and may run first; unpinned it runs beside. A wait-acquire of its
+/// own makes sure the service has freed the drive before the next holder.
+void kill_holder_to_eof(const Options& o, const Service& service) {
+  discarbiter::Client sync(connect_options(service.endpoint(), "loadgen-sync"));
+  const std::string drive(kDrive);
+  emit_latency("kill_holder_to_eof", sample(kill_iterations(o), [&] {
+                 auto [ready, holder] = spawn_holder(o, service, "kill_holder_to_eof");
+                 const auto took = kill_until_eof(holder, ready.get(), "kill_holder_to_eof");
+                 sync.acquire_exclusive_access(drive, {.wait = 20s});
+                 sync.release_exclusive_access(drive);
+                 return took;
                }));
 }
 
@@ -1242,8 +1274,10 @@ int run(const Options& o) {
         lock_figures(o, service);
       if (o.wants("handoff"))
         handoff(o, service);
-      if (o.wants("kill"))
+      if (o.wants("kill")) {
         handoff_after_kill(o, service);
+        kill_holder_to_eof(o, service);
+      }
       if (o.wants("execute"))
         execute_figures(o, service);
       if (o.wants("connect"))
