@@ -1,6 +1,7 @@
 #include "host/platform.hpp"
 
 #include <pthread.h>
+#include <sched.h>
 #include <sys/resource.h>
 #include <unistd.h>
 
@@ -39,6 +40,14 @@ void lower_current_thread_priority() {
   // Best effort: a failure only leaves the priority as it was.
   constexpr int kNice = 10;
   (void)::setpriority(PRIO_PROCESS, static_cast<id_t>(::gettid()), kNice);
+}
+
+void idle_current_thread_priority() {
+  // Best effort: a failure (a kernel without SCHED_IDLE) lowers it as the
+  // log's writer instead.
+  const sched_param param{};
+  if (::pthread_setschedparam(::pthread_self(), SCHED_IDLE, &param) != 0)
+    lower_current_thread_priority();
 }
 
 }  // namespace discarbiter::host

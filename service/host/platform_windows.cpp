@@ -17,4 +17,9 @@ void lower_current_thread_priority() {
   (void)::SetThreadPriority(::GetCurrentThread(), THREAD_PRIORITY_BELOW_NORMAL);
 }
 
+void idle_current_thread_priority() {
+  // Best effort: a failure only leaves the priority as it was.
+  (void)::SetThreadPriority(::GetCurrentThread(), THREAD_PRIORITY_IDLE);
+}
+
 }  // namespace discarbiter::host

@@ -122,14 +122,14 @@ int run_service(const Config& config, const RunHooks& hooks) {
   };
   // N.B. status documents are written on a thread of their own
   // (status_writer.hpp): a grant never waits behind one on the io thread.
-  // At a lower priority, as the log's writer: on a busy CPU a client asking
-  // for status without end takes the io thread's turn only as a low-priority
-  // thread may, so a grant is not delayed behind a document.
+  // At the idle priority: on a busy CPU a client asking for status without
+  // end gets its documents only when nothing else wants the CPU, so a grant
+  // (the io thread, the drive's worker, the waiter) is not delayed behind one.
   asio::thread_pool status_thread(1);
-  asio::post(status_thread, lower_current_thread_priority);
+  asio::post(status_thread, idle_current_thread_priority);
   transport::StatusWriter status_writer(
       [&] {
-        return proto::StatusDocument{arbiter.status(), describe_service()};
+        return transport::StatusSnapshot{arbiter.status_snapshot(), describe_service()};
       },
       [&status_thread](transport::StatusWriter::Job job) {
         asio::post(status_thread, std::move(job));
