@@ -42,11 +42,11 @@ void lower_current_thread_priority() {
   (void)::setpriority(PRIO_PROCESS, static_cast<id_t>(::gettid()), kNice);
 }
 
-void idle_current_thread_priority() {
-  // Best effort: a failure (a kernel without SCHED_IDLE) lowers it as the
-  // log's writer instead.
+void idle_current_thread_priority(bool idle) {
+  // Best effort: a failure (a kernel without SCHED_IDLE) leaves it at nice 10.
   const sched_param param{};
-  if (::pthread_setschedparam(::pthread_self(), SCHED_IDLE, &param) != 0)
+  (void)::pthread_setschedparam(::pthread_self(), idle ? SCHED_IDLE : SCHED_OTHER, &param);
+  if (!idle)
     lower_current_thread_priority();
 }
 
