@@ -5,6 +5,7 @@
 #include <charconv>
 #include <cstring>
 #include <limits>
+#include <memory>
 #include <stdexcept>
 #include <string>
 #include <string_view>
@@ -423,6 +424,10 @@ template <typename M>
 struct is_optional : std::false_type {};
 template <typename M>
 struct is_optional<std::optional<M>> : std::true_type {};
+template <typename M>
+struct is_shared_ptr : std::false_type {};
+template <typename M>
+struct is_shared_ptr<std::shared_ptr<M>> : std::true_type {};
 
 // Bytes travel as hex; everything else as nlohmann writes it.
 template <typename M>
@@ -576,7 +581,9 @@ void write_value(std::string& out, const M& value) {
     const auto end = std::to_chars(digits.data(), digits.data() + digits.size(), value).ptr;
     out.append(digits.data(), end);
   } else if constexpr (std::is_floating_point_v<M>) {
-    out += json(value).dump();                                 // nlohmann's own shortest form
+    out += json(value).dump();                     // nlohmann's own shortest form
+  } else if constexpr (is_shared_ptr<M>::value) {  // a shared entry (the status snapshot's)
+    write_value(out, *value);
   } else if constexpr (requires { value.begin()->second; }) {  // a map: an object
     out.push_back('{');
     for (bool first = true; const auto& [key, item] : value) {
@@ -725,6 +732,22 @@ std::string status_json(const StatusDocument& status) {
   // copied as it grows.
   out.reserve(512 + 160 * status.clients.size() + 1024 * status.drives.size());
   write_object(out, status);
+  return out;
+}
+
+std::string status_json(std::span<const DriveStatus> drives,
+                        std::span<const std::shared_ptr<const ClientStatus>> clients,
+                        const ServiceInfo& service) {
+  std::string out;
+  out.reserve(512 + 160 * clients.size() + 1024 * drives.size());
+  // N.B. StatusDocument's keys in nlohmann's order, as write_object writes them.
+  out += "{\"clients\":";
+  write_value(out, clients);
+  out += ",\"drives\":";
+  write_value(out, drives);
+  out += ",\"service\":";
+  write_object(out, service);
+  out.push_back('}');
   return out;
 }
 

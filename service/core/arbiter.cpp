@@ -51,6 +51,9 @@ struct Arbiter::Session {
   std::uint64_t payload_bytes = 0;            // data-out queued plus data-in reserved by those
   std::uint32_t deferred = 0;                 // requests waiting for a transition to end
   std::map<std::string, std::string> broken;  // drive -> who broke this session's lock there
+  // Its entry in the last status snapshot, shared with the documents being
+  // written; made again when hello or its locks change it.
+  mutable std::shared_ptr<const proto::ClientStatus> status_entry;
 
   bool greeted() const { return !client_name.empty(); }
   // N.B. the OS's word wins; the pid from hello is only a fallback (Wine's
@@ -392,6 +395,7 @@ Result<Done> Arbiter::hello(SessionId id, std::string client_name, std::uint32_t
   }
   session->client_name = std::move(client_name);
   session->reported_pid = pid;
+  session->status_entry.reset();
   return Done{};
 }
 
@@ -1319,7 +1323,16 @@ std::vector<proto::DriveSummary> Arbiter::drives() const {
 }
 
 proto::ArbitrationStatus Arbiter::status() const {
-  proto::ArbitrationStatus out;
+  auto snapshot = status_snapshot();
+  proto::ArbitrationStatus out{std::move(snapshot.drives), {}};
+  out.clients.reserve(snapshot.clients.size());
+  for (const auto& c : snapshot.clients)
+    out.clients.push_back(*c);
+  return out;
+}
+
+StatusSnapshot Arbiter::status_snapshot() const {
+  StatusSnapshot out;
   const auto summaries = this->drives();
   for (std::size_t i = 0; i < drives_.size(); ++i) {
     const Drive& drive = *drives_[i];
@@ -1341,19 +1354,26 @@ proto::ArbitrationStatus Arbiter::status() const {
   }
   out.clients.reserve(sessions_.size());
   for (const auto& [id, session] : sessions_) {
-    proto::ClientStatus& c = out.clients.emplace_back();
-    c.session = id;
-    c.client_name = session->client_name;
-    c.pid = session->pid();
-    c.user = session->peer.user;
-    c.uid = session->peer.uid;
-    c.sid = session->peer.sid;
-    c.connected_since = session->connected_since_text;
+    // N.B. an empty map allocates nothing: a session that holds no lock
+    // costs a pointer copy here, once its entry is made.
+    std::map<std::string, std::uint32_t> locks;
     for (const auto& drive : drives_) {
-      if (drive->owner == id && drive->lock_count > 0) {
-        c.locks[drive->id()] = drive->lock_count;
-      }
+      if (drive->owner == id && drive->lock_count > 0)
+        locks[drive->id()] = drive->lock_count;
     }
+    if (!session->status_entry || session->status_entry->locks != locks) {
+      auto c = std::make_shared<proto::ClientStatus>();
+      c->session = id;
+      c->client_name = session->client_name;
+      c->pid = session->pid();
+      c->user = session->peer.user;
+      c->uid = session->peer.uid;
+      c->sid = session->peer.sid;
+      c->connected_since = session->connected_since_text;
+      c->locks = std::move(locks);
+      session->status_entry = std::move(c);
+    }
+    out.clients.push_back(session->status_entry);
   }
   return out;
 }

@@ -85,6 +85,15 @@ namespace discarbiter::core {
 
 using SessionId = std::uint64_t;
 
+/// The status document's "drives" and "clients" as the service's status
+/// writer takes them (its text is written off the io thread): each client's
+/// entry is immutable and shared, made again only when its session changes,
+/// so that a snapshot copies a pointer per session.
+struct StatusSnapshot {
+  std::vector<proto::DriveStatus> drives;
+  std::vector<std::shared_ptr<const proto::ClientStatus>> clients;
+};
+
 struct ArbiterConfig {
   bool tray_lock = true;  // PREVENT MEDIUM REMOVAL while a drive is held
   TimeoutPolicy timeouts;
@@ -169,6 +178,9 @@ class Arbiter {
   std::vector<proto::DriveSummary> drives() const;
   /// The "drives" and "clients" parts of the status document.
   proto::ArbitrationStatus status() const;
+  /// The same, its client entries shared: O(sessions) pointer copies, and an
+  /// entry made only for a session that changed since the last snapshot.
+  StatusSnapshot status_snapshot() const;
 
   /// Calls fn once no drive is held or changing hands: at once if so now,
   /// else when the last one frees (service stop waits on this).

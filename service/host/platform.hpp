@@ -22,9 +22,18 @@ void accept_stop_signals();
 /// Lowers the calling thread's scheduling priority: for the log's writer,
 /// so that a record queued by the io thread does not preempt it (on one CPU
 /// the writer would otherwise run, format and write before the reply that
-/// the io thread was about to send), and for the status writer, so that a
-/// client asking for status without end does not take the io thread's CPU
-/// from a grant. Each still gets its share of a busy CPU.
+/// the io thread was about to send). It still gets its share of a busy CPU.
 void lower_current_thread_priority();
+/// `idle`: runs the calling thread only on a CPU that nothing else wants
+/// (Linux SCHED_IDLE; Windows THREAD_PRIORITY_IDLE); else as
+/// lower_current_thread_priority. For the status writer, idle while it
+/// writes a document's text, so that a client asking for status without end
+/// never delays a grant (nice 10 was not enough: measured pinned on Linux
+/// 6.18's EEVDF, a woken waiter or drive worker waited behind the writer's
+/// ~120 us documents more than behind anything else), and not idle when it
+/// takes a lock the io thread also takes (posting the frames back): an idle
+/// thread preempted there on a busy machine held the io thread for tens of
+/// ms (a status flood raised a lock's p99 from ~5 to ~20 ms).
+void idle_current_thread_priority(bool idle);
 
 }  // namespace discarbiter::host

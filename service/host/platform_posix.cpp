@@ -1,6 +1,7 @@
 #include "host/platform.hpp"
 
 #include <pthread.h>
+#include <sched.h>
 #include <sys/resource.h>
 #include <unistd.h>
 
@@ -39,6 +40,14 @@ void lower_current_thread_priority() {
   // Best effort: a failure only leaves the priority as it was.
   constexpr int kNice = 10;
   (void)::setpriority(PRIO_PROCESS, static_cast<id_t>(::gettid()), kNice);
+}
+
+void idle_current_thread_priority(bool idle) {
+  // Best effort: a failure (a kernel without SCHED_IDLE) leaves it at nice 10.
+  const sched_param param{};
+  (void)::pthread_setschedparam(::pthread_self(), idle ? SCHED_IDLE : SCHED_OTHER, &param);
+  if (!idle)
+    lower_current_thread_priority();
 }
 
 }  // namespace discarbiter::host

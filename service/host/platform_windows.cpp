@@ -17,4 +17,10 @@ void lower_current_thread_priority() {
   (void)::SetThreadPriority(::GetCurrentThread(), THREAD_PRIORITY_BELOW_NORMAL);
 }
 
+void idle_current_thread_priority(bool idle) {
+  // Best effort: a failure only leaves the priority as it was.
+  (void)::SetThreadPriority(::GetCurrentThread(),
+                            idle ? THREAD_PRIORITY_IDLE : THREAD_PRIORITY_BELOW_NORMAL);
+}
+
 }  // namespace discarbiter::host

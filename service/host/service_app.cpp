@@ -122,19 +122,30 @@ int run_service(const Config& config, const RunHooks& hooks) {
   };
   // N.B. status documents are written on a thread of their own
   // (status_writer.hpp): a grant never waits behind one on the io thread.
-  // At a lower priority, as the log's writer: on a busy CPU a client asking
-  // for status without end takes the io thread's turn only as a low-priority
-  // thread may, so a grant is not delayed behind a document.
+  // Its text is written at the idle priority, so that a grant's threads (the
+  // io thread, the drive's worker, the waiter) are not delayed behind it on a
+  // busy CPU; it leaves that priority (for nice 10, as the log's writer)
+  // before it posts the frames to the io thread, whose lock it then takes,
+  // and before it frees the snapshot (platform.hpp).
   asio::thread_pool status_thread(1);
   asio::post(status_thread, lower_current_thread_priority);
   transport::StatusWriter status_writer(
       [&] {
-        return proto::StatusDocument{arbiter.status(), describe_service()};
+        return transport::StatusSnapshot{arbiter.status_snapshot(), describe_service()};
       },
       [&status_thread](transport::StatusWriter::Job job) {
-        asio::post(status_thread, std::move(job));
+        asio::post(status_thread, [job = std::move(job)] {
+          idle_current_thread_priority(true);
+          job();
+        });
       },
-      [&io](transport::StatusWriter::Job job) { asio::post(io, std::move(job)); });
+      [&io](transport::StatusWriter::Job job) {
+        // N.B. from the status thread (a document's frames) or the io thread
+        // (each frame to its session, status_writer.cpp).
+        if (!io.get_executor().running_in_this_thread())
+          idle_current_thread_priority(false);
+        asio::post(io, std::move(job));
+      });
   transport::ServiceContext context{arbiter, std::string(kVersion), status_writer};
   auto listener = transport::make_listener(io, context, options);
   if (auto opened = listener->open(); !opened) {

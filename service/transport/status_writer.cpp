@@ -33,9 +33,10 @@ void StatusWriter::write_next(const std::shared_ptr<State>& state) {
   ids.reserve(state->being_written.size());
   for (const auto& r : state->being_written)
     ids.push_back(r.id);
-  state->to_worker([document = state->snapshot(), ids = std::move(ids),
+  state->to_worker([snapshot = state->snapshot(), ids = std::move(ids),
                     weak = std::weak_ptr<State>(state), to_io = state->to_io]() mutable {
-    const std::string text = proto::status_json(document);
+    const std::string text = proto::status_json(snapshot.arbitration.drives,
+                                                snapshot.arbitration.clients, snapshot.service);
     std::vector<proto::Bytes> frames;
     frames.reserve(ids.size());
     for (const auto id : ids)
@@ -55,8 +56,13 @@ void StatusWriter::deliver(const std::shared_ptr<State>& state, std::vector<prot
         it != state->per_session.end() && --it->second == 0) {
       state->per_session.erase(it);
     }
-    if (auto send = done[i].send.lock())
-      (*send)(std::move(frames[i]));
+    // N.B. each frame is queued in a turn of its own: 32 requests sharing a
+    // document would otherwise copy 32 documents to their sockets in this
+    // one turn, and a grant ready meanwhile would wait behind them all.
+    state->to_io([send = std::move(done[i].send), frame = std::move(frames[i])]() mutable {
+      if (auto s = send.lock())
+        (*s)(std::move(frame));
+    });
   }
   if (!state->waiting.empty())
     write_next(state);

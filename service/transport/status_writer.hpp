@@ -1,9 +1,11 @@
 // Status replies written off the io thread. The document lists every session
 // (135 KB for 1,000 of them); written on the io thread it would hold every
 // other request, a waiter's grant among them, behind it. So the io thread
-// only takes the snapshot (plain structs, one consistent view of the
-// arbiter), a worker writes its text and the reply frames, and the io thread
-// queues the frames to their sessions.
+// only takes the snapshot (one consistent view of the arbiter: a pointer per
+// session to its shared entry, made again only when the session changed), a
+// worker writes its text and the reply frames, and the io thread queues the
+// frames to their sessions (a session writes a large frame a bounded piece
+// per turn: session.hpp).
 //
 //   request ──> waiting ──(nothing being written)──> snapshot on the io thread
 //                                                      │
@@ -14,6 +16,8 @@
 // meanwhile share the next snapshot (taken once that write ends, so after
 // each of them arrived); a session has at most kMaxStatusRequestsPerSession
 // waiting or being written, and is refused with DA_E_LIMIT_REACHED beyond.
+// The frames of one document go to their sessions a turn of the io thread
+// each (and each session writes a piece of at most 64 KiB per turn).
 #pragma once
 
 #include <cstddef>
@@ -34,11 +38,18 @@ using SendFrame = std::function<void(proto::OutgoingFrame frame)>;
 
 inline constexpr std::size_t kMaxStatusRequestsPerSession = 4;
 
+/// What the io thread hands the worker: the arbiter's part (its client
+/// entries shared, core::StatusSnapshot) and the service's.
+struct StatusSnapshot {
+  core::StatusSnapshot arbitration;
+  proto::ServiceInfo service;
+};
+
 class StatusWriter {
  public:
   using Job = std::function<void()>;
   using Post = std::function<void(Job)>;
-  using Snapshot = std::function<proto::StatusDocument()>;
+  using Snapshot = std::function<StatusSnapshot()>;
 
   /// `snapshot` runs on the io thread; `to_worker` runs a job off it (the
   /// service's status thread; a test may hold the job); `to_io` brings the

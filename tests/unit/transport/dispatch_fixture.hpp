@@ -77,7 +77,7 @@ struct DispatchFixture {
   std::deque<transport::StatusWriter::Job> held_status_writes;
   transport::StatusWriter status_writer{
       [this] {
-        return proto::StatusDocument{arbiter.status(), {}};
+        return transport::StatusSnapshot{arbiter.status_snapshot(), {}};
       },
       [this](transport::StatusWriter::Job job) {
         hold_status_writes ? held_status_writes.push_back(std::move(job)) : job();

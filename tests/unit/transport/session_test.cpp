@@ -391,6 +391,97 @@ TEST(SessionTest, OnASocketAReplyIsWrittenAtOnceAndTheWriterSendsOnlyWhatTheSock
   c.settle();
 }
 
+// A frame larger than kMaxWritePerTurn (a status document with many
+// sessions) goes a piece per turn of the io thread, even to a socket that
+// would take it whole: what else is ready (another session's reply, a
+// waiter's grant) runs between its pieces instead of after the whole copy.
+TEST(SessionTest, ALargeFrameIsWrittenAPiecePerTurnAndWhatElseIsReadyRunsBetween) {
+  BasicConnection<ReadinessTestStream> c{FailCount()};
+  c.stream->max_write = 4 << 20;  // a socket that would take any frame whole
+  ASSERT_EQ(c.exchange(1, proto::HelloRequest{proto::kProtocolVersion, "Burner", 4242}).size(), 1U);
+  // Enough sessions for a document of more than two pieces.
+  for (int i = 0; i < 1500; ++i) {
+    const auto id = c.fixture.arbiter.open_session(
+        core::PeerIdentity{static_cast<std::uint32_t>(10000 + i), "idle-user", 1000, {}, "/x"}, {});
+    ASSERT_TRUE(c.fixture.arbiter.hello(id, "idle-client-with-a-name", 10000).ok());
+  }
+  c.fixture.hold_status_writes = true;
+  c.stream->peer_write(proto::encode_request(proto::Request{2, proto::StatusRequest{}}));
+  c.settle();
+  ASSERT_EQ(c.fixture.held_status_writes.size(), 1U);
+  const std::size_t before = c.stream->write_requests.size();
+
+  // The document comes back to the io thread; a grant is made ready just
+  // after it (the probe stands for it: what the io thread would run next).
+  std::exchange(c.fixture.held_status_writes, {}).front()();
+  std::optional<std::size_t> written_when_probed;
+  boost::asio::post(c.io, [&] { written_when_probed = c.stream->outbound.size(); });
+  c.settle();
+
+  const std::size_t frame_bytes = c.stream->outbound.size();
+  c.decoder = proto::FrameDecoder(proto::FrameLimits{.max_json_bytes = 1 << 20});  // the client's
+  const auto frames = c.take_frames();
+  ASSERT_EQ(frames.size(), 1U);
+  ASSERT_TRUE(frames[0].json.at("ok").get<bool>()) << frames[0].json.dump().substr(0, 300);
+  EXPECT_EQ(frames[0].json.at("status").at("clients").size(), 1501U);
+  ASSERT_GT(frame_bytes, 2 * kMaxWritePerTurn) << "the document is too small for this test";
+  const std::vector<std::size_t> pieces(
+      c.stream->write_requests.begin() + static_cast<std::ptrdiff_t>(before),
+      c.stream->write_requests.end());
+  ASSERT_EQ(pieces.size(), (frame_bytes + kMaxWritePerTurn - 1) / kMaxWritePerTurn);
+  for (const std::size_t piece : pieces)
+    EXPECT_LE(piece, kMaxWritePerTurn);
+  ASSERT_TRUE(written_when_probed);
+  EXPECT_LT(*written_when_probed, frame_bytes)
+      << "the probe ran only after the whole frame was written";
+  EXPECT_GT(*written_when_probed, 0U) << "the first piece is written as the frame is queued";
+  c.stream->peer_close();
+  c.settle();
+}
+
+// A subscriber that falls behind keeps its events in a few buffers, not an
+// allocation each (the io thread freed ~80,000 frames per never-reading
+// subscriber as it was cut): the count stays within its bytes over
+// kCoalescedBytes, and every event still comes whole and in order.
+TEST(SessionTest, ASubscriberBehindKeepsItsEventsInAFewBuffersAndGetsThemAllInOrder) {
+  BasicConnection<ReadinessTestStream> c{FailCount()};
+  ASSERT_EQ(c.exchange(1, proto::HelloRequest{proto::kProtocolVersion, "Watcher", 4242}).size(),
+            1U);
+  ASSERT_EQ(c.exchange(2, proto::SubscribeRequest{}).size(), 1U);
+  c.stream->max_write = 16;  // a socket that takes 16 bytes at a time
+
+  // Another client locks and frees sim0 again and again while the
+  // subscriber's session does not run (no turn of the io thread).
+  const auto other =
+      c.fixture.arbiter.open_session(core::PeerIdentity{7, "bob", 1001, {}, "/y"}, {});
+  ASSERT_TRUE(c.fixture.arbiter.hello(other, "Other", 7).ok());
+  constexpr int kRounds = 1500;
+  int answers = 0;
+  for (int i = 0; i < kRounds; ++i) {
+    c.fixture.arbiter.acquire_exclusive_access(other, "sim0", {},
+                                               [&](Result<std::uint32_t>) { ++answers; });
+    c.fixture.scheduler.run();
+    c.fixture.arbiter.release_exclusive_access(other, "sim0",
+                                               [&](Result<std::uint32_t>) { ++answers; });
+    c.fixture.scheduler.run();
+  }
+  ASSERT_EQ(answers, 2 * kRounds);
+  ASSERT_GT(c.live->outbox_bytes(), 4 * kCoalescedBytes) << "too few events for this test";
+  EXPECT_LE(c.live->outbox_frames(), 2 + c.live->outbox_bytes() / (kCoalescedBytes / 2))
+      << c.live->outbox_bytes() << " bytes queued";
+
+  c.settle();
+  const auto events = c.take_frames();
+  ASSERT_EQ(events.size(), 2U * kRounds);
+  for (std::size_t i = 0; i < events.size(); ++i) {
+    ASSERT_EQ(events[i].json.value("event", ""), i % 2 == 0 ? "acquired" : "released")
+        << i << ": " << events[i].json.dump();
+  }
+  EXPECT_EQ(c.live->outbox_frames(), 0U);
+  c.stream->peer_close();
+  c.settle();
+}
+
 TEST(SessionTest, AnOversizeWriteIsAnsweredWithItsIdAndTheSessionKeepsItsLock) {
   LogCapture log;
   auto limits = Connection::quiet_limits();

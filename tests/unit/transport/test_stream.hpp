@@ -111,6 +111,9 @@ struct StreamState {
   /// A readiness stream's writes made at once (write_some), not through the
   /// session's writer.
   std::size_t immediate_writes = 0;
+  /// The size of every write the session asked for (at once or through
+  /// its writer), whatever the peer took of it.
+  std::vector<std::size_t> write_requests;
   bool non_blocking = false;  // set by the session's reader
 
   // ---- the session's side (TestStream) ----
@@ -251,6 +254,7 @@ class BasicTestStream {
                          boost::system::error_code& ec) requires kReadiness {
     if (!may_start(ec))
       return 0;
+    state_->write_requests.push_back(boost::asio::buffer_size(from));
     if (state_->stall_writes) {
       ec = make_error_code(boost::asio::error::would_block);
       return 0;
@@ -267,6 +271,7 @@ class BasicTestStream {
     return boost::asio::async_initiate<Token, void(boost::system::error_code, std::size_t)>(
         [state = state_](auto handler, const ConstBuffers& from) {
           auto done = completion(*state, std::move(handler));
+          state->write_requests.push_back(boost::asio::buffer_size(from));
           if (failed(*state, done)) {
             return;
           } else if (state->stall_writes) {

@@ -6,6 +6,7 @@
 
 #include <cstddef>
 #include <cstdint>
+#include <memory>
 #include <optional>
 #include <span>
 #include <string>
@@ -91,6 +92,12 @@ OutgoingFrame encode_reply_parts(std::uint64_t id, const ReplyBody& body, Bytes 
 /// nlohmann tree: the bytes encode_reply writes for it (the large reply, a line
 /// per session, written once for every request it answers).
 std::string status_json(const StatusDocument& status);
+/// The same text from the service's snapshot, whose client entries are
+/// shared (each is made again only when its session changes, so that taking
+/// a snapshot copies a pointer per session).
+std::string status_json(std::span<const DriveStatus> drives,
+                        std::span<const std::shared_ptr<const ClientStatus>> clients,
+                        const ServiceInfo& service);
 /// encode_reply(id, StatusReply{…}) around status_json's text.
 Bytes encode_status_reply(std::uint64_t id, std::string_view status_json);
 /// `{"id": id|null, "ok": false, "error": {"code", "name", "message"}}`.
