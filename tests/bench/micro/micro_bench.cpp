@@ -87,10 +87,12 @@ void frame_decode(benchmark::State& state, const nlohmann::json& json, std::size
 // ---- requests ----------------------------------------------------------------
 
 /// A request from its bytes: the frame decoder, then parse_request (what a
-/// session does with each request it reads).
+/// session does with each request it reads, flat objects read without
+/// nlohmann as the session reads them).
 void request_parse(benchmark::State& state, const proto::Request& request) {
   const Bytes bytes = proto::encode_request(request);
   FrameDecoder decoder;
+  decoder.set_flat_objects(true);
   for (auto _ : state) {
     auto frame = decode_one(state, decoder, bytes);
     if (!frame)
@@ -103,6 +105,18 @@ void request_parse(benchmark::State& state, const proto::Request& request) {
     benchmark::DoNotOptimize(parsed);
   }
   state.SetBytesProcessed(state.iterations() * static_cast<std::int64_t>(bytes.size()));
+}
+
+/// A request's frame as the client writes it.
+void request_encode(benchmark::State& state, const proto::Request& request) {
+  for (auto _ : state)
+    benchmark::DoNotOptimize(proto::encode_request(request));
+}
+
+/// A reply's frame as the service writes it (Dispatcher::Responder).
+void reply_encode(benchmark::State& state, const proto::ReplyBody& body) {
+  for (auto _ : state)
+    benchmark::DoNotOptimize(proto::encode_reply_parts(7, body, {}));
 }
 
 proto::Request hello_request() {
@@ -239,6 +253,9 @@ void register_all() {
   benchmark::RegisterBenchmark("request_parse_hello", request_parse, hello_request());
   benchmark::RegisterBenchmark("request_parse_acquire", request_parse, acquire_request());
   benchmark::RegisterBenchmark("request_parse_execute_64k", request_parse, execute_request());
+  benchmark::RegisterBenchmark("request_encode_acquire", request_encode, acquire_request());
+  benchmark::RegisterBenchmark("reply_encode_acquire", reply_encode,
+                               proto::ReplyBody(proto::AcquireReply{"sim0", 1}));
   benchmark::RegisterBenchmark("arbiter_acquire_release_free", arbiter_acquire_release_free);
   benchmark::RegisterBenchmark("arbiter_nested_acquire_release", arbiter_nested_acquire_release);
   benchmark::RegisterBenchmark("arbiter_handoff", arbiter_handoff);
