@@ -139,6 +139,14 @@ const FlatObject::Value* FlatObject::find(std::string_view key) const noexcept {
   return it == members.end() ? nullptr : &it->second;
 }
 
+nlohmann::json FlatObject::tree() const {
+  nlohmann::json out = nlohmann::json::object();
+  for (const auto& [key, value] : members) {
+    out[key] = std::visit([](const auto& v) { return nlohmann::json(v); }, value);
+  }
+  return out;
+}
+
 std::optional<FlatObject> parse_flat_object(std::string_view text) {
   return FlatReader(text).object();
 }

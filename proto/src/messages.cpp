@@ -516,7 +516,61 @@ void read_fields(const json& j, T& v) {
              fields(static_cast<const T*>(nullptr)));
 }
 
+// A flat object's value as M: false where nlohmann's reading (take) is left
+// to judge it (another type, a number out of M's range, a member type the
+// flat reader does not hold: Bytes, a nested struct, an array).
+template <typename M>
+bool take_flat(const FlatObject::Value& slot, M& value) {
+  if constexpr (std::is_same_v<M, std::string> || std::is_same_v<M, bool>) {
+    if (const auto* v = std::get_if<M>(&slot)) {
+      value = *v;
+      return true;
+    }
+  } else if constexpr (std::is_integral_v<M>) {
+    if (const auto* n = std::get_if<std::uint64_t>(&slot); n && std::in_range<M>(*n)) {
+      value = static_cast<M>(*n);
+      return true;
+    }
+  }
+  return false;
+}
+
+template <typename F, typename T>
+bool read_flat_field(const FlatObject& object, const F& f, T& v) {
+  auto& value = v.*f.member;
+  const auto* slot = object.find(f.key);
+  if constexpr (is_optional<std::decay_t<decltype(value)>>::value) {
+    value.reset();
+    return !slot || std::holds_alternative<std::nullptr_t>(*slot) ||
+           take_flat(*slot, value.emplace());
+  } else {
+    return slot && take_flat(*slot, value);
+  }
+}
+
+/// read_fields from a flat object: false where nlohmann is to judge.
+template <typename T>
+bool read_flat_fields(const FlatObject& object, T& v) {
+  return std::apply([&](const auto&... f) { return (read_flat_field(object, f, v) && ...); },
+                    fields(static_cast<const T*>(nullptr)));
+}
+
 }  // namespace
+
+template <typename T>
+T ReplyJson::get() const {
+  if (!flat) {
+    return tree.get<T>();
+  }
+  // N.B. ExecuteReply has a from_json of its own (code, name).
+  if constexpr (!std::is_same_v<T, ExecuteReply>) {
+    T v{};
+    if (read_flat_fields(*flat, v)) {
+      return v;
+    }
+  }
+  return flat->tree().get<T>();  // nlohmann's value or exception
+}
 
 #define DISCARBITER_JSON_BY_FIELDS(Type)   \
   void to_json(json& j, const Type& v) {   \
@@ -906,8 +960,24 @@ Bytes encode_event(const Event& event) {
       event);
 }
 
+static_assert(std::variant_size_v<ReplyBody> == 9,
+              "ReplyJson::get is instantiated here for each of ReplyBody's types");
+template HelloReply ReplyJson::get<HelloReply>() const;
+template DrivesReply ReplyJson::get<DrivesReply>() const;
+template StatusReply ReplyJson::get<StatusReply>() const;
+template AcquireReply ReplyJson::get<AcquireReply>() const;
+template ReleaseReply ReplyJson::get<ReleaseReply>() const;
+template OwnerReply ReplyJson::get<OwnerReply>() const;
+template ExecuteReply ReplyJson::get<ExecuteReply>() const;
+template SubscribeReply ReplyJson::get<SubscribeReply>() const;
+template BreakReply ReplyJson::get<BreakReply>() const;
+
 Result<Incoming> parse_incoming(Frame frame) {
-  const json& j = frame.json;
+  if (frame.flat && frame.flat->find("event")) {
+    frame.json = frame.flat->tree();  // events are read from the tree
+    frame.flat.reset();
+  }
+  const json& j = frame.json;  // null when `flat` holds the members
   if (const auto ev = j.find("event"); ev != j.end()) {
     if (!ev->is_string()) {
       return Error{errc::bad_frame, "event frame's 'event' is not a string"};
@@ -923,15 +993,17 @@ Result<Incoming> parse_incoming(Frame frame) {
                    fmt::format("'{}' event: {}", ev->get_ref<const std::string&>(), e.what())};
     }
   }
+  const FieldReader reader(frame);
   Reply reply;
-  if (const auto id = j.find("id"); id != j.end()) {
-    reply.id = as_unsigned(*id);
+  if (const FieldValue id = reader.get("id"); std::holds_alternative<std::uint64_t>(id)) {
+    reply.id = std::get<std::uint64_t>(id);
   }
-  const auto ok = j.find("ok");
-  if (ok == j.end() || !ok->is_boolean()) {
+  const FieldValue ok = reader.get("ok");
+  if (!std::holds_alternative<bool>(ok)) {
     return Error{errc::bad_frame, "reply frame has no boolean 'ok'"};
   }
-  if (!ok->get<bool>()) {
+  if (!std::get<bool>(ok)) {
+    // N.B. "error" is an object: never in a flat one, so j.find fails alike.
     const auto e = j.find("error");
     if (e == j.end() || !e->is_object() || !e->contains("code") || !as_unsigned(e->at("code"))) {
       return Error{errc::bad_frame, "error reply has no numeric 'error.code'"};
@@ -946,7 +1018,7 @@ Result<Incoming> parse_incoming(Frame frame) {
                         (message == e->end() ? std::string() : message->get<std::string>()) +
                             (known ? "" : fmt::format(" ({})", error_name(code)))};
   }
-  reply.body = std::move(frame.json);
+  reply.body = ReplyJson{std::move(frame.json), std::move(frame.flat)};
   reply.payload = std::move(frame.payload);
   return Incoming{std::move(reply)};
 }

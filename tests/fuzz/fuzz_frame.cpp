@@ -7,7 +7,8 @@
 // encode and decode unchanged. A second decoder reads the same stream with
 // set_flat_objects (as the service does): it gives the same frames and
 // errors, and each frame it read without nlohmann holds nlohmann's members
-// and parses to the same request or error (proto/flat_reader_check.hpp).
+// and parses to the same request or error, and to the same reply, event or
+// error as the client reads it (proto/flat_reader_check.hpp).
 #include <algorithm>
 #include <cstddef>
 #include <cstdint>
@@ -98,6 +99,7 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size
     require(a.status == b.status && a.error.code == b.error.code &&
             a.error.message == b.error.message && a.frame.payload == b.frame.payload);
     require(discarbiter::proto::testing::flat_reader_difference(a.frame, b.frame).empty());
+    require(discarbiter::proto::testing::incoming_difference(a.frame, b.frame).empty());
   }
   return 0;
 }

@@ -631,6 +631,8 @@ bool read_alike(const std::string& text) {
   const Bytes payload{1, 2};
   EXPECT_EQ(testing::flat_reader_difference(Frame{tree, payload}, Frame{json(), payload, flat}), "")
       << text;
+  EXPECT_EQ(testing::incoming_difference(Frame{tree, payload}, Frame{json(), payload, flat}), "")
+      << text;
   return true;
 }
 
@@ -712,11 +714,76 @@ TEST(Messages, AFlatRequestReadsAsNlohmannReadsIt) {
   }
 }
 
+TEST(Messages, EveryFlatReplyAndEventReadsAsFromNlohmannsTree) {
+  // The client reads a frame's JSON part flat where it can (read_frame).
+  std::vector<std::string> flat_ones;
+  for (const auto& [body, text] : pinned_replies()) {
+    if (read_alike(text)) {
+      flat_ones.push_back(text);
+    }
+  }
+  for (const auto& [event, text] : pinned_events()) {
+    if (read_alike(text)) {
+      flat_ones.push_back(text);
+    }
+  }
+  // The small replies and events are read without a tree (an execute reply
+  // and an event then go to one: ReplyJson::get, parse_incoming); the others,
+  // and error replies ("error" is an object), are left to nlohmann.
+  EXPECT_EQ(
+      flat_ones,
+      (std::vector<std::string>{
+          R"({"drive":"sim0","id":7,"lock_count":2,"ok":true})",
+          R"({"drive":"sim0","id":7,"lock_count":0,"ok":true})",
+          R"({"drive":"sim1","id":7,"ok":true,"owner":null})",
+          R"({"code":11141632,"data_len":0,"id":7,"name":"S_IMAPI_COMMAND_HAS_SENSE_DATA","ok":true,"scsi_status":2,"sense":"700005000000000A00000000240000000000"})",
+          R"({"code":0,"data_len":36,"id":7,"name":"S_OK","ok":true,"scsi_status":0,"sense":""})",
+          R"({"id":7,"ok":true})",
+          R"({"cause":"session_ended","client_name":"Burner","drive":"sim0","event":"released","session":3})",
+          R"({"drive":"sim0","event":"drive_arrived"})",
+          R"({"drive":"sim0","event":"drive_removed","reason":"/dev/sr0 was removed"})",
+          R"({"drive":"sim0","event":"drive_error","reason":"opcode 0x28 timed out: no answer"})",
+          R"({"drive":"sim0","event":"drive_recovered"})",
+          R"({"drive":"sim0","event":"drive_renamed","to":"sim9"})",
+      }));
+  EXPECT_FALSE(read_alike(json_text(encode_error_reply(7, Error{errc::not_locked, "no"}))));
+  // Flat objects that are not what a reply type holds: nlohmann's verdict.
+  for (const std::string& text : std::vector<std::string>{
+           R"({"id":7,"ok":true,"drive":"sim0","lock_count":4294967296})",
+           R"({"id":7,"ok":true,"drive":"sim0","lock_count":"2"})",
+           R"({"id":7,"ok":true,"drive":5,"lock_count":2})",
+           R"({"id":7,"ok":true,"lock_count":2})",
+           R"({"id":7,"ok":true,"drive":null,"lock_count":2})",
+           R"({"id":7,"ok":true,"drive":"sim0","owner":"x"})",
+           R"({"id":7,"ok":true,"drive":"sim0","owner":true})",
+           R"({"id":7,"ok":true,"drive":"sim0","broken_owner":null})",
+           R"({"id":7,"ok":true,"code":0,"data_len":36,"name":"S_OK","scsi_status":0,"sense":""})",
+           R"({"id":7,"ok":true,"scsi_status":0,"sense":"zz","data_len":1,"code":0})",
+           R"({"id":"7","ok":true})",
+           R"({"id":null,"ok":false})",
+           R"({"id":7,"ok":false,"error":"no"})",
+           R"({"id":7,"ok":1})",
+           R"({"id":7})",
+           R"({"event":"released","drive":"sim0"})",
+           R"({"event":5})",
+           R"({"event":"acquired","drive":"sim0","owner":null})",
+       }) {
+    EXPECT_TRUE(read_alike(text)) << text;
+  }
+}
+
 TEST(Messages, MutatedRequestsReadAsNlohmannReadsThem) {
   std::vector<std::string> seeds;
   for (const auto& text : {std::string("sim0"), std::string("a b")}) {
     for (const auto& request : requests_holding(text)) {
       seeds.push_back(json_text(encode_request(request)));
+    }
+    // N.B. and the replies and events the client reads (incoming_difference).
+    for (const auto& reply : replies_holding(text)) {
+      seeds.push_back(json_text(encode_reply(7, reply)));
+    }
+    for (const auto& event : events_holding(text)) {
+      seeds.push_back(json_text(encode_event(event)));
     }
   }
   seeds.push_back(R"( { "id" : 12 , "op" : "acquire" , "drive" : "sim0" , "force" : false } )");

@@ -53,6 +53,8 @@ struct FlatObject {
   std::vector<std::pair<std::string, Value>> members;  // in the text's order
   /// The member named `key`, or nullptr.
   const Value* find(std::string_view key) const noexcept;
+  /// The same object as an nlohmann tree (what nlohmann reads from the text).
+  nlohmann::json tree() const;
 };
 
 /// `text` as a FlatObject; nullopt for whatever this small reader leaves to
