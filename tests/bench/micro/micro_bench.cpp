@@ -21,6 +21,7 @@
 #include "core/arbiter.hpp"
 #include "core/fakes.hpp"
 #include "discarbiter/proto/frame.hpp"
+#include "discarbiter/proto/incoming.hpp"
 #include "discarbiter/proto/messages.hpp"
 #include "discarbiter/proto/wire.hpp"
 
@@ -117,6 +118,23 @@ void request_encode(benchmark::State& state, const proto::Request& request) {
 void reply_encode(benchmark::State& state, const proto::ReplyBody& body) {
   for (auto _ : state)
     benchmark::DoNotOptimize(proto::encode_reply_parts(7, body, {}));
+}
+
+/// An acquire reply's JSON part as the client reads it (read_frame: flat,
+/// then parse_incoming and the reply type).
+void reply_read_acquire(benchmark::State& state) {
+  const Bytes bytes = proto::encode_reply(7, proto::AcquireReply{"sim0", 1});
+  const std::string text(bytes.begin() + proto::kFrameHeaderSize, bytes.end());
+  for (auto _ : state) {
+    proto::Frame frame;
+    frame.flat = proto::parse_flat_object(text);
+    auto incoming = proto::parse_incoming(std::move(frame));
+    if (!incoming) {
+      state.SkipWithError(incoming.error().message.c_str());
+      break;
+    }
+    benchmark::DoNotOptimize(std::get<proto::Reply>(*incoming).body.get<proto::AcquireReply>());
+  }
 }
 
 proto::Request hello_request() {
@@ -256,6 +274,7 @@ void register_all() {
   benchmark::RegisterBenchmark("request_encode_acquire", request_encode, acquire_request());
   benchmark::RegisterBenchmark("reply_encode_acquire", reply_encode,
                                proto::ReplyBody(proto::AcquireReply{"sim0", 1}));
+  benchmark::RegisterBenchmark("reply_read_acquire", reply_read_acquire);
   benchmark::RegisterBenchmark("arbiter_acquire_release_free", arbiter_acquire_release_free);
   benchmark::RegisterBenchmark("arbiter_nested_acquire_release", arbiter_nested_acquire_release);
   benchmark::RegisterBenchmark("arbiter_handoff", arbiter_handoff);
