@@ -109,7 +109,7 @@ class Session {
     bool filling = false;  // the reader writes into data_in: the caller may not leave
     bool done = false;
     std::optional<Error> error;
-    nlohmann::json body;
+    proto::ReplyJson body;
     std::size_t data_len = 0;
   };
 
@@ -117,8 +117,8 @@ class Session {
 
   /// Sends one request and waits for its reply's body; throws ServiceError
   /// for an error reply or a failure. `data_out` is the frame's payload.
-  nlohmann::json call(proto::RequestBody body, Call& call,
-                      std::span<const std::uint8_t> data_out = {});
+  proto::ReplyJson call(proto::RequestBody body, Call& call,
+                        std::span<const std::uint8_t> data_out = {});
   template <typename Reply>
   Reply call_for(proto::RequestBody body, std::chrono::milliseconds timeout) {
     const std::string op(proto::op_name(body));
@@ -127,7 +127,7 @@ class Session {
     return read_body<Reply>(op, call(std::move(body), c));
   }
   template <typename Reply>
-  static Reply read_body(const std::string& op, const nlohmann::json& body) {
+  static Reply read_body(const std::string& op, const proto::ReplyJson& body) {
     try {
       return body.get<Reply>();
     } catch (const std::exception& e) {  // nlohmann's, or a field's own check
@@ -201,8 +201,8 @@ Session::Session(const ConnectOptions& options)
       request_timeout);
 }
 
-nlohmann::json Session::call(proto::RequestBody body, Call& call,
-                             std::span<const std::uint8_t> data_out) {
+proto::ReplyJson Session::call(proto::RequestBody body, Call& call,
+                               std::span<const std::uint8_t> data_out) {
   {
     std::lock_guard lock(mutex_);
     if (closed_) {
@@ -319,11 +319,15 @@ bool Session::read_frame(std::unique_lock<std::mutex>& lock, Clock::time_point d
     fail(errc::connection_lost, "a frame's JSON part stopped half way");
   }
   proto::Frame frame;
-  frame.json = nlohmann::json::parse(json_text_, nullptr, /*allow_exceptions=*/false);
-  if (frame.json.is_discarded())
-    fail(errc::bad_frame, "frame's JSON part does not parse");
-  if (!frame.json.is_object())
-    fail(errc::bad_frame, "frame's JSON part is not an object");
+  // N.B. the small replies are flat objects, read without an nlohmann tree.
+  frame.flat = proto::parse_flat_object(json_text_);
+  if (!frame.flat) {
+    frame.json = nlohmann::json::parse(json_text_, nullptr, /*allow_exceptions=*/false);
+    if (frame.json.is_discarded())
+      fail(errc::bad_frame, "frame's JSON part does not parse");
+    if (!frame.json.is_object())
+      fail(errc::bad_frame, "frame's JSON part is not an object");
+  }
   auto incoming = proto::parse_incoming(std::move(frame));
   if (!incoming)
     throw ServiceError(incoming.error());

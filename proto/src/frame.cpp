@@ -1,6 +1,9 @@
 #include "discarbiter/proto/frame.hpp"
 
 #include <algorithm>
+#include <charconv>
+#include <cstring>
+#include <string>
 #include <utility>
 
 #include <fmt/format.h>
@@ -8,9 +11,9 @@
 namespace discarbiter::proto {
 namespace {
 
-void put_u32_le(Bytes& out, std::uint32_t v) {
-  for (int shift = 0; shift < 32; shift += 8) {
-    out.push_back(static_cast<std::uint8_t>(v >> shift));
+void put_u32_le(std::uint8_t* out, std::uint32_t v) {
+  for (int i = 0; i < 4; ++i) {
+    out[i] = static_cast<std::uint8_t>(v >> (8 * i));
   }
 }
 
@@ -24,17 +27,143 @@ struct Header {
   std::uint32_t payload_len;
 };
 
+/// Reads a flat object from the text, the cursor moving along it; each
+/// reader returns nullopt where the text leaves what it takes.
+class FlatReader {
+ public:
+  explicit FlatReader(std::string_view text) : text_(text) {}
+
+  std::optional<FlatObject> object() {
+    FlatObject out;
+    if (!take('{')) {
+      return std::nullopt;
+    }
+    if (!take('}')) {
+      do {
+        auto key = take('"') ? string_body() : std::nullopt;
+        if (!key || out.find(*key) || !take(':')) {
+          return std::nullopt;
+        }
+        auto v = value();
+        if (!v) {
+          return std::nullopt;
+        }
+        out.members.emplace_back(std::string(*key), std::move(*v));
+      } while (take(','));
+      if (!take('}')) {
+        return std::nullopt;
+      }
+    }
+    skip_space();
+    if (at_ != text_.size()) {
+      return std::nullopt;
+    }
+    return out;
+  }
+
+ private:
+  void skip_space() {
+    while (at_ < text_.size() &&
+           (text_[at_] == ' ' || text_[at_] == '\t' || text_[at_] == '\n' || text_[at_] == '\r')) {
+      ++at_;
+    }
+  }
+
+  bool take(char c) {
+    skip_space();
+    if (at_ < text_.size() && text_[at_] == c) {
+      ++at_;
+      return true;
+    }
+    return false;
+  }
+
+  bool take(std::string_view word) {
+    if (text_.substr(at_).starts_with(word)) {
+      at_ += word.size();
+      return true;
+    }
+    return false;
+  }
+
+  /// A string's text after its opening quote: printable ASCII, no escapes.
+  std::optional<std::string_view> string_body() {
+    for (std::size_t begin = at_; at_ < text_.size(); ++at_) {
+      const char c = text_[at_];
+      if (c == '"') {
+        return text_.substr(begin, at_++ - begin);
+      }
+      if (c < 0x20 || c > 0x7E || c == '\\') {
+        return std::nullopt;
+      }
+    }
+    return std::nullopt;
+  }
+
+  std::optional<FlatObject::Value> value() {
+    skip_space();
+    if (take('"')) {
+      auto s = string_body();
+      return s ? std::optional<FlatObject::Value>(std::string(*s)) : std::nullopt;
+    }
+    if (take("true")) {
+      return true;
+    }
+    if (take("false")) {
+      return false;
+    }
+    if (take("null")) {
+      return nullptr;
+    }
+    const char* begin = text_.data() + at_;
+    const char* end = text_.data() + text_.size();
+    std::uint64_t n = 0;
+    const auto [last, ec] = std::from_chars(begin, end, n);
+    // N.B. "01" is not JSON; "1.5", "1e3" and "-1" are nlohmann's.
+    if (ec != std::errc() || (*begin == '0' && last - begin > 1) ||
+        (last != end && (*last == '.' || *last == 'e' || *last == 'E'))) {
+      return std::nullopt;
+    }
+    at_ += static_cast<std::size_t>(last - begin);
+    return n;
+  }
+
+  std::string_view text_;
+  std::size_t at_ = 0;
+};
+
 }  // namespace
+
+const FlatObject::Value* FlatObject::find(std::string_view key) const noexcept {
+  const auto it = std::ranges::find(members, key, &std::pair<std::string, Value>::first);
+  return it == members.end() ? nullptr : &it->second;
+}
+
+nlohmann::json FlatObject::tree() const {
+  nlohmann::json out = nlohmann::json::object();
+  for (const auto& [key, value] : members) {
+    out[key] = std::visit([](const auto& v) { return nlohmann::json(v); }, value);
+  }
+  return out;
+}
+
+std::optional<FlatObject> parse_flat_object(std::string_view text) {
+  return FlatReader(text).object();
+}
 
 Bytes encode_frame_head(const nlohmann::json& json, std::size_t payload_len) {
   // N.B. replace invalid UTF-8 rather than throw: a drive's INQUIRY strings
   // are not ours to trust.
-  const std::string text = json.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace);
-  Bytes out;
-  out.reserve(kFrameHeaderSize + text.size());
-  put_u32_le(out, static_cast<std::uint32_t>(text.size()));
-  put_u32_le(out, static_cast<std::uint32_t>(payload_len));
-  out.insert(out.end(), text.begin(), text.end());
+  return encode_text_frame_head(json.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace),
+                                payload_len);
+}
+
+Bytes encode_text_frame_head(std::string_view json_text, std::size_t payload_len) {
+  Bytes out(kFrameHeaderSize + json_text.size());
+  put_u32_le(out.data(), static_cast<std::uint32_t>(json_text.size()));
+  put_u32_le(out.data() + 4, static_cast<std::uint32_t>(payload_len));
+  // N.B. memcpy: inserting chars into a vector of bytes goes a byte at a time.
+  std::memcpy(out.data() + kFrameHeaderSize, json_text.data(), json_text.size());
   return out;
 }
 
@@ -186,13 +315,18 @@ FrameDecoder::Output FrameDecoder::next() {
   }
   const auto* json_begin = reinterpret_cast<const char*>(p + kFrameHeaderSize);
   Output out{oversize ? Status::oversize : Status::frame, {}, {}};
-  out.frame.json = nlohmann::json::parse(json_begin, json_begin + header.json_len, nullptr,
-                                         /*allow_exceptions=*/false);
-  if (out.frame.json.is_discarded()) {
-    return fail(errc::bad_frame, "frame's JSON part does not parse");
+  if (flat_objects_) {
+    out.frame.flat = parse_flat_object(std::string_view(json_begin, header.json_len));
   }
-  if (!out.frame.json.is_object()) {
-    return fail(errc::bad_frame, "frame's JSON part is not an object");
+  if (!out.frame.flat) {
+    out.frame.json = nlohmann::json::parse(json_begin, json_begin + header.json_len, nullptr,
+                                           /*allow_exceptions=*/false);
+    if (out.frame.json.is_discarded()) {
+      return fail(errc::bad_frame, "frame's JSON part does not parse");
+    }
+    if (!out.frame.json.is_object()) {
+      return fail(errc::bad_frame, "frame's JSON part is not an object");
+    }
   }
   consumed_ += needed;
   if (oversize) {

@@ -2,6 +2,7 @@
 
 #include <algorithm>
 #include <array>
+#include <cassert>
 #include <charconv>
 #include <cstring>
 #include <limits>
@@ -26,35 +27,71 @@ namespace {
 
 using nlohmann::json;
 
+/// A request field's value as parse_request judges it, from an nlohmann
+/// tree or a FlatObject alike: absent, null, a boolean, an unsigned integer,
+/// a string, or anything else (`Other`: a negative or fractional number, an
+/// array, an object).
+struct Other {};
+using FieldValue =
+    std::variant<std::monostate, std::nullptr_t, bool, std::uint64_t, std::string_view, Other>;
+
+FieldValue field_value(const json& object, const char* key) {
+  const auto it = object.find(key);
+  if (it == object.end()) {
+    return std::monostate();
+  }
+  if (it->is_null()) {
+    return nullptr;
+  }
+  if (it->is_boolean()) {
+    return it->get<bool>();
+  }
+  if (const auto n = as_unsigned(*it)) {
+    return *n;
+  }
+  if (it->is_string()) {
+    return std::string_view(it->get_ref<const std::string&>());
+  }
+  return Other();
+}
+
+FieldValue field_value(const FlatObject& object, const char* key) {
+  const auto* v = object.find(key);
+  if (!v) {
+    return std::monostate();
+  }
+  return std::visit([](const auto& x) -> FieldValue { return FieldValue(x); }, *v);
+}
+
 // Reads the fields of a request object, recording the first problem as an
 // Error that names the field. Every accessor returns a usable default after
 // a failure so a parser can read straight through and check once.
 class FieldReader {
  public:
-  explicit FieldReader(const json& object) : object_(object) {}
+  explicit FieldReader(const Frame& frame) : frame_(frame) {}
+
+  FieldValue get(const char* key) const {
+    return frame_.flat ? field_value(*frame_.flat, key) : field_value(frame_.json, key);
+  }
 
   std::string string(const char* key, bool required = true) {
-    const json* v = find(key, required, json::value_t::string, "a string");
-    return v ? v->get<std::string>() : std::string();
+    const auto v = find<std::string_view>(key, required, "a string");
+    return v ? std::string(*v) : std::string();
   }
 
-  bool boolean(const char* key) {
-    const json* v = find(key, false, json::value_t::boolean, "true or false");
-    return v ? v->get<bool>() : false;
-  }
+  bool boolean(const char* key) { return find<bool>(key, false, "true or false").value_or(false); }
 
   template <typename Int>
   std::optional<Int> integer(const char* key, bool required) {
-    const json* v = find(key, required, json::value_t::number_unsigned, "an unsigned integer");
-    if (!v) {
+    const auto raw = find<std::uint64_t>(key, required, "an unsigned integer");
+    if (!raw) {
       return std::nullopt;
     }
-    const auto raw = *as_unsigned(*v);
-    if (raw > std::numeric_limits<Int>::max()) {
-      fail(key, fmt::format("is {} and must be at most {}", raw, std::numeric_limits<Int>::max()));
+    if (*raw > std::numeric_limits<Int>::max()) {
+      fail(key, fmt::format("is {} and must be at most {}", *raw, std::numeric_limits<Int>::max()));
       return std::nullopt;
     }
-    return static_cast<Int>(raw);
+    return static_cast<Int>(*raw);
   }
 
   void fail(const char* key, const std::string& what) {
@@ -66,29 +103,27 @@ class FieldReader {
   const std::optional<Error>& error() const { return error_; }
 
  private:
-  const json* find(const char* key, bool required, json::value_t type, const char* expected) {
-    const auto it = object_.find(key);
-    if (it == object_.end() || it->is_null()) {
+  template <typename T>
+  std::optional<T> find(const char* key, bool required, const char* expected) {
+    const FieldValue v = get(key);
+    if (std::holds_alternative<std::monostate>(v) || std::holds_alternative<std::nullptr_t>(v)) {
       if (required) {
         fail(key, "is required");
       }
-      return nullptr;
+      return std::nullopt;
     }
-    const bool matches =
-        type == json::value_t::number_unsigned ? as_unsigned(*it).has_value() : it->type() == type;
-    if (!matches) {
+    if (!std::holds_alternative<T>(v)) {
       fail(key, fmt::format("must be {}", expected));
-      return nullptr;
+      return std::nullopt;
     }
-    return &*it;
+    return std::get<T>(v);
   }
 
-  const json& object_;
+  const Frame& frame_;
   std::optional<Error> error_;
 };
 
-Result<RequestBody> parse_body(std::string_view op, const json& j, Bytes payload) {
-  FieldReader r(j);
+Result<RequestBody> parse_body(std::string_view op, FieldReader& r, Bytes payload) {
   RequestBody body;
   if (op == "hello") {
     HelloRequest v;
@@ -211,68 +246,20 @@ std::string_view op_name(const RequestBody& body) {
 }
 
 ParsedRequest parse_request(Frame frame) {
-  const json& j = frame.json;
-  ParsedRequest out{std::nullopt, Error{errc::invalid_arg, "field 'id' is required"}};
-  const auto id = j.find("id");
-  if (id == j.end() || !as_unsigned(*id)) {
-    if (id != j.end()) {
-      out.body = Error{errc::invalid_arg, "field 'id' must be an unsigned integer"};
-    }
-    return out;
+  FieldReader reader(frame);
+  const FieldValue id = reader.get("id");
+  if (!std::holds_alternative<std::uint64_t>(id)) {
+    return {std::nullopt, Error{errc::invalid_arg, std::holds_alternative<std::monostate>(id)
+                                                       ? "field 'id' is required"
+                                                       : "field 'id' must be an unsigned integer"}};
   }
-  out.id = as_unsigned(*id);
-  const auto op = j.find("op");
-  if (op == j.end() || !op->is_string()) {
-    out.body = Error{errc::invalid_arg, "field 'op' is required and must be a string"};
-    return out;
+  const FieldValue op = reader.get("op");
+  if (!std::holds_alternative<std::string_view>(op)) {
+    return {std::get<std::uint64_t>(id),
+            Error{errc::invalid_arg, "field 'op' is required and must be a string"}};
   }
-  out.body = parse_body(op->get_ref<const std::string&>(), j, std::move(frame.payload));
-  return out;
-}
-
-namespace {
-
-/// A request's JSON part, and the data-out bytes it carries (the frame's
-/// payload).
-std::pair<json, std::span<const std::uint8_t>> request_json(const Request& request) {
-  json j{{"id", request.id}, {"op", op_name(request.body)}};
-  std::span<const std::uint8_t> payload;
-  std::visit(
-      [&](const auto& v) {
-        using T = std::decay_t<decltype(v)>;
-        if constexpr (std::is_same_v<T, HelloRequest>) {
-          j["protocol"] = v.protocol;
-          j["client_name"] = v.client_name;
-          j["pid"] = v.pid;
-        } else if constexpr (std::is_same_v<T, AcquireRequest>) {
-          j["drive"] = v.drive;
-          j["force"] = v.force;
-          j["wait_ms"] = v.wait_ms;
-        } else if constexpr (std::is_same_v<T, ReleaseRequest> || std::is_same_v<T, OwnerRequest> ||
-                             std::is_same_v<T, BreakRequest>) {
-          j["drive"] = v.drive;
-        } else if constexpr (std::is_same_v<T, ExecuteRequest>) {
-          j["drive"] = v.drive;
-          j["cdb"] = to_hex(v.cdb);
-          j["direction"] = to_string(v.direction);
-          j["data_in_len"] = v.data_in_len;
-          set_optional(j, "timeout_s", v.timeout_s);
-          payload = v.data_out;
-        }
-      },
-      request.body);
-  return {std::move(j), payload};
-}
-
-}  // namespace
-
-Bytes encode_request(const Request& request) {
-  const auto [j, payload] = request_json(request);
-  return encode_frame(j, payload);
-}
-
-Bytes encode_request_head(const Request& request, std::size_t payload_len) {
-  return encode_frame_head(request_json(request).first, payload_len);
+  return {std::get<std::uint64_t>(id),
+          parse_body(std::get<std::string_view>(op), reader, std::move(frame.payload))};
 }
 
 // ---- each message's fields, named once -----------------------------------------
@@ -387,6 +374,34 @@ constexpr auto fields(const StatusDocument*) {
 }
 constexpr auto fields(const StatusReply*) {
   return list(Field{"status", &StatusReply::status});
+}
+// Requests: "id" and "op" are written by encode_request; an ExecuteRequest's
+// data_out is the frame's payload.
+constexpr auto fields(const HelloRequest*) {
+  return list(Field{"protocol", &HelloRequest::protocol},
+              Field{"client_name", &HelloRequest::client_name}, Field{"pid", &HelloRequest::pid});
+}
+constexpr auto fields(const AcquireRequest*) {
+  return list(Field{"drive", &AcquireRequest::drive}, Field{"force", &AcquireRequest::force},
+              Field{"wait_ms", &AcquireRequest::wait_ms});
+}
+template <typename T>
+requires std::is_same_v<T, ReleaseRequest> || std::is_same_v<T, OwnerRequest> ||
+    std::is_same_v<T, BreakRequest>
+constexpr auto fields(const T*) {
+  return list(Field{"drive", &T::drive});
+}
+constexpr auto fields(const ExecuteRequest*) {
+  return list(Field{"drive", &ExecuteRequest::drive}, Field{"cdb", &ExecuteRequest::cdb},
+              Field{"direction", &ExecuteRequest::direction},
+              Field{"data_in_len", &ExecuteRequest::data_in_len},
+              Field{"timeout_s", &ExecuteRequest::timeout_s});
+}
+template <typename T>
+requires std::is_same_v<T, ListDrivesRequest> || std::is_same_v<T, StatusRequest> ||
+    std::is_same_v<T, SubscribeRequest>
+constexpr auto fields(const T*) {
+  return list();
 }
 // Events: "event" is written from kName (read by from_json(Event)).
 constexpr auto fields(const Acquired*) {
@@ -506,7 +521,61 @@ void read_fields(const json& j, T& v) {
              fields(static_cast<const T*>(nullptr)));
 }
 
+// A flat object's value as M: false where nlohmann's reading (take) is left
+// to judge it (another type, a number out of M's range, a member type the
+// flat reader does not hold: Bytes, a nested struct, an array).
+template <typename M>
+bool take_flat(const FlatObject::Value& slot, M& value) {
+  if constexpr (std::is_same_v<M, std::string> || std::is_same_v<M, bool>) {
+    if (const auto* v = std::get_if<M>(&slot)) {
+      value = *v;
+      return true;
+    }
+  } else if constexpr (std::is_integral_v<M>) {
+    if (const auto* n = std::get_if<std::uint64_t>(&slot); n && std::in_range<M>(*n)) {
+      value = static_cast<M>(*n);
+      return true;
+    }
+  }
+  return false;
+}
+
+template <typename F, typename T>
+bool read_flat_field(const FlatObject& object, const F& f, T& v) {
+  auto& value = v.*f.member;
+  const auto* slot = object.find(f.key);
+  if constexpr (is_optional<std::decay_t<decltype(value)>>::value) {
+    value.reset();
+    return !slot || std::holds_alternative<std::nullptr_t>(*slot) ||
+           take_flat(*slot, value.emplace());
+  } else {
+    return slot && take_flat(*slot, value);
+  }
+}
+
+/// read_fields from a flat object: false where nlohmann is to judge.
+template <typename T>
+bool read_flat_fields(const FlatObject& object, T& v) {
+  return std::apply([&](const auto&... f) { return (read_flat_field(object, f, v) && ...); },
+                    fields(static_cast<const T*>(nullptr)));
+}
+
 }  // namespace
+
+template <typename T>
+T ReplyJson::get() const {
+  if (!flat) {
+    return tree.get<T>();
+  }
+  // N.B. ExecuteReply has a from_json of its own (code, name).
+  if constexpr (!std::is_same_v<T, ExecuteReply>) {
+    T v{};
+    if (read_flat_fields(*flat, v)) {
+      return v;
+    }
+  }
+  return flat->tree().get<T>();  // nlohmann's value or exception
+}
 
 #define DISCARBITER_JSON_BY_FIELDS(Type)   \
   void to_json(json& j, const Type& v) {   \
@@ -572,6 +641,8 @@ template <typename M>
 void write_value(std::string& out, const M& value) {
   if constexpr (std::is_same_v<M, std::string>) {
     write_text(out, value);
+  } else if constexpr (std::is_same_v<M, Direction>) {
+    write_text(out, std::string(to_string(value)));
   } else if constexpr (std::is_same_v<M, Bytes>) {
     write_text(out, to_hex(value));
   } else if constexpr (std::is_same_v<M, bool>) {
@@ -649,16 +720,58 @@ const auto& sorted_field_writers() {
   return writers;
 }
 
+/// A key that T's field list does not name, its value already written as
+/// JSON text: a reply's "id" and "ok", an event's "event", ExecuteReply's
+/// "code" and "name", a request's "id" and "op".
+struct ExtraKey {
+  std::string_view key;
+  std::string_view json;
+};
+
+/// `{…}` with T's fields and `extra` (sorted by key) merged in nlohmann's
+/// order: the keys sorted.
+template <typename T>
+void write_object(std::string& out, const T& v, std::span<const ExtraKey> extra) {
+  assert(std::ranges::is_sorted(extra, {}, &ExtraKey::key));
+  out.push_back('{');
+  bool first = true;
+  auto next_extra = extra.begin();
+  const auto write_extras_before = [&](std::string_view key) {
+    for (; next_extra != extra.end() && next_extra->key < key; ++next_extra) {
+      out.append(std::exchange(first, false) ? std::string_view("\"") : std::string_view(",\""));
+      out.append(next_extra->key);
+      out.append(std::string_view("\":"));
+      out.append(next_extra->json);
+    }
+  };
+  for (const auto& [key, write] : sorted_field_writers<T>()) {
+    write_extras_before(key);
+    write(out, v, first);
+  }
+  write_extras_before(std::string_view("\x7F"));  // after every key: they are ASCII
+  out.push_back('}');
+}
+
 template <typename T>
 void write_object(std::string& out, const T& v) {
   static_assert(
-      !requires { T::kName; }, "events are written by to_json");
-  out.push_back('{');
-  bool first = true;
-  for (const auto& [key, write] : sorted_field_writers<T>()) {
-    write(out, v, first);
-  }
-  out.push_back('}');
+      !requires { T::kName; }, "events are written by write_message");
+  write_object(out, v, {});
+}
+
+/// A message with its extra keys: the JSON text of a whole frame.
+template <typename T>
+std::string write_message(const T& v, std::span<const ExtraKey> extra) {
+  std::string out;
+  out.reserve(128);
+  write_object(out, v, extra);
+  return out;
+}
+
+std::string number_text(std::uint64_t n) {
+  std::string out;
+  write_value(out, n);
+  return out;
 }
 
 }  // namespace
@@ -706,24 +819,89 @@ std::string_view event_name(const Event& event) {
 }
 
 // ---- frames -----------------------------------------------------------------
+// Every frame the service sends, and every request the client sends, is
+// written by write_object above, not through an nlohmann tree: the same bytes
+// (messages_test.cpp holds each message kind's text to nlohmann's dump).
 
 namespace {
 
-json reply_json(std::uint64_t id, const ReplyBody& body) {
-  json j = body;
-  j["id"] = id;
-  j["ok"] = true;
-  return j;
+/// `{"id":…,"ok":true,…body}`; an ExecuteReply's HRESULT also goes as "code"
+/// and "name".
+std::string reply_text(std::uint64_t id, const ReplyBody& body) {
+  const std::string id_text = number_text(id);
+  return std::visit(
+      [&](const auto& reply) {
+        if constexpr (std::is_same_v<std::decay_t<decltype(reply)>, ExecuteReply>) {
+          const std::string code = number_text(hresult(reply.code));
+          std::string name;
+          write_text(name, error_name(reply.code));
+          const std::array<ExtraKey, 4> extra{
+              {{"code", code}, {"id", id_text}, {"name", name}, {"ok", "true"}}};
+          return write_message(reply, extra);
+        } else {
+          const std::array<ExtraKey, 2> extra{{{"id", id_text}, {"ok", "true"}}};
+          return write_message(reply, extra);
+        }
+      },
+      body);
+}
+
+std::string request_text(const Request& request) {
+  const std::string id_text = number_text(request.id);
+  std::string op;
+  write_text(op, std::string(op_name(request.body)));
+  const std::array<ExtraKey, 2> extra{{{"id", id_text}, {"op", op}}};
+  return std::visit([&](const auto& body) { return write_message(body, extra); }, request.body);
+}
+
+std::span<const std::uint8_t> request_payload(const Request& request) {
+  const auto* execute = std::get_if<ExecuteRequest>(&request.body);
+  return execute ? std::span<const std::uint8_t>(execute->data_out)
+                 : std::span<const std::uint8_t>();
+}
+
+/// An error reply's fields, for write_object.
+struct ErrorText {
+  std::uint32_t code = 0;
+  std::string name;
+  std::string message;
+};
+struct ErrorReplyText {
+  ErrorText error;
+  std::optional<std::uint64_t> id;
+  bool ok = false;
+};
+constexpr auto fields(const ErrorText*) {
+  return list(Field{"code", &ErrorText::code}, Field{"name", &ErrorText::name},
+              Field{"message", &ErrorText::message});
+}
+constexpr auto fields(const ErrorReplyText*) {
+  return list(Field{"error", &ErrorReplyText::error}, Field{"id", &ErrorReplyText::id, Empty::null},
+              Field{"ok", &ErrorReplyText::ok});
 }
 
 }  // namespace
 
+Bytes encode_request(const Request& request) {
+  const auto payload = request_payload(request);
+  Bytes out = encode_text_frame_head(request_text(request), payload.size());
+  out.insert(out.end(), payload.begin(), payload.end());
+  return out;
+}
+
+Bytes encode_request_head(const Request& request, std::size_t payload_len) {
+  return encode_text_frame_head(request_text(request), payload_len);
+}
+
 Bytes encode_reply(std::uint64_t id, const ReplyBody& body, std::span<const std::uint8_t> payload) {
-  return encode_frame(reply_json(id, body), payload);
+  Bytes out = encode_text_frame_head(reply_text(id, body), payload.size());
+  out.insert(out.end(), payload.begin(), payload.end());
+  return out;
 }
 
 OutgoingFrame encode_reply_parts(std::uint64_t id, const ReplyBody& body, Bytes payload) {
-  return encode_frame_parts(reply_json(id, body), std::move(payload));
+  Bytes head = encode_text_frame_head(reply_text(id, body), payload.size());
+  return {std::move(head), std::move(payload)};
 }
 
 std::string status_json(const StatusDocument& status) {
@@ -784,15 +962,45 @@ json make_error_reply(std::optional<std::uint64_t> id, const Error& error) {
 }
 
 Bytes encode_error_reply(std::optional<std::uint64_t> id, const Error& error) {
-  return encode_frame(make_error_reply(id, error));
+  const ErrorReplyText reply{{hresult(error.code), error_name(error.code), error.message}, id};
+  std::string text;
+  write_object(text, reply);
+  return encode_text_frame_head(text, 0);
 }
 
 Bytes encode_event(const Event& event) {
-  return encode_frame(json(event));
+  return std::visit(
+      [](const auto& e) {
+        if constexpr (std::is_same_v<std::decay_t<decltype(e)>, UnknownEvent>) {
+          return encode_frame(json(e));  // the service never sends one
+        } else {
+          std::string name;
+          write_text(name, std::string(e.kName));
+          const std::array<ExtraKey, 1> extra{{{"event", name}}};
+          return encode_text_frame_head(write_message(e, extra), 0);
+        }
+      },
+      event);
 }
 
+static_assert(std::variant_size_v<ReplyBody> == 9,
+              "ReplyJson::get is instantiated here for each of ReplyBody's types");
+template HelloReply ReplyJson::get<HelloReply>() const;
+template DrivesReply ReplyJson::get<DrivesReply>() const;
+template StatusReply ReplyJson::get<StatusReply>() const;
+template AcquireReply ReplyJson::get<AcquireReply>() const;
+template ReleaseReply ReplyJson::get<ReleaseReply>() const;
+template OwnerReply ReplyJson::get<OwnerReply>() const;
+template ExecuteReply ReplyJson::get<ExecuteReply>() const;
+template SubscribeReply ReplyJson::get<SubscribeReply>() const;
+template BreakReply ReplyJson::get<BreakReply>() const;
+
 Result<Incoming> parse_incoming(Frame frame) {
-  const json& j = frame.json;
+  if (frame.flat && frame.flat->find("event")) {
+    frame.json = frame.flat->tree();  // events are read from the tree
+    frame.flat.reset();
+  }
+  const json& j = frame.json;  // null when `flat` holds the members
   if (const auto ev = j.find("event"); ev != j.end()) {
     if (!ev->is_string()) {
       return Error{errc::bad_frame, "event frame's 'event' is not a string"};
@@ -808,15 +1016,17 @@ Result<Incoming> parse_incoming(Frame frame) {
                    fmt::format("'{}' event: {}", ev->get_ref<const std::string&>(), e.what())};
     }
   }
+  const FieldReader reader(frame);
   Reply reply;
-  if (const auto id = j.find("id"); id != j.end()) {
-    reply.id = as_unsigned(*id);
+  if (const FieldValue id = reader.get("id"); std::holds_alternative<std::uint64_t>(id)) {
+    reply.id = std::get<std::uint64_t>(id);
   }
-  const auto ok = j.find("ok");
-  if (ok == j.end() || !ok->is_boolean()) {
+  const FieldValue ok = reader.get("ok");
+  if (!std::holds_alternative<bool>(ok)) {
     return Error{errc::bad_frame, "reply frame has no boolean 'ok'"};
   }
-  if (!ok->get<bool>()) {
+  if (!std::get<bool>(ok)) {
+    // N.B. "error" is an object: never in a flat one, so j.find fails alike.
     const auto e = j.find("error");
     if (e == j.end() || !e->is_object() || !e->contains("code") || !as_unsigned(e->at("code"))) {
       return Error{errc::bad_frame, "error reply has no numeric 'error.code'"};
@@ -831,7 +1041,7 @@ Result<Incoming> parse_incoming(Frame frame) {
                         (message == e->end() ? std::string() : message->get<std::string>()) +
                             (known ? "" : fmt::format(" ({})", error_name(code)))};
   }
-  reply.body = std::move(frame.json);
+  reply.body = ReplyJson{std::move(frame.json), std::move(frame.flat)};
   reply.payload = std::move(frame.payload);
   return Incoming{std::move(reply)};
 }

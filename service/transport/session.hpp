@@ -89,6 +89,8 @@ class Session final : public SessionHandle, public std::enable_shared_from_this<
     write_signal_.expires_at(std::chrono::steady_clock::time_point::max());
     // N.B. until hello succeeds a payload costs only the bytes that came.
     decoder_.set_payload_space(false);
+    // Requests are flat objects: read without an nlohmann tree.
+    decoder_.set_flat_objects(true);
   }
 
   void start() {

@@ -116,6 +116,7 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size
     peer.administrator = i == 0;
     close(c);
     c.decoder = proto::FrameDecoder{kFrames};
+    c.decoder.set_flat_objects(true);  // as transport::Session reads requests
     c.dispatcher.emplace(context, std::move(peer), kFrames,
                          [&c, generation = c.generation, &send](proto::OutgoingFrame frame) {
                            send(c, generation, frame);

@@ -4,14 +4,20 @@
 // the session does (bit 6); the rest is the stream. Checks: no crash, limits hold (the decoder
 // never holds more than one frame within them and a piece: an oversize payload is never buffered),
 // an oversize frame comes out as such, and an accepted frame survives an
-// encode and decode unchanged.
+// encode and decode unchanged. A second decoder reads the same stream with
+// set_flat_objects (as the service does): it gives the same frames and
+// errors, and each frame it read without nlohmann holds nlohmann's members
+// and parses to the same request or error, and to the same reply, event or
+// error as the client reads it (proto/flat_reader_check.hpp).
 #include <algorithm>
 #include <cstddef>
 #include <cstdint>
 #include <cstdlib>
 #include <span>
+#include <vector>
 
 #include "discarbiter/proto/frame.hpp"
+#include "proto/flat_reader_check.hpp"
 
 namespace {
 
@@ -32,6 +38,9 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size
   const bool direct = (data[0] & 0x40) != 0;
   std::span<const std::uint8_t> stream(data + 1, size - 1);
   FrameDecoder decoder(kLimits);
+  FrameDecoder flat_decoder(kLimits);
+  flat_decoder.set_flat_objects(true);
+  std::vector<FrameDecoder::Output> outputs, flat_outputs;
   bool failed = false;
   while (!stream.empty() && !failed) {
     const auto space = direct ? decoder.payload_space() : std::span<std::uint8_t>();
@@ -39,11 +48,20 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size
       const auto n = std::min({piece, stream.size(), space.size()});
       std::copy_n(stream.begin(), n, space.begin());
       decoder.payload_filled(n);
+      flat_decoder.feed(stream.first(n));
       stream = stream.subspan(n);
     } else {
       const auto n = std::min(piece, stream.size());
       decoder.feed(stream.first(n));
+      flat_decoder.feed(stream.first(n));
       stream = stream.subspan(n);
+    }
+    for (auto out = flat_decoder.next(); out.status != FrameDecoder::Status::need_more;
+         out = flat_decoder.next()) {
+      const bool error = out.status == FrameDecoder::Status::error;
+      flat_outputs.push_back(std::move(out));
+      if (error)
+        break;
     }
     require(decoder.buffered() <= discarbiter::proto::kFrameHeaderSize + kLimits.max_json_bytes +
                                       kLimits.max_payload_bytes + piece);
@@ -51,6 +69,7 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size
       auto out = decoder.next();
       if (out.status == FrameDecoder::Status::need_more)
         break;
+      outputs.push_back(out);
       if (out.status == FrameDecoder::Status::error) {
         failed = true;
         require(!out.error.message.empty());
@@ -70,6 +89,17 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size
       require(back.status == FrameDecoder::Status::frame);
       require(back.frame.json == out.frame.json && back.frame.payload == out.frame.payload);
     }
+  }
+  // N.B. the flat decoder may have read one frame more: the main one stops
+  // feeding when its frame fails, and neither is read past an error.
+  require(flat_outputs.size() >= outputs.size());
+  for (std::size_t i = 0; i < outputs.size(); ++i) {
+    const auto& a = outputs[i];
+    const auto& b = flat_outputs[i];
+    require(a.status == b.status && a.error.code == b.error.code &&
+            a.error.message == b.error.message && a.frame.payload == b.frame.payload);
+    require(discarbiter::proto::testing::flat_reader_difference(a.frame, b.frame).empty());
+    require(discarbiter::proto::testing::incoming_difference(a.frame, b.frame).empty());
   }
   return 0;
 }

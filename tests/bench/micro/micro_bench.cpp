@@ -21,6 +21,7 @@
 #include "core/arbiter.hpp"
 #include "core/fakes.hpp"
 #include "discarbiter/proto/frame.hpp"
+#include "discarbiter/proto/incoming.hpp"
 #include "discarbiter/proto/messages.hpp"
 #include "discarbiter/proto/wire.hpp"
 
@@ -87,10 +88,12 @@ void frame_decode(benchmark::State& state, const nlohmann::json& json, std::size
 // ---- requests ----------------------------------------------------------------
 
 /// A request from its bytes: the frame decoder, then parse_request (what a
-/// session does with each request it reads).
+/// session does with each request it reads, flat objects read without
+/// nlohmann as the session reads them).
 void request_parse(benchmark::State& state, const proto::Request& request) {
   const Bytes bytes = proto::encode_request(request);
   FrameDecoder decoder;
+  decoder.set_flat_objects(true);
   for (auto _ : state) {
     auto frame = decode_one(state, decoder, bytes);
     if (!frame)
@@ -103,6 +106,35 @@ void request_parse(benchmark::State& state, const proto::Request& request) {
     benchmark::DoNotOptimize(parsed);
   }
   state.SetBytesProcessed(state.iterations() * static_cast<std::int64_t>(bytes.size()));
+}
+
+/// A request's frame as the client writes it.
+void request_encode(benchmark::State& state, const proto::Request& request) {
+  for (auto _ : state)
+    benchmark::DoNotOptimize(proto::encode_request(request));
+}
+
+/// A reply's frame as the service writes it (Dispatcher::Responder).
+void reply_encode(benchmark::State& state, const proto::ReplyBody& body) {
+  for (auto _ : state)
+    benchmark::DoNotOptimize(proto::encode_reply_parts(7, body, {}));
+}
+
+/// An acquire reply's JSON part as the client reads it (read_frame: flat,
+/// then parse_incoming and the reply type).
+void reply_read_acquire(benchmark::State& state) {
+  const Bytes bytes = proto::encode_reply(7, proto::AcquireReply{"sim0", 1});
+  const std::string text(bytes.begin() + proto::kFrameHeaderSize, bytes.end());
+  for (auto _ : state) {
+    proto::Frame frame;
+    frame.flat = proto::parse_flat_object(text);
+    auto incoming = proto::parse_incoming(std::move(frame));
+    if (!incoming) {
+      state.SkipWithError(incoming.error().message.c_str());
+      break;
+    }
+    benchmark::DoNotOptimize(std::get<proto::Reply>(*incoming).body.get<proto::AcquireReply>());
+  }
 }
 
 proto::Request hello_request() {
@@ -239,6 +271,10 @@ void register_all() {
   benchmark::RegisterBenchmark("request_parse_hello", request_parse, hello_request());
   benchmark::RegisterBenchmark("request_parse_acquire", request_parse, acquire_request());
   benchmark::RegisterBenchmark("request_parse_execute_64k", request_parse, execute_request());
+  benchmark::RegisterBenchmark("request_encode_acquire", request_encode, acquire_request());
+  benchmark::RegisterBenchmark("reply_encode_acquire", reply_encode,
+                               proto::ReplyBody(proto::AcquireReply{"sim0", 1}));
+  benchmark::RegisterBenchmark("reply_read_acquire", reply_read_acquire);
   benchmark::RegisterBenchmark("arbiter_acquire_release_free", arbiter_acquire_release_free);
   benchmark::RegisterBenchmark("arbiter_nested_acquire_release", arbiter_nested_acquire_release);
   benchmark::RegisterBenchmark("arbiter_handoff", arbiter_handoff);

@@ -2,11 +2,13 @@
 
 #include <gtest/gtest.h>
 
+#include <random>
 #include <set>
 
 #include "discarbiter/proto/frame.hpp"
 #include "discarbiter/proto/incoming.hpp"
 #include "discarbiter/proto/wire.hpp"
+#include "proto/flat_reader_check.hpp"
 
 namespace discarbiter::proto {
 namespace {
@@ -334,20 +336,26 @@ TEST(Messages, EveryReplyKeepsItsWireText) {
   EXPECT_EQ(covered.size(), std::variant_size_v<ReplyBody>) << "a reply type without a pin";
 }
 
+/// Strings the text writer must write as nlohmann does: quotes, backslashes,
+/// controls, UTF-8 and the invalid bytes encode_frame replaces.
+std::vector<std::string> awkward_strings() {
+  return {"",
+          "sim0",
+          "a \"quoted\" name",
+          "back\\slash",
+          "tab\there\nnew line\x01\x1f\x7f",
+          "Br\xc3\xbbleur \xe2\x9c\x93",
+          "bad \xff\xfe utf-8 \xc3",
+          std::string("nul\0inside", 11)};
+}
+
 TEST(Messages, TheStatusDocumentWrittenStraightIsWhatEncodeReplyWrites) {
   // status_json writes without an nlohmann tree; its bytes are encode_reply's,
   // whatever the strings hold: quotes, backslashes, controls, UTF-8 and the
   // invalid bytes encode_frame replaces; optionals set and empty.
   auto doc = status_document();
   EXPECT_EQ(encode_status_reply(7, status_json(doc)), encode_reply(7, StatusReply{doc}));
-  const std::vector<std::string> awkward{"",
-                                         "a \"quoted\" name",
-                                         "back\\slash",
-                                         "tab\there\nnew line\x01\x1f\x7f",
-                                         "Br\xc3\xbbleur \xe2\x9c\x93",
-                                         "bad \xff\xfe utf-8 \xc3",
-                                         std::string("nul\0inside", 11)};
-  for (const auto& text : awkward) {
+  for (const auto& text : awkward_strings()) {
     doc.clients.push_back(
         ClientStatus{99, text, 1, text, std::nullopt, text, text, {{text, 1}, {"sim0", 2}}});
     doc.drives[0].waiters.push_back({text, 99, 1, text, text});
@@ -361,6 +369,127 @@ TEST(Messages, TheStatusDocumentWrittenStraightIsWhatEncodeReplyWrites) {
   }
   doc = StatusDocument{};
   EXPECT_EQ(encode_status_reply(0, status_json(doc)), encode_reply(0, StatusReply{doc}));
+}
+
+// ---- the text writer and nlohmann ----------------------------------------------
+// Every frame the service sends and every request the client sends is written
+// without an nlohmann tree; these hold its bytes to what encode_frame writes
+// from the nlohmann tree of the same message (the wire before the writer).
+
+OwnerInfo owner_named(const std::string& text) {
+  return {text, 3, 4242, text, 1000U, text, text, 2, text, true};
+}
+
+std::vector<ReplyBody> replies_holding(const std::string& text) {
+  auto doc = status_document();
+  doc.clients[0].client_name = text;
+  doc.drives[1].error = text;
+  return {HelloReply{text, 1, {text, "execute"}, 1024},
+          DrivesReply{{held_drive(), DriveSummary{text, text, text, text, text, text, text,
+                                                  owner_named(text), 7}}},
+          StatusReply{doc},
+          AcquireReply{text, 1},
+          ReleaseReply{text, 0},
+          OwnerReply{text, owner_named(text)},
+          OwnerReply{text, std::nullopt},
+          ExecuteReply{2, kSense, 0, errc::command_has_sense_data},
+          ExecuteReply{0, {}, 36, errc::ok},
+          SubscribeReply{},
+          BreakReply{text, owner_named(text)}};
+}
+
+std::vector<Event> events_holding(const std::string& text) {
+  return {Acquired{text, owner_named(text)},
+          Granted{text, owner_named(text)},
+          Released{text, text, 18446744073709551615ULL, text},
+          LockBroken{text, {text, 9, 1, text}},
+          DriveArrived{text},
+          DriveRemoved{text, text},
+          DriveError{text, text},
+          DriveRecovered{text},
+          UnknownEvent{"drive_renamed", R"({"drive":"sim0","event":"drive_renamed"})"}};
+}
+
+std::vector<Request> requests_holding(const std::string& text) {
+  ExecuteRequest execute{
+      text, {0x2A, 0, 0, 0, 0, 0, 0, 0, 0x20, 0}, Direction::out, 0, 30U, Bytes{1, 2, 3}};
+  ExecuteRequest read{text, {0x12, 0, 0, 0, 36, 0}, Direction::in, 36, std::nullopt, {}};
+  return {{0, HelloRequest{1, text, 4242}},
+          {1, ListDrivesRequest{}},
+          {2, StatusRequest{}},
+          {3, AcquireRequest{text, true, 5000}},
+          {4, ReleaseRequest{text}},
+          {5, OwnerRequest{text}},
+          {6, std::move(execute)},
+          {7, std::move(read)},
+          {8, SubscribeRequest{}},
+          {18446744073709551615ULL, BreakRequest{text}}};
+}
+
+/// A request as an nlohmann tree, as the client built it before the writer.
+json request_tree(const Request& request) {
+  json j{{"id", request.id}, {"op", op_name(request.body)}};
+  std::visit(
+      [&](const auto& v) {
+        using T = std::decay_t<decltype(v)>;
+        if constexpr (std::is_same_v<T, HelloRequest>) {
+          j.update({{"protocol", v.protocol}, {"client_name", v.client_name}, {"pid", v.pid}});
+        } else if constexpr (std::is_same_v<T, AcquireRequest>) {
+          j.update({{"drive", v.drive}, {"force", v.force}, {"wait_ms", v.wait_ms}});
+        } else if constexpr (std::is_same_v<T, ExecuteRequest>) {
+          j.update({{"drive", v.drive},
+                    {"cdb", to_hex(v.cdb)},
+                    {"direction", to_string(v.direction)},
+                    {"data_in_len", v.data_in_len}});
+          if (v.timeout_s)
+            j["timeout_s"] = *v.timeout_s;
+        } else if constexpr (requires { v.drive; }) {
+          j["drive"] = v.drive;
+        }
+      },
+      request.body);
+  return j;
+}
+
+TEST(Messages, TheTextWriterWritesWhatNlohmannWritesForEveryMessage) {
+  std::set<std::size_t> replies, events, requests;
+  for (const auto& text : awkward_strings()) {
+    for (const auto& body : replies_holding(text)) {
+      replies.insert(body.index());
+      for (const std::uint64_t id : {std::uint64_t{0}, std::uint64_t{18446744073709551615ULL}}) {
+        json tree = body;
+        tree["id"] = id;
+        tree["ok"] = true;
+        EXPECT_EQ(encode_reply(id, body, Bytes{9}), encode_frame(tree, Bytes{9}))
+            << json_text(encode_frame(tree));
+        const auto parts = encode_reply_parts(id, body, Bytes{9, 8});
+        EXPECT_EQ(parts.head, encode_frame_head(tree, 2));
+        EXPECT_EQ(parts.payload, (Bytes{9, 8}));
+      }
+    }
+    for (const auto& event : events_holding(text)) {
+      events.insert(event.index());
+      EXPECT_EQ(encode_event(event), encode_frame(json(event))) << json_text(encode_event(event));
+    }
+    for (const auto& request : requests_holding(text)) {
+      requests.insert(request.body.index());
+      const auto* execute = std::get_if<ExecuteRequest>(&request.body);
+      const Bytes payload = execute ? execute->data_out : Bytes();
+      EXPECT_EQ(encode_request(request), encode_frame(request_tree(request), payload))
+          << json_text(encode_request(request));
+      EXPECT_EQ(encode_request_head(request, 5), encode_frame_head(request_tree(request), 5));
+    }
+    for (const auto& id : {std::optional<std::uint64_t>(), std::optional<std::uint64_t>(7)}) {
+      for (const auto code : {errc::not_locked, errc::fail, errc::ok}) {
+        const Error error{code, text};
+        EXPECT_EQ(encode_error_reply(id, error), encode_frame(make_error_reply(id, error)))
+            << json_text(encode_error_reply(id, error));
+      }
+    }
+  }
+  EXPECT_EQ(replies.size(), std::variant_size_v<ReplyBody>) << "a reply type left out";
+  EXPECT_EQ(events.size(), std::variant_size_v<Event>) << "an event type left out";
+  EXPECT_EQ(requests.size(), std::variant_size_v<RequestBody>) << "a request type left out";
 }
 
 TEST(Messages, EveryReplyRoundTripsThroughTheClientsReader) {
@@ -484,6 +613,207 @@ TEST(Messages, TimesAreRfc3339Utc) {
   const auto t =
       sys_days{2026y / November / 24} + hours(10) + minutes(5) + seconds(7) + milliseconds(42);
   EXPECT_EQ(format_rfc3339(t), "2026-11-24T10:05:07.042Z");
+}
+
+// ---- requests read without nlohmann (FrameDecoder::set_flat_objects) -----------
+// parse_flat_object takes only what it reads exactly as nlohmann does, and
+// parse_request gives the same id, body or error (code and message) from
+// either; anything the flat reader leaves goes to nlohmann.
+
+/// Whether the flat reader took `text`; either way its reading is nlohmann's.
+bool read_alike(const std::string& text) {
+  auto flat = parse_flat_object(text);
+  const json tree = json::parse(text, nullptr, /*allow_exceptions=*/false);
+  if (!flat) {
+    return false;
+  }
+  EXPECT_TRUE(tree.is_object()) << text;
+  const Bytes payload{1, 2};
+  EXPECT_EQ(testing::flat_reader_difference(Frame{tree, payload}, Frame{json(), payload, flat}), "")
+      << text;
+  EXPECT_EQ(testing::incoming_difference(Frame{tree, payload}, Frame{json(), payload, flat}), "")
+      << text;
+  return true;
+}
+
+TEST(Messages, AFlatRequestReadsAsNlohmannReadsIt) {
+  // Taken by the flat reader.
+  for (
+      const std::string& text : std::vector<std::string>{
+          R"({"id":1,"op":"acquire","drive":"sim0"})",
+          " \t\r\n{ \"id\" : 1 , \"op\" : \"release\" , \"drive\" : \"sim0\" }\n ",
+          R"({})",
+          R"({"id":0,"op":"status"})",
+          R"({"id":18446744073709551615,"op":"status"})",
+          R"({"id":null,"op":"status"})",
+          R"({"id":"7","op":"status"})",
+          R"({"id":true,"op":"status"})",
+          R"({"op":"status"})",
+          R"({"id":1})",
+          R"({"id":1,"op":7})",
+          R"({"id":1,"op":null})",
+          R"({"id":1,"op":"bogus"})",
+          R"({"id":1,"op":""})",
+          R"({"id":1,"op":"acquire"})",
+          R"({"id":1,"op":"acquire","drive":null})",
+          R"({"id":1,"op":"acquire","drive":5})",
+          R"({"id":1,"op":"acquire","drive":"sim0","force":"yes"})",
+          R"({"id":1,"op":"acquire","drive":"sim0","force":true,"wait_ms":4294967295})",
+          R"({"id":1,"op":"acquire","drive":"sim0","wait_ms":4294967296})",
+          R"({"id":1,"op":"acquire","drive":"sim0","wait_ms":"5"})",
+          R"({"id":1,"op":"hello","protocol":1,"client_name":"x","pid":5})",
+          R"({"id":1,"op":"hello","protocol":65536,"client_name":"x"})",
+          R"({"id":1,"op":"hello","client_name":"x"})",
+          R"({"id":1,"op":"execute","drive":"sim0","cdb":"2A00000000000000200000","direction":"out"})",
+          R"({"id":1,"op":"execute","drive":"sim0","cdb":"12 00 00 00 24 00","direction":"in","data_in_len":36,"timeout_s":5})",
+          R"({"id":1,"op":"execute","drive":"sim0","cdb":"zz","direction":"in"})",
+          R"({"id":1,"op":"execute","drive":"sim0","cdb":"1200","direction":"sideways"})",
+          R"({"id":1,"op":"execute","drive":"sim0","cdb":"120000002400","data_in_len":3})",
+          R"({"id":1,"op":"release","drive":"~!@#$%^&*()_+`-=[]{}|;':,./<>?"})",
+          R"({"":1,"id":1,"op":"owner","drive":""})",
+      }) {
+    EXPECT_TRUE(read_alike(text)) << "left to nlohmann: " << text;
+  }
+  // Left to nlohmann: not JSON, or more than the flat reader takes.
+  for (const std::string& text : std::vector<std::string>{
+           R"()",
+           R"(   )",
+           R"([])",
+           R"(7)",
+           R"({"id":1,"op":"status"} x)",
+           R"({"id":1,"op":"status"}{})",
+           R"({"id":1,"op":"status",})",
+           R"({"id":1,,"op":"status"})",
+           R"({"id":1 "op":"status"})",
+           R"({"id":01,"op":"status"})",
+           R"({"id":-1,"op":"status"})",
+           R"({"id":-0,"op":"status"})",
+           R"({"id":1.0,"op":"status"})",
+           R"({"id":1e2,"op":"status"})",
+           R"({"id":1E2,"op":"status"})",
+           R"({"id":+1,"op":"status"})",
+           R"({"id":18446744073709551616,"op":"status"})",
+           R"({"id":1,"op":"status","id":2})",
+           R"({"id":1,"op":"st\u0061tus"})",
+           R"({"id":1,"op":"a\"b"})",
+           R"({"id":1,"op":"status","x":{}})",
+           R"({"id":1,"op":"status","x":[1]})",
+           R"({"id":1,"op":"status","x":tru})",
+           R"({"id":1,"op":"status","x":True})",
+           R"({"id":1,"op":"status","x":nulll})",
+           R"({"id":1,"op":"status)",
+           R"({"id":1,"op":'status'})",
+           "{\"id\":1,\"op\":\"st\x01atus\"}",
+           "{\"id\":1,\"op\":\"Br\xc3\xbbleur\"}",
+           "{\"id\":1,\"op\":\"bad \xff\"}",
+           "{\"id\":1,\"op\":\"tab\there\"}",
+           std::string("{\"id\":1,\"op\":\"nul\0\"}", 20),
+           "{\"id\":1,\"op\":\"status\"}\f",
+       }) {
+    EXPECT_FALSE(read_alike(text)) << "taken by the flat reader: " << text;
+  }
+}
+
+TEST(Messages, EveryFlatReplyAndEventReadsAsFromNlohmannsTree) {
+  // The client reads a frame's JSON part flat where it can (read_frame).
+  std::vector<std::string> flat_ones;
+  for (const auto& [body, text] : pinned_replies()) {
+    if (read_alike(text)) {
+      flat_ones.push_back(text);
+    }
+  }
+  for (const auto& [event, text] : pinned_events()) {
+    if (read_alike(text)) {
+      flat_ones.push_back(text);
+    }
+  }
+  // The small replies and events are read without a tree (an execute reply
+  // and an event then go to one: ReplyJson::get, parse_incoming); the others,
+  // and error replies ("error" is an object), are left to nlohmann.
+  EXPECT_EQ(
+      flat_ones,
+      (std::vector<std::string>{
+          R"({"drive":"sim0","id":7,"lock_count":2,"ok":true})",
+          R"({"drive":"sim0","id":7,"lock_count":0,"ok":true})",
+          R"({"drive":"sim1","id":7,"ok":true,"owner":null})",
+          R"({"code":11141632,"data_len":0,"id":7,"name":"S_IMAPI_COMMAND_HAS_SENSE_DATA","ok":true,"scsi_status":2,"sense":"700005000000000A00000000240000000000"})",
+          R"({"code":0,"data_len":36,"id":7,"name":"S_OK","ok":true,"scsi_status":0,"sense":""})",
+          R"({"id":7,"ok":true})",
+          R"({"cause":"session_ended","client_name":"Burner","drive":"sim0","event":"released","session":3})",
+          R"({"drive":"sim0","event":"drive_arrived"})",
+          R"({"drive":"sim0","event":"drive_removed","reason":"/dev/sr0 was removed"})",
+          R"({"drive":"sim0","event":"drive_error","reason":"opcode 0x28 timed out: no answer"})",
+          R"({"drive":"sim0","event":"drive_recovered"})",
+          R"({"drive":"sim0","event":"drive_renamed","to":"sim9"})",
+      }));
+  EXPECT_FALSE(read_alike(json_text(encode_error_reply(7, Error{errc::not_locked, "no"}))));
+  // Flat objects that are not what a reply type holds: nlohmann's verdict.
+  for (const std::string& text : std::vector<std::string>{
+           R"({"id":7,"ok":true,"drive":"sim0","lock_count":4294967296})",
+           R"({"id":7,"ok":true,"drive":"sim0","lock_count":"2"})",
+           R"({"id":7,"ok":true,"drive":5,"lock_count":2})",
+           R"({"id":7,"ok":true,"lock_count":2})",
+           R"({"id":7,"ok":true,"drive":null,"lock_count":2})",
+           R"({"id":7,"ok":true,"drive":"sim0","owner":"x"})",
+           R"({"id":7,"ok":true,"drive":"sim0","owner":true})",
+           R"({"id":7,"ok":true,"drive":"sim0","broken_owner":null})",
+           R"({"id":7,"ok":true,"code":0,"data_len":36,"name":"S_OK","scsi_status":0,"sense":""})",
+           R"({"id":7,"ok":true,"scsi_status":0,"sense":"zz","data_len":1,"code":0})",
+           R"({"id":"7","ok":true})",
+           R"({"id":null,"ok":false})",
+           R"({"id":7,"ok":false,"error":"no"})",
+           R"({"id":7,"ok":1})",
+           R"({"id":7})",
+           R"({"event":"released","drive":"sim0"})",
+           R"({"event":5})",
+           R"({"event":"acquired","drive":"sim0","owner":null})",
+       }) {
+    EXPECT_TRUE(read_alike(text)) << text;
+  }
+}
+
+TEST(Messages, MutatedRequestsReadAsNlohmannReadsThem) {
+  std::vector<std::string> seeds;
+  for (const auto& text : {std::string("sim0"), std::string("a b")}) {
+    for (const auto& request : requests_holding(text)) {
+      seeds.push_back(json_text(encode_request(request)));
+    }
+    // N.B. and the replies and events the client reads (incoming_difference).
+    for (const auto& reply : replies_holding(text)) {
+      seeds.push_back(json_text(encode_reply(7, reply)));
+    }
+    for (const auto& event : events_holding(text)) {
+      seeds.push_back(json_text(encode_event(event)));
+    }
+  }
+  seeds.push_back(R"( { "id" : 12 , "op" : "acquire" , "drive" : "sim0" , "force" : false } )");
+  static constexpr std::string_view kAlphabet =
+      "{}[]\":, \t\n0123456789-+.eEtrufalsn\\/xA\x7f\x80\xc3";
+  std::mt19937 random(15);  // a fixed seed: the same cases every run
+  const auto pick = [&](std::size_t n) {
+    return std::uniform_int_distribution<std::size_t>(0, n - 1)(random);
+  };
+  int taken = 0;
+  for (int i = 0; i < 20000; ++i) {
+    std::string text = seeds[pick(seeds.size())];
+    for (std::size_t edits = 1 + pick(3); edits > 0 && !text.empty(); --edits) {
+      const std::size_t at = pick(text.size());
+      const char c = kAlphabet[pick(kAlphabet.size())];
+      switch (pick(3)) {
+        case 0:
+          text[at] = c;
+          break;
+        case 1:
+          text.insert(text.begin() + static_cast<std::ptrdiff_t>(at), c);
+          break;
+        default:
+          text.erase(at, 1);
+      }
+    }
+    taken += read_alike(text) ? 1 : 0;
+  }
+  // N.B. most mutations still leave a flat object (a changed digit or letter).
+  EXPECT_GT(taken, 2000);
 }
 
 }  // namespace

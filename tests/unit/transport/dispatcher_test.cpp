@@ -28,6 +28,7 @@ class Peer {
   Peer(ServiceContext& context, std::string user, bool administrator = false,
        proto::FrameLimits frames = {})
       : decoder_(frames) {
+    decoder_.set_flat_objects(true);  // as the session reads requests
     core::PeerIdentity peer{4242, std::move(user), 1000, {}, "/usr/bin/burner"};
     peer.administrator = administrator;
     dispatcher_.emplace(context, std::move(peer), frames, [this](proto::OutgoingFrame frame) {

@@ -29,7 +29,10 @@
 #include <cstdint>
 #include <optional>
 #include <span>
+#include <string>
+#include <string_view>
 #include <utility>
+#include <variant>
 #include <vector>
 
 #include <nlohmann/json.hpp>
@@ -43,9 +46,30 @@ inline constexpr std::size_t kFrameHeaderSize = 8;
 inline constexpr std::uint32_t kDefaultMaxJsonBytes = 64 * 1024;
 inline constexpr std::uint32_t kDefaultMaxPayloadBytes = 1024 * 1024;
 
+/// A flat JSON object's members, read without an nlohmann tree: a request
+/// is one (string, unsigned integer, true/false and null values).
+struct FlatObject {
+  using Value = std::variant<std::nullptr_t, bool, std::uint64_t, std::string>;
+  std::vector<std::pair<std::string, Value>> members;  // in the text's order
+  /// The member named `key`, or nullptr.
+  const Value* find(std::string_view key) const noexcept;
+  /// The same object as an nlohmann tree (what nlohmann reads from the text).
+  nlohmann::json tree() const;
+};
+
+/// `text` as a FlatObject; nullopt for whatever this small reader leaves to
+/// nlohmann (nesting, negative or fractional numbers, numbers over 64 bits,
+/// escapes, bytes outside printable ASCII in strings, duplicate keys) and for
+/// text that is not JSON. Whatever it takes, nlohmann reads as the same
+/// object (frame_test.cpp holds the two to each other).
+std::optional<FlatObject> parse_flat_object(std::string_view text);
+
 struct Frame {
-  nlohmann::json json;  // always an object
+  nlohmann::json json;  // an object; null when `flat` holds the members
   Bytes payload;
+  /// The JSON part when FrameDecoder::set_flat_objects is on and it is a flat
+  /// object (a request): then `json` is not built.
+  std::optional<FlatObject> flat{};
 };
 
 struct FrameLimits {
@@ -58,6 +82,9 @@ Bytes encode_frame(const nlohmann::json& json, std::span<const std::uint8_t> pay
 /// The frame's header and JSON part only, announcing `payload_len` bytes that
 /// the caller writes after it from its own buffer (a gather write).
 Bytes encode_frame_head(const nlohmann::json& json, std::size_t payload_len);
+/// encode_frame_head for a JSON object already written as text (valid UTF-8:
+/// the caller's to ensure, as the text writer of messages.cpp does).
+Bytes encode_text_frame_head(std::string_view json_text, std::size_t payload_len);
 
 /// A frame on its way out as two parts written by one gather write: the
 /// header and JSON part, and the payload the header announces, moved in (an
@@ -98,6 +125,11 @@ class FrameDecoder {
   /// a megabyte for a hundred bytes sent. On by default.
   void set_payload_space(bool on) noexcept { payload_space_on_ = on; }
   bool payload_space_on() const noexcept { return payload_space_on_; }
+  /// Whether a flat JSON part is read into frame.flat (parse_flat_object)
+  /// rather than into an nlohmann tree in frame.json: the service's requests
+  /// are, and parse_request reads either. Anything else still goes to
+  /// nlohmann, so what is accepted or refused does not change. Off by default.
+  void set_flat_objects(bool on) noexcept { flat_objects_ = on; }
 
   /// `oversize`: a frame whose payload was over max_payload_bytes and was
   /// skipped; `frame.json` is its JSON, `frame.payload` is empty and `error`
@@ -129,6 +161,7 @@ class FrameDecoder {
 
   FrameLimits limits_;
   bool payload_space_on_ = true;
+  bool flat_objects_ = false;
   Bytes buffer_;
   std::size_t consumed_ = 0;
   std::optional<Error> error_;

@@ -14,12 +14,24 @@
 
 namespace discarbiter::proto {
 
+/// A reply's JSON object: an nlohmann tree or, when it is flat (the small
+/// replies: acquire, release, owner of a free drive...), a FlatObject.
+/// get<T>() reads it as T, one of ReplyBody's types, as nlohmann's from_json
+/// does: the same value, or the same exception (a flat object that does not
+/// read as T goes to nlohmann for its verdict).
+struct ReplyJson {
+  nlohmann::json tree;  // null when `flat` holds the members
+  std::optional<FlatObject> flat{};
+  template <typename T>
+  T get() const;
+};
+
 /// A reply as read, before the caller (who knows which request it answers)
 /// reads the body as that request's reply type: `body.get<AcquireReply>()`.
 struct Reply {
   std::optional<std::uint64_t> id;
   std::optional<Error> error;  // set when ok is false
-  nlohmann::json body;         // the whole JSON object
+  ReplyJson body;              // the whole JSON object
   Bytes payload;
 };
 using Incoming = std::variant<Reply, Event>;
