@@ -40,6 +40,10 @@ class FlatReader {
     }
     if (!take('}')) {
       do {
+        // N.B. bounded: the duplicate check scans the members read so far.
+        if (out.members.size() == kMaxFlatMembers) {
+          return std::nullopt;
+        }
         auto key = take('"') ? string_body() : std::nullopt;
         if (!key || out.find(*key) || !take(':')) {
           return std::nullopt;

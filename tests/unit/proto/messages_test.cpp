@@ -5,6 +5,8 @@
 #include <random>
 #include <set>
 
+#include <fmt/format.h>
+
 #include "discarbiter/proto/frame.hpp"
 #include "discarbiter/proto/incoming.hpp"
 #include "discarbiter/proto/wire.hpp"
@@ -712,6 +714,21 @@ TEST(Messages, AFlatRequestReadsAsNlohmannReadsIt) {
        }) {
     EXPECT_FALSE(read_alike(text)) << "taken by the flat reader: " << text;
   }
+}
+
+TEST(Messages, AFlatObjectWithMoreMembersThanTheBoundIsLeftToNlohmann) {
+  // The flat reader's duplicate check grows with the square of the members:
+  // a 64 KiB request of thousands of keys must not be read by it (it stalled
+  // every other client: ~50 ms a frame).
+  const auto request = [](std::size_t members) {
+    std::string text = R"({"id":1,"op":"owner","drive":"sim0")";
+    for (std::size_t i = 3; i < members; ++i)
+      text += fmt::format(",\"k{}\":0", i);
+    return text + "}";
+  };
+  EXPECT_TRUE(read_alike(request(kMaxFlatMembers))) << "at the bound: flat";
+  EXPECT_FALSE(read_alike(request(kMaxFlatMembers + 1))) << "beyond: nlohmann, same result";
+  EXPECT_FALSE(parse_flat_object(request(7000)).has_value());
 }
 
 TEST(Messages, EveryFlatReplyAndEventReadsAsFromNlohmannsTree) {

@@ -57,11 +57,16 @@ struct FlatObject {
   nlohmann::json tree() const;
 };
 
+/// The most members parse_flat_object takes: a request or reply has a few;
+/// more (a client may send thousands in one frame) go to nlohmann, whose
+/// reading does not grow with their square.
+inline constexpr std::size_t kMaxFlatMembers = 32;
+
 /// `text` as a FlatObject; nullopt for whatever this small reader leaves to
 /// nlohmann (nesting, negative or fractional numbers, numbers over 64 bits,
-/// escapes, bytes outside printable ASCII in strings, duplicate keys) and for
-/// text that is not JSON. Whatever it takes, nlohmann reads as the same
-/// object (frame_test.cpp holds the two to each other).
+/// escapes, bytes outside printable ASCII in strings, duplicate keys, more
+/// than kMaxFlatMembers members) and for text that is not JSON. Whatever it takes, nlohmann reads
+/// as the same object (frame_test.cpp holds the two to each other).
 std::optional<FlatObject> parse_flat_object(std::string_view text);
 
 struct Frame {
